@@ -1,0 +1,3 @@
+from covkb.cli import main
+
+main()

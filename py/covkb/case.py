@@ -1,0 +1,322 @@
+"""The case: decoding and validating one prior-authorization request (SPEC §1).
+
+File → validated `Case`. Nothing here knows the policy: only the fields, their
+types and ranges, and the cross-field checks that make a case well formed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import msgspec
+
+# Limits of what one case may hold (documented in docs/case-format.md).
+MAX_DECIMALS = 9
+MAX_NUMBER = Decimal(1_000_000_000)
+MAX_STRING = 512
+MAX_ITEMS = 200
+MAX_CASE_BYTES = 1_000_000
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING)]
+
+
+class InvalidCase(ValueError):
+    """A case that cannot be decided as given; `path` names the field."""
+
+    def __init__(self, path: str, value: Any, expected: str, case_id: Optional[str] = None):
+        self.path = path
+        self.value = value
+        self.expected = expected
+        self.case_id = case_id
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        shown = "" if self.value is _ABSENT else f" = {_show(self.value)}"
+        return f"{self.path or '(case)'}{shown}: {self.expected}"
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Decimal):
+        text = str(value)
+    else:
+        try:
+            text = msgspec.json.encode(value).decode()
+        except (TypeError, msgspec.EncodeError):
+            text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# Exact decimal numbers: JSON floats are decoded straight to Decimal, never to
+# binary floating point, so 45.01 stays 45.01.
+class Number(Decimal):
+    """A non-negative decimal number, compared exactly."""
+
+    low: Decimal = Decimal(0)
+    high: Decimal = MAX_NUMBER
+    low_open = False
+    expected = "a number >= 0"
+
+
+class Percent(Number):
+    high = Decimal(100)
+    expected = "a number from 0 to 100"
+
+
+class Positive(Number):
+    low_open = True
+    expected = "a number > 0"
+
+
+def _decode_number(kind: type, obj: Any) -> Number:
+    if isinstance(obj, bool) or not isinstance(obj, (int, Decimal)):
+        raise ValueError(f"expected {kind.expected}, got {type(obj).__name__}")
+    value = Decimal(obj)
+    if not value.is_finite():
+        raise ValueError(f"expected {kind.expected}")
+    if value < kind.low or (kind.low_open and value == kind.low) or value > kind.high:
+        raise ValueError(f"expected {kind.expected}"
+                         + (f" and at most {kind.high}" if kind.high == MAX_NUMBER else ""))
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMALS:
+        raise ValueError(f"expected at most {MAX_DECIMALS} decimal places")
+    return kind(value)
+
+
+def _dec_hook(kind: type, obj: Any) -> Any:
+    if isinstance(kind, type) and issubclass(kind, Number):
+        return _decode_number(kind, obj)
+    raise NotImplementedError(kind)
+
+
+def _schema_hook(kind: type) -> dict:
+    if isinstance(kind, type) and issubclass(kind, Number):
+        schema: dict = {"type": "number", "description": kind.expected}
+        schema["exclusiveMinimum" if kind.low_open else "minimum"] = float(kind.low)
+        schema["maximum"] = float(kind.high)
+        return schema
+    raise NotImplementedError(kind)
+
+
+class _Part(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class Plan(_Part):
+    primary_coverage_criteria: Optional[bool] = None
+    group_specific_policy: Optional[bool] = None
+    walmart_associates_plan: Optional[bool] = None
+
+
+class Member(_Part):
+    birth_date: Optional[datetime.date] = None
+    age: Optional[Annotated[int, msgspec.Meta(ge=0, le=130)]] = None
+
+
+class Prescriber(_Part):
+    specialist: Optional[bool] = None
+    approved_car_t_center: Optional[bool] = None
+
+
+class Diagnosis(_Part):
+    multiple_myeloma: Optional[bool] = None
+    relapsed: Optional[bool] = None
+    refractory: Optional[bool] = None
+    cns_involvement: Optional[bool] = None
+
+
+class Infections(_Part):
+    hepatitis_b: Optional[bool] = None
+    hepatitis_c: Optional[bool] = None
+    hiv: Optional[bool] = None
+    uncontrolled: Optional[bool] = None
+
+
+class ConcurrentTherapy(_Part):
+    agent: NonEmpty
+    purpose: Literal["lymphodepletion", "bridging", "supportive", "anti_cancer"]
+
+
+class Compendium(_Part):
+    fda_approved_indication: Optional[bool] = None
+    nccn_category: Optional[Literal["1", "2A", "2B", "3"]] = None
+    indication: Optional[Annotated[str, msgspec.Meta(max_length=MAX_STRING)]] = None
+
+
+Items = Annotated[list, msgspec.Meta(max_length=MAX_ITEMS)]
+Line = Annotated[list[NonEmpty], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
+
+
+class Case(_Part):
+    case_id: NonEmpty
+    date_of_service: datetime.date
+    plan: Optional[Plan] = None
+    member: Optional[Member] = None
+    prescriber: Optional[Prescriber] = None
+    diagnosis: Optional[Diagnosis] = None
+    prior_lines: Optional[Annotated[list[Line], msgspec.Meta(max_length=MAX_ITEMS)]] = None
+    prior_cell_therapies: Optional[Annotated[list[NonEmpty], msgspec.Meta(max_length=MAX_ITEMS)]] = None
+    clinical_trials: Optional[Annotated[list[NonEmpty], msgspec.Meta(max_length=MAX_ITEMS)]] = None
+    concurrent_therapies: Optional[Annotated[list[ConcurrentTherapy], msgspec.Meta(max_length=MAX_ITEMS)]] = None
+    prior_allogeneic_transplant: Optional[bool] = None
+    creatinine_clearance_ml_min: Optional[Number] = None
+    lvef_percent: Optional[Percent] = None
+    significant_cardiac_disease_dates: Optional[Annotated[list[datetime.date], msgspec.Meta(max_length=MAX_ITEMS)]] = None
+    infections: Optional[Infections] = None
+    organ_function_adequate: Optional[bool] = None
+    dose_million_car_t_cells: Optional[Positive] = None
+    compendium: Optional[Compendium] = None
+
+
+def case_schema() -> dict:
+    """The JSON Schema of a case."""
+    return msgspec.json.schema(Case, schema_hook=_schema_hook)
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------
+_json = msgspec.json.Decoder(float_hook=Decimal)
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_FIELD = re.compile(r"`([^`]*)`")
+
+
+def _lookup(raw: Any, path: str) -> Any:
+    node = raw
+    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        key, index = part
+        try:
+            node = node[key] if key else node[int(index)]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return _ABSENT
+    return node
+
+
+def _dotted(path: str) -> str:
+    return path[1:] if path.startswith(".") else path
+
+
+def _case_id_of(raw: Any) -> Optional[str]:
+    if isinstance(raw, dict) and isinstance(raw.get("case_id"), str):
+        return raw["case_id"]
+    return None
+
+
+def from_object(raw: Any) -> Case:
+    """Validate an already parsed JSON/YAML value as a case."""
+    case_id = _case_id_of(raw)
+    try:
+        case = msgspec.convert(raw, Case, dec_hook=_dec_hook, strict=True)
+    except msgspec.ValidationError as error:
+        raise _explain(raw, str(error), case_id) from None
+    _check_dates(case)
+    return case
+
+
+def _explain(raw: Any, text: str, case_id: Optional[str]) -> InvalidCase:
+    match = _AT.match(text)
+    message, path = match.group("msg"), match.group("path") or ""
+    name = _FIELD.search(message)
+    if message.startswith("Object contains unknown field") and name:
+        full = f"{path}.{name.group(1)}"
+        return InvalidCase(_dotted(full), _lookup(raw, full), "unknown field", case_id)
+    if message.startswith("Object missing required field") and name:
+        full = f"{path}.{name.group(1)}"
+        return InvalidCase(_dotted(full), _ABSENT, "required field is missing", case_id)
+    expected = message[0].lower() + message[1:] if message else "invalid value"
+    return InvalidCase(_dotted(path), _lookup(raw, path), expected, case_id)
+
+
+def _check_dates(case: Case) -> None:
+    service = case.date_of_service
+    if case.member and case.member.birth_date and case.member.birth_date > service:
+        raise InvalidCase("member.birth_date", case.member.birth_date.isoformat(),
+                          f"must not be after date_of_service {service.isoformat()}", case.case_id)
+    for index, day in enumerate(case.significant_cardiac_disease_dates or ()):
+        if day > service:
+            raise InvalidCase(f"significant_cardiac_disease_dates[{index}]", day.isoformat(),
+                              f"must not be after date_of_service {service.isoformat()}", case.case_id)
+
+
+def parse_json(text: bytes | str) -> Any:
+    """Parse JSON text, keeping every number exact."""
+    if len(text) > MAX_CASE_BYTES:
+        raise InvalidCase("", _ABSENT, f"a case may hold at most {MAX_CASE_BYTES} bytes")
+    if isinstance(text, bytes) and text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:]
+    try:
+        return _json.decode(text)
+    except msgspec.DecodeError as error:
+        raise InvalidCase("", _ABSENT, f"not valid JSON ({error})") from None
+
+
+def from_json(text: bytes | str) -> Case:
+    return from_object(parse_json(text))
+
+
+def _yaml_loader():
+    import yaml
+
+    class ExactLoader(yaml.SafeLoader):
+        """YAML's safe loader with floats kept as exact decimals."""
+
+    def exact_float(loader, node):
+        text = loader.construct_scalar(node).replace("_", "")
+        try:
+            return Decimal(text)
+        except InvalidOperation:
+            return Decimal(str(loader.construct_yaml_float(node)))
+
+    ExactLoader.add_constructor("tag:yaml.org,2002:float", exact_float)
+    return yaml, ExactLoader
+
+
+def from_yaml(text: bytes | str) -> Case:
+    yaml, loader = _yaml_loader()
+    if len(text) > MAX_CASE_BYTES:
+        raise InvalidCase("", _ABSENT, f"a case may hold at most {MAX_CASE_BYTES} bytes")
+    try:
+        raw = yaml.load(text, Loader=loader)
+    except yaml.YAMLError as error:
+        raise InvalidCase("", _ABSENT, f"not valid YAML ({str(error).splitlines()[0]})") from None
+    return from_object(_dates_as_text(raw))
+
+
+def _dates_as_text(raw: Any) -> Any:
+    # YAML reads 2025-11-01 as a date; a case wants the same ISO text JSON gives.
+    if isinstance(raw, dict):
+        return {key: _dates_as_text(value) for key, value in raw.items()}
+    if isinstance(raw, list):
+        return [_dates_as_text(value) for value in raw]
+    if isinstance(raw, datetime.datetime):
+        return raw
+    if isinstance(raw, datetime.date):
+        return raw.isoformat()
+    return raw
+
+
+def load(path: Path) -> Case:
+    """Read one case from a .json, .yaml/.yml or .lp file."""
+    data = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return from_yaml(_text(data))
+    if suffix == ".lp":
+        from covkb.lpcase import parse_lp
+
+        return from_object(parse_lp(_text(data)))
+    return from_json(data)
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidCase("", _ABSENT, f"the file is not UTF-8 text (byte {error.start})") from None

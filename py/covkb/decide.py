@@ -1,0 +1,117 @@
+"""Facts → clingo → the atoms the knowledge base shows, per case.
+
+Many cases are grounded together in one program, each under its own key; the
+knowledge base is stratified, so grounding decides and the one model is read back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional
+
+import clingo
+
+from covkb.case import Case
+from covkb.facts import case_facts
+
+
+def kb_dir() -> Path:
+    """The knowledge base: $COVKB_KB, the copy installed with the package, or the source tree's kb/."""
+    if "COVKB_KB" in os.environ:
+        return Path(os.environ["COVKB_KB"])
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "kb", here.parents[1] / "kb"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("knowledge base kb/ not found; set COVKB_KB")
+
+
+def kb_files(directory: Optional[Path] = None) -> list[Path]:
+    return sorted((directory or kb_dir()).glob("*.lp"))
+
+
+@dataclass
+class Shown:
+    """What the knowledge base shows about one case."""
+
+    version: Optional[str] = None
+    decision: Optional[str] = None
+    label: Optional[str] = None
+    status: dict[str, str] = field(default_factory=dict)
+    because: dict[str, list[clingo.Symbol]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    advisories: list[clingo.Symbol] = field(default_factory=list)
+
+
+@dataclass
+class Policy:
+    """The policy as the knowledge base states it: its id, versions and criteria."""
+
+    id: str = ""
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    criteria: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+
+def _control(directory: Optional[Path]) -> clingo.Control:
+    control = clingo.Control(["--warn=none"])
+    for path in kb_files(directory):
+        control.load(str(path))
+    return control
+
+
+def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
+          directory: Optional[Path] = None) -> tuple[Policy, dict[int, Shown]]:
+    """Decide every (key, case, requested version) in one grounding."""
+    control = _control(directory)
+    keys: list[int] = []
+    with control.backend() as backend:
+        for key, case, version in cases:
+            keys.append(key)
+            for symbol in case_facts(key, case, version):
+                backend.add_rule([backend.add_atom(symbol)])
+    control.ground([("base", [])])
+    shown = {key: Shown() for key in keys}
+    policy = Policy()
+    with control.solve(yield_=True) as handle:
+        model = next(iter(handle))
+        _read(model.symbols(shown=True), shown, policy)
+    return policy, shown
+
+
+@lru_cache(maxsize=4)
+def policy(directory: Optional[Path] = None) -> Policy:
+    """The policy's id, versions and criteria, read from the knowledge base alone."""
+    return solve((), directory)[0]
+
+
+def _read(symbols: list[clingo.Symbol], shown: dict[int, Shown], policy: Policy) -> None:
+    criteria: dict[str, list[tuple[int, str, str]]] = {}
+    for symbol in symbols:
+        name, args = symbol.name, symbol.arguments
+        if name == "criterion":
+            criteria.setdefault(args[0].string, []).append((args[2].number, args[1].string, args[3].string))
+            continue
+        if name == "version":
+            policy.versions[args[0].string] = (args[1].number, args[2].number)
+            continue
+        if name == "policy":
+            policy.id = args[0].string
+            continue
+        one = shown[args[0].number]
+        if name == "status":
+            one.status[args[1].string] = args[2].name
+        elif name == "because":
+            one.because.setdefault(args[1].string, []).append(args[2])
+        elif name == "decision":
+            one.decision, one.label = args[1].name, args[2].name
+        elif name == "applies":
+            one.version = args[1].string
+        elif name == "missing":
+            one.missing.append(args[1].string)
+        elif name == "advisory":
+            one.advisories.append(args[1])
+    for version, rows in criteria.items():
+        policy.criteria[version] = [(ident, text) for _, ident, text in sorted(rows)]

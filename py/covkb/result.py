@@ -1,0 +1,139 @@
+"""The knowledge base's atoms for one case → the result object of SPEC §2.
+
+The reasons are the knowledge base's: each `because` and `advisory` term names
+the field and carries the policy's words; this module only writes them out with
+the case's own values.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Optional
+
+import clingo
+import msgspec
+
+from covkb.case import Case
+from covkb.decide import Policy, Shown
+from covkb.facts import field, fold
+
+
+class Criterion(msgspec.Struct):
+    id: str
+    status: str
+    text: str
+    because: list[str]
+
+
+class Result(msgspec.Struct):
+    case_id: str
+    policy: str
+    version: Optional[str]
+    decision: str
+    label: str
+    criteria: list[Criterion]
+    advisories: list[str]
+    missing: list[str]
+
+
+class Failure(msgspec.Struct, omit_defaults=True):
+    """A batch line that could not be decided."""
+
+    case_id: Optional[str]
+    error: str
+    line: Optional[int] = None
+
+
+def build(case: Case, shown: Shown, policy: Policy) -> Result:
+    words = _Words(case)
+    criteria = []
+    if shown.version is not None:
+        for ident, text in policy.criteria[shown.version]:
+            reasons = sorted(shown.because.get(ident, ()))
+            criteria.append(Criterion(ident, shown.status[ident], text,
+                                      [words.because(ident, term) for term in reasons]))
+    return Result(
+        case_id=case.case_id,
+        policy=policy.id,
+        version=shown.version,
+        decision=shown.decision,
+        label=shown.label,
+        criteria=criteria,
+        advisories=[words.advisory(term) for term in sorted(shown.advisories)],
+        missing=sorted(shown.missing),
+    )
+
+
+def _iso(symbol: clingo.Symbol) -> str:
+    number = symbol.number
+    return datetime.date(number // 10000, number // 100 % 100, number % 100).isoformat()
+
+
+class _Words:
+    """Writes the knowledge base's reason terms with the values of one case."""
+
+    def __init__(self, case: Case):
+        self.case = case
+        self.spelling: dict[str, str] = {}
+        names = [a for line in case.prior_lines or () for a in line]
+        names += list(case.prior_cell_therapies or ()) + list(case.clinical_trials or ())
+        names += [t.agent for t in case.concurrent_therapies or ()]
+        for name in names:
+            self.spelling.setdefault(fold(name), name)
+
+    def value(self, path: str) -> str:
+        value = field(self.case, path)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, datetime.date):
+            return value.isoformat()
+        if path == "prior_lines":
+            lines = "; ".join(", ".join(line) for line in value)
+            return f"{len(value)} ({lines})" if value else "0 (none)"
+        if path == "concurrent_therapies":
+            return ", ".join(f"{t.agent} ({t.purpose})" for t in value) or "none"
+        if isinstance(value, list):
+            return ", ".join(d.isoformat() if isinstance(d, datetime.date) else str(d)
+                             for d in value) or "none"
+        return str(value)
+
+    def place(self, symbol: clingo.Symbol) -> str:
+        if symbol.type == clingo.SymbolType.Function and symbol.name == "line":
+            return f"prior_lines line {symbol.arguments[0].number}"
+        return symbol.string
+
+    def name(self, symbol: clingo.Symbol) -> str:
+        return self.spelling.get(symbol.string, symbol.string)
+
+    def because(self, ident: str, term: clingo.Symbol) -> str:
+        kind, args = term.name, term.arguments
+        if kind == "is":
+            path = args[0].string
+            return f"{path} = {self.value(path)}"
+        if kind == "absent":
+            return f"{args[0].string} not documented"
+        if kind == "requires":
+            path = args[0].string
+            return f"{path} = {self.value(path)}, and {ident} requires {args[1].string}"
+        if kind == "derived":
+            return f"{args[0].string} = {args[1]}, and {ident} requires {args[2].string}"
+        if kind == "named":
+            return f"{self.place(args[0])}: {self.name(args[1])!r} {args[2].string}"
+        if kind == "none_of_class":
+            return f"{args[0].string}: no agent of this class in any prior line"
+        if kind == "within":
+            return (f"{args[0].string} has {_iso(args[1])}, on or after "
+                    f"{_iso(args[2])}, the start of the window {ident} looks back over")
+        return str(term)
+
+    def advisory(self, term: clingo.Symbol) -> str:
+        kind, args = term.name, term.arguments
+        if kind == "guideline":
+            path = args[0].string
+            return f"{path} = {self.value(path)}: {args[1].string}"
+        if kind == "guideline_date":
+            return f"{args[0].string} has {_iso(args[1])}: {args[2].string}"
+        if kind == "unrecognised":
+            return (f"{self.place(args[0])}: {self.name(args[1])!r} is not a recognised name; "
+                    "please clarify it")
+        return str(term)
