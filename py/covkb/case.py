@@ -21,6 +21,8 @@ MAX_STRING = 512
 MAX_ITEMS = 200
 MAX_CASE_BYTES = 1_000_000
 
+PURPOSES = ("lymphodepletion", "bridging", "supportive", "anti_cancer")
+NCCN_CATEGORIES = ("1", "2A", "2B", "3")
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING)]
 
 
@@ -77,7 +79,9 @@ class Positive(Number):
 
 def _decode_number(kind: type, obj: Any) -> Number:
     if isinstance(obj, bool) or not isinstance(obj, (int, Decimal)):
-        raise ValueError(f"expected {kind.expected}, got {type(obj).__name__}")
+        got = {"str": "a string", "bool": "true or false", "list": "a list", "dict": "an object",
+               "NoneType": "null"}.get(type(obj).__name__, type(obj).__name__)
+        raise ValueError(f"expected {kind.expected}, got {got}")
     value = Decimal(obj)
     if not value.is_finite():
         raise ValueError(f"expected {kind.expected}")
@@ -141,12 +145,12 @@ class Infections(_Part):
 
 class ConcurrentTherapy(_Part):
     agent: NonEmpty
-    purpose: Literal["lymphodepletion", "bridging", "supportive", "anti_cancer"]
+    purpose: Literal[PURPOSES]
 
 
 class Compendium(_Part):
     fda_approved_indication: Optional[bool] = None
-    nccn_category: Optional[Literal["1", "2A", "2B", "3"]] = None
+    nccn_category: Optional[Literal[NCCN_CATEGORIES]] = None
     indication: Optional[Annotated[str, msgspec.Meta(max_length=MAX_STRING)]] = None
 
 
@@ -230,8 +234,38 @@ def _explain(raw: Any, text: str, case_id: Optional[str]) -> InvalidCase:
     if message.startswith("Object missing required field") and name:
         full = f"{path}.{name.group(1)}"
         return InvalidCase(_dotted(full), _ABSENT, "required field is missing", case_id)
-    expected = message[0].lower() + message[1:] if message else "invalid value"
-    return InvalidCase(_dotted(path), _lookup(raw, path), expected, case_id)
+    return InvalidCase(_dotted(path), _lookup(raw, path), _plain(message, path), case_id)
+
+
+_TYPE_WORDS = {
+    "bool": "true or false", "str": "a string", "int": "an integer", "float": "a number",
+    "array": "a list", "object": "an object", "date": "a date YYYY-MM-DD", "null": "null",
+    "decimal": "a decimal number",
+}
+
+
+_CHOICES = {"purpose": PURPOSES, "nccn_category": NCCN_CATEGORIES}
+
+
+def _plain(message: str, path: str = "") -> str:
+    """msgspec's message in a reviewer's words."""
+    if message.startswith("Invalid enum value"):
+        choices = _CHOICES.get(path.rsplit(".", 1)[-1])
+        if choices:
+            return "expected one of " + ", ".join(choices)
+    message = (message.replace("`array` of length >= 1", "a non-empty list")
+               .replace("`str` of length >= 1", "a non-empty string")
+               .replace("`array` of length <= ", "a list of at most ")
+               .replace("`str` of length <= ", "a string of at most "))
+    if message.startswith("Invalid RFC3339 encoded date"):
+        return "expected a calendar date YYYY-MM-DD that exists"
+    typed = re.match(r"Expected `([^`]*)`, got `([^`]*)`$", message)
+    if typed:
+        wanted = [_TYPE_WORDS.get(t.strip(), t.strip()) for t in typed.group(1).split("|")]
+        wanted = [w for w in wanted if w != "null"]
+        got = _TYPE_WORDS.get(typed.group(2), typed.group(2))
+        return f"expected {' or '.join(wanted)}, got {got}"
+    return message[:1].lower() + message[1:] if message else "invalid value"
 
 
 def _check_dates(case: Case) -> None:

@@ -76,7 +76,9 @@ def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
     shown = {key: Shown() for key in keys}
     policy = Policy()
     with control.solve(yield_=True) as handle:
-        model = next(iter(handle))
+        model = next(iter(handle), None)
+        if model is None:
+            raise RuntimeError("the knowledge base has no model for these cases: kb/ is inconsistent")
         _read(model.symbols(shown=True), shown, policy)
     return policy, shown
 

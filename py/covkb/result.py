@@ -36,12 +36,12 @@ class Result(msgspec.Struct):
     missing: list[str]
 
 
-class Failure(msgspec.Struct, omit_defaults=True):
+class Failure(msgspec.Struct):
     """A batch line that could not be decided."""
 
     case_id: Optional[str]
+    line: int
     error: str
-    line: Optional[int] = None
 
 
 def build(case: Case, shown: Shown, policy: Policy) -> Result:
