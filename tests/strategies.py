@@ -1,0 +1,152 @@
+"""Hypothesis strategies for valid cases, reused by every property.
+
+Values crowd the policy's edges: each threshold exactly, ±0.01 and ±1; dates around both
+effective dates, month ends and 29 February; drug names in every form and letter case.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, timedelta
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from cases import ELIGIBLE
+
+EFFECTIVE = [date(2024, 8, 21), date(2025, 11, 1)]
+ANCHORS = EFFECTIVE + [date(2025, 10, 31), date(2024, 8, 20), date(2025, 8, 31), date(2024, 8, 31),
+                       date(2025, 3, 31), date(2026, 2, 28), date(2028, 2, 29), date(2025, 12, 31)]
+
+
+@st.composite
+def service_dates(draw, low=date(2024, 1, 1), high=date(2028, 12, 31)):
+    if draw(st.booleans()):
+        return draw(st.dates(low, high))
+    return draw(st.sampled_from(ANCHORS)) + timedelta(days=draw(st.integers(-2, 2)))
+
+
+def near(*thresholds: int, low: Decimal = Decimal(0), high: Decimal = Decimal(1000)):
+    """Numbers exactly at, ±0.01, ±1 around each threshold, and anywhere in range."""
+    edges = [Decimal(t) + Decimal(d) for t in thresholds
+             for d in ("0", "0.01", "-0.01", "1", "-1", "0.000000001", "-0.000000001")]
+    anywhere = st.decimals(low, high, places=2, allow_nan=False, allow_infinity=False)
+    return st.one_of(st.sampled_from([e for e in edges if low <= e <= high]), anywhere)
+
+
+CREATININE = near(45, high=Decimal(200))
+LVEF = near(45, high=Decimal(100))
+DOSE = near(300, 510, low=Decimal("0.01"), high=Decimal(900))
+
+# The names of each class as a reviewer may write them (SPEC §1).
+IMID = ["thalidomide", "Thalomid", "lenalidomide", "Revlimid", "pomalidomide", "Pomalyst"]
+PI = ["bortezomib", "Velcade", "carfilzomib", "Kyprolis", "ixazomib", "Ninlaro"]
+CD38 = ["daratumumab", "Darzalex", "Darzalex Faspro", "daratumumab and hyaluronidase-fihj",
+        "isatuximab", "isatuximab-irfc", "Sarclisa"]
+OTHER = ["dexamethasone", "prednisone", "melphalan", "cyclophosphamide", "selinexor",
+         "elotuzumab", "teclistamab", "venetoclax"]
+REGIMENS = ["VRd", "KRd", "DRd", "IRd", "DVRd", "D-VRd", "DPd", "DKd", "DVd", "IsaPd", "IsaKd",
+            "EPd", "ERd", "VTd", "VCd", "CyBorD", "PVd", "KPd", "SVd", "Kd", "Pd", "Rd", "Vd"]
+AGENTS = IMID + PI + CD38 + OTHER + REGIMENS
+PRODUCTS = ["Abecma", "ide-cel", "idecabtagene vicleucel", "Carvykti", "cilta-cel",
+            "ciltacabtagene autoleucel", "Kymriah", "tisagenlecleucel", "Breyanzi"]
+
+
+@st.composite
+def spelled(draw, names):
+    """One of names in a random letter case, padded and with doubled inner spaces."""
+    name = draw(st.sampled_from(names))
+    name = "".join(c.upper() if draw(st.booleans()) else c.lower() for c in name) \
+        if draw(st.booleans()) else name
+    if draw(st.booleans()):
+        name = " " + name.replace(" ", "  ") + "\t"
+    return name
+
+
+def maybe(strategy, absent_weight: int = 1):
+    """A documented value or, sometimes, not documented (None)."""
+    return st.one_of(*([st.none()] * absent_weight), strategy, strategy, strategy)
+
+
+@st.composite
+def cases(draw, documented: bool = False, service=None):
+    """A valid case; documented=True fills every field the criteria read."""
+    pick = (lambda s: draw(s)) if documented else (lambda s: draw(maybe(s)))
+    when = service or draw(service_dates())
+    data: dict = {"case_id": draw(st.text(min_size=1, max_size=20)),
+                  "date_of_service": when.isoformat()}
+    plan = {k: draw(st.sampled_from([None, False, True] if k == "primary_coverage_criteria"
+                                    else [None, False, False, False, True]))
+            for k in ("primary_coverage_criteria", "group_specific_policy", "walmart_associates_plan")}
+    data["plan"] = {k: v for k, v in plan.items() if v is not None}
+    if draw(st.booleans()):
+        data["member"] = {"birth_date": pick(birth_dates(when))}
+    else:
+        data["member"] = {"age": pick(st.integers(0, 130) | st.sampled_from([17, 18, 19]))}
+    data["prescriber"] = {"specialist": pick(likely_true()), "approved_car_t_center": pick(likely_true())}
+    data["diagnosis"] = {"multiple_myeloma": pick(likely_true()), "relapsed": pick(st.booleans()),
+                         "refractory": pick(st.booleans()), "cns_involvement": pick(likely_false())}
+    data["prior_lines"] = pick(st.lists(st.lists(spelled(AGENTS), min_size=1, max_size=4),
+                                        max_size=5))
+    data["prior_cell_therapies"] = pick(st.lists(spelled(PRODUCTS), max_size=2) | st.just([]))
+    data["clinical_trials"] = pick(st.lists(spelled(PRODUCTS + OTHER), max_size=2) | st.just([]))
+    data["concurrent_therapies"] = pick(st.lists(st.fixed_dictionaries({
+        "agent": spelled(AGENTS + ["fludarabine", "tocilizumab"]),
+        "purpose": st.sampled_from(["lymphodepletion", "bridging", "supportive", "anti_cancer"])}),
+        max_size=3))
+    data["prior_allogeneic_transplant"] = pick(likely_false())
+    data["creatinine_clearance_ml_min"] = pick(CREATININE)
+    data["lvef_percent"] = pick(LVEF)
+    data["significant_cardiac_disease_dates"] = pick(st.lists(cardiac_dates(when), max_size=2))
+    data["infections"] = {k: pick(likely_false()) for k in ("hepatitis_b", "hepatitis_c", "hiv", "uncontrolled")}
+    data["organ_function_adequate"] = pick(likely_true())
+    data["dose_million_car_t_cells"] = pick(DOSE)
+    if draw(st.integers(0, 5)) == 0:
+        data["compendium"] = {"fda_approved_indication": draw(st.booleans()),
+                              "nccn_category": draw(st.sampled_from([None, "1", "2A", "2B", "3"]))}
+    return data
+
+
+def likely_true():
+    return st.sampled_from([True, True, True, False])
+
+
+def likely_false():
+    return st.sampled_from([False, False, False, True])
+
+
+@st.composite
+def birth_dates(draw, service: date):
+    if draw(st.booleans()):
+        # around the 18th birthday, 29 February included
+        year = service.year - 18
+        candidates = [service.replace(year=year) if not (service.month == 2 and service.day == 29
+                                                        and not calendar.isleap(year))
+                      else date(year, 2, 28)]
+        candidates += [date(y, 2, 29) for y in range(year - 3, year + 1) if calendar.isleap(y)]
+        day = draw(st.sampled_from(candidates)) + timedelta(days=draw(st.integers(-1, 1)))
+        return min(day, service).isoformat()
+    return draw(st.dates(date(1930, 1, 1), service)).isoformat()
+
+
+def six_months_back(service: date) -> date:
+    """SPEC §4.7, written independently of kb/: back 6 calendar months, day clamped."""
+    month = service.month - 6
+    year = service.year + (month - 1) // 12
+    month = (month - 1) % 12 + 1
+    return date(year, month, min(service.day, calendar.monthrange(year, month)[1]))
+
+
+@st.composite
+def cardiac_dates(draw, service: date):
+    edge = six_months_back(service)
+    day = draw(st.one_of(st.just(edge), st.just(edge - timedelta(days=1)),
+                         st.just(edge + timedelta(days=1)), st.just(service),
+                         st.dates(date(2015, 1, 1), service)))
+    return min(day, service).isoformat()
+
+
+def eligible(service: date) -> dict:
+    data = {k: v for k, v in ELIGIBLE.items()}
+    data["date_of_service"] = service.isoformat()
+    return data
