@@ -100,3 +100,39 @@ def test_ide_cel_by_any_name_fails_8(name):
 def test_cilta_cel_by_any_name_fails_5g_under_2024_08_21(name):
     result = decide(case(prior_cell_therapies=[name], date_of_service=IN_2024))
     assert status(result, "5g") == "not_met"
+
+
+# Further US brand and generic names of myeloma agents and CAR-T products; none of them is
+# an agent of the three classes, and each is recognised (no clarification asked).
+@pytest.mark.parametrize("name", [
+    "Alkeran", "Evomela", "Treanda", "Bendeka", "Doxil", "liposomal doxorubicin", "Empliciti",
+    "Xpovio", "Venclexta", "Farydak", "Blenrep", "belantamab mafodotin-blmf", "Tecvayli",
+    "teclistamab-cqyv", "Elrexfio", "elranatamab-bcmm", "Talvey", "talquetamab-tgvs",
+    "Lynozyfic", "linvoseltamab-gcpt",
+])
+def test_other_agent_names_are_recognised_and_of_no_class(name):
+    result = decide(case(prior_lines=[[name], ["dexamethasone"]]))
+    assert [status(result, c) for c in ("3a", "3b", "3c")] == ["not_met"] * 3
+    assert result.advisories == []
+
+
+@pytest.mark.parametrize("name", [
+    "tisagenlecleucel", "tisa-cel", "Kymriah", "axicabtagene ciloleucel", "axi-cel", "Yescarta",
+    "brexucabtagene autoleucel", "brexu-cel", "Tecartus", "lisocabtagene maraleucel", "liso-cel",
+    "Breyanzi", "obecabtagene autoleucel", "obe-cel", "Aucatzyl",
+])
+def test_other_car_t_products_are_recognised_prior_cell_therapies(name):
+    result = decide(case(prior_cell_therapies=[name], date_of_service=IN_2024))
+    assert [status(result, c) for c in ("4", "5c", "5g", "8")] == ["not_met", "not_met", "met", "met"]
+    assert result.advisories == []
+
+
+@pytest.mark.parametrize("trial, advisory", [
+    ("Kymriah", False), ("teclistamab", False), ("VRd", False), ("mystery-cel", True),
+])
+def test_an_unrecognised_trial_name_is_reported(trial, advisory):
+    result = decide(case(clinical_trials=[trial]))
+    assert status(result, "4") == "met"
+    assert bool(result.advisories) is advisory
+    if advisory:
+        assert result.advisories == [f"clinical_trials: '{trial}' is not a recognised name; please clarify it"]

@@ -132,3 +132,24 @@ def test_guideline_fields_undocumented_leave_2025_11_01_decided():
                          significant_cardiac_disease_dates=DROP, infections=DROP,
                          prior_allogeneic_transplant=DROP))
     assert (result.decision, result.missing) == ("covered", [])
+
+
+# The calendar behind "the past 6 months": leap years by the Gregorian rule, and every
+# month length (SPEC §4.7), applied with --version so that any year can be tried.
+@pytest.mark.parametrize("service, first_day_inside", [
+    ("2000-08-31", "2000-02-29"),   # divisible by 400: leap
+    ("2100-08-31", "2100-02-28"),   # divisible by 100 only: common
+    ("2028-08-30", "2028-02-29"),   # divisible by 4: leap
+    ("2025-07-31", "2025-01-31"),   # 31-day month
+    ("2025-10-31", "2025-04-30"),   # 30-day month
+    ("2025-12-31", "2025-06-30"),
+    ("2026-05-31", "2025-11-30"),
+    ("2026-01-31", "2025-07-31"),
+    ("2025-06-30", "2024-12-30"),
+])
+def test_six_calendar_months_back_on_every_kind_of_month(service, first_day_inside):
+    from datetime import date, timedelta
+    inside = decide(case(date_of_service=service, significant_cardiac_disease_dates=[first_day_inside]), V2024)
+    before = (date.fromisoformat(first_day_inside) - timedelta(days=1)).isoformat()
+    outside = decide(case(date_of_service=service, significant_cardiac_disease_dates=[before]), V2024)
+    assert (status(inside, "5e"), status(outside, "5e")) == ("not_met", "met")

@@ -139,3 +139,7 @@ def test_identical_eligible_case_is_covered_under_both_versions():
     data = case(date_of_service=IN_2025)
     assert decide(data, V2024).decision == decide(data, V2025).decision == "covered"
     assert set(statuses(decide(data, V2024)).values()) == {"met"}
+
+
+def test_the_2025_11_01_version_has_no_end():
+    assert decide(case(date_of_service="9999-12-31")).version == V2025

@@ -116,4 +116,7 @@ def _read(symbols: list[clingo.Symbol], shown: dict[int, Shown], policy: Policy)
         elif name == "advisory":
             one.advisories.append(args[1])
     for version, rows in criteria.items():
+        orders = [order for order, _, _ in rows]
+        if len(set(orders)) != len(orders):
+            raise RuntimeError(f"kb/: two criteria of version {version} share a place in policy order")
         policy.criteria[version] = [(ident, text) for _, ident, text in sorted(rows)]

@@ -1,0 +1,159 @@
+"""Mutation check of the knowledge base: would the tests notice a wrong rule?
+
+Applies systematic small mutations to kb/ — each integer ±1, each comparison flipped
+between strict and non-strict, each statement removed in turn — runs the test suite
+against each mutant (COVKB_KB points covkb at the mutated copy) and reports killed/total
+with every survivor listed, and explained where it is equivalent.
+
+    python tools/mutants.py [--jobs 2] [--only FILE] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KB = ROOT / "kb"
+# Example tests first (fast, -x stops at the first failure), then the properties.
+STAGES = [
+    ["tests", "--ignore=tests/test_properties.py"],
+    ["tests/test_properties.py"],
+]
+
+# Mutants that cannot change any answer, with the reason.
+EQUIVALENT = [
+    (re.compile(r"^#defined "), None,
+     "a #defined directive only silences a warning about an input that may be absent"),
+    (re.compile(r"^version\(\"2025-11-01\", 20251101, 99991231\)"), "99991231 -> 99991232",
+     "no date of service lies after 9999-12-31, so an end one day later changes nothing"),
+]
+
+
+@dataclass
+class Mutant:
+    file: str
+    line: int
+    kind: str
+    before: str
+    after: str
+
+    def describe(self) -> str:
+        return f"{self.file}:{self.line} {self.kind}: {self.before.strip()[:90]!r}"
+
+
+def statements(text: str):
+    """(start, end, line) of each statement outside strings and comments."""
+    index, start, in_string, depth = 0, None, False, 0
+    while index < len(text):
+        char = text[index]
+        if in_string:
+            if char == "\\":
+                index += 2
+                continue
+            if char == '"':
+                in_string = False
+        elif char == "%":
+            end = text.find("\n", index)
+            index = len(text) if end < 0 else end
+            continue
+        elif char == '"':
+            in_string = True
+            start = index if start is None else start
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "." and depth == 0 and start is not None and text[index + 1:index + 2] != ".":
+            if index > 0 and text[index - 1] == ".":
+                pass
+            else:
+                yield start, index + 1, text.count("\n", 0, start) + 1
+                start = None
+        elif not char.isspace() and start is None:
+            start = index
+        index += 1
+
+
+CODE = re.compile(r'"(?:[^"\\]|\\.)*"|(?P<int>(?<![\w])\d+(?![\w]))|(?P<cmp><=|>=|<|>)')
+FLIP = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
+
+
+def mutants(only: str | None = None):
+    for path in sorted(KB.glob("*.lp")):
+        if only and path.name != only:
+            continue
+        text = path.read_text()
+        for start, end, line in statements(text):
+            statement = text[start:end]
+            yield Mutant(path.name, line, "statement removed", statement,
+                         text[:start] + text[end:])
+            for match in CODE.finditer(statement):
+                at = start + match.start()
+                if match.group("int"):
+                    value = int(match.group("int"))
+                    for delta in (1, -1):
+                        yield Mutant(path.name, line, f"{value} -> {value + delta}", statement,
+                                     text[:at] + str(value + delta) + text[at + len(match.group()):])
+                elif match.group("cmp"):
+                    op = match.group("cmp")
+                    yield Mutant(path.name, line, f"{op} -> {FLIP[op]}", statement,
+                                 text[:at] + FLIP[op] + text[at + len(op):])
+
+
+def equivalent(mutant: Mutant) -> str | None:
+    for pattern, kind, reason in EQUIVALENT:
+        if pattern.search(mutant.before.strip()) and kind in (None, mutant.kind):
+            return reason
+    return None
+
+
+def killed(mutant: Mutant, python: str) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "kb"
+        shutil.copytree(KB, directory)
+        (directory / mutant.file).write_text(mutant.after)
+        env = {**os.environ, "COVKB_KB": str(directory), "HYPOTHESIS_PROFILE": "dev"}
+        for stage in STAGES:
+            run = subprocess.run([python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *stage],
+                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if run.returncode != 0:
+                return True
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--only", help="mutate only this kb file (e.g. v2024-08-21.lp)")
+    parser.add_argument("--limit", type=int, help="stop after this many mutants")
+    options = parser.parse_args()
+    todo = list(mutants(options.only))[: options.limit]
+    started = time.perf_counter()
+    print(f"{len(todo)} mutants of kb/, {options.jobs} at a time", flush=True)
+    with ThreadPoolExecutor(options.jobs) as pool:
+        outcomes = list(pool.map(lambda m: killed(m, sys.executable), todo))
+    survivors = [m for m, dead in zip(todo, outcomes) if not dead]
+    explained = [(m, equivalent(m)) for m in survivors]
+    total, dead = len(todo), sum(outcomes)
+    print(f"killed {dead}/{total} ({100 * dead / max(total, 1):.1f}%) in {time.perf_counter() - started:.0f} s")
+    for mutant, reason in explained:
+        print(f"  survived  {mutant.describe()}")
+        print(f"            {'equivalent: ' + reason if reason else 'NOT EXPLAINED'}")
+    unexplained = sum(1 for _, reason in explained if not reason)
+    print(f"survivors: {len(survivors)}, explained as equivalent: {len(survivors) - unexplained}, "
+          f"unexplained: {unexplained}")
+    sys.exit(1 if unexplained else 0)
+
+
+if __name__ == "__main__":
+    main()
