@@ -55,7 +55,10 @@ def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None,
             item = from_json(raw)
             valid_count += 1
         except InvalidCase as error:
-            item = Failure(case_id=error.case_id, line=number, error=error.message)
+            message = error.message
+            if raw.lstrip().startswith(b"["):
+                message += "; batch reads JSON Lines, one case object per line, not a JSON array"
+            item = Failure(case_id=error.case_id, line=number, error=message)
         pending.append((number, item))
         if valid_count >= chunk:
             flush()

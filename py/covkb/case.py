@@ -23,7 +23,9 @@ MAX_CASE_BYTES = 1_000_000
 
 PURPOSES = ("lymphodepletion", "bridging", "supportive", "anti_cancer")
 NCCN_CATEGORIES = ("1", "2A", "2B", "3")
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING)]
+# NUL would end a string early inside clingo, so no string may hold one.
+NO_NUL = r"^[^\x00]*$"
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING, pattern=NO_NUL)]
 
 
 class InvalidCase(ValueError):
@@ -151,7 +153,7 @@ class ConcurrentTherapy(_Part):
 class Compendium(_Part):
     fda_approved_indication: Optional[bool] = None
     nccn_category: Optional[Literal[NCCN_CATEGORIES]] = None
-    indication: Optional[Annotated[str, msgspec.Meta(max_length=MAX_STRING)]] = None
+    indication: Optional[Annotated[str, msgspec.Meta(max_length=MAX_STRING, pattern=NO_NUL)]] = None
 
 
 Items = Annotated[list, msgspec.Meta(max_length=MAX_ITEMS)]
@@ -253,10 +255,12 @@ def _plain(message: str, path: str = "") -> str:
         choices = _CHOICES.get(path.rsplit(".", 1)[-1])
         if choices:
             return "expected one of " + ", ".join(choices)
+    if "matching regex" in message:
+        return "expected text without NUL characters"
     message = (message.replace("`array` of length >= 1", "a non-empty list")
-               .replace("`str` of length >= 1", "a non-empty string")
-               .replace("`array` of length <= ", "a list of at most ")
-               .replace("`str` of length <= ", "a string of at most "))
+               .replace("`str` of length >= 1", "a non-empty string"))
+    message = re.sub(r"`array` of length <= (\d+)", r"a list of at most \1 items", message)
+    message = re.sub(r"`str` of length <= (\d+)", r"a string of at most \1 characters", message)
     if message.startswith("Invalid RFC3339 encoded date"):
         return "expected a calendar date YYYY-MM-DD that exists"
     typed = re.match(r"Expected `([^`]*)`, got `([^`]*)`$", message)
@@ -289,6 +293,8 @@ def parse_json(text: bytes | str) -> Any:
         return _json.decode(text)
     except msgspec.DecodeError as error:
         raise InvalidCase("", _ABSENT, f"not valid JSON ({error})") from None
+    except UnicodeDecodeError as error:
+        raise InvalidCase("", _ABSENT, "the text is not valid UTF-8") from None
 
 
 def from_json(text: bytes | str) -> Case:
