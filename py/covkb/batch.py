@@ -1,67 +1,148 @@
-"""Many cases, line by line: decode each, decide valid ones in chunks, write in order."""
+"""Many cases, line by line: decode each, decide valid ones together in chunks, write in
+input order. Reading and writing stream; memory holds only the chunks in flight."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import BinaryIO, Optional, TextIO
+from typing import BinaryIO, Iterable, Iterator, Optional, TextIO
 
-from covkb.api import determine
 from covkb.case import InvalidCase, from_json
-from covkb.render import as_json
 from covkb.result import Failure
+
+Chunk = list[tuple[int, bytes]]  # (line number, raw line)
 
 
 @dataclass
 class Summary:
     cases: int = 0
     invalid: int = 0
-    decisions: dict[str, int] = field(default_factory=dict)
+    decisions: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.perf_counter)
 
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
     def line(self) -> str:
-        seconds = time.perf_counter() - self.started
+        seconds = self.seconds
         kinds = ", ".join(f"{n} {d}" for d, n in sorted(self.decisions.items()))
         rate = self.cases / seconds if seconds > 0 else 0.0
-        return (f"covkb batch: {self.cases} lines, {kinds or 'no decisions'}, "
+        return (f"covkb batch: {self.cases} cases, {kinds or 'no decisions'}, "
                 f"{self.invalid} invalid; {seconds:.2f} s ({rate:.0f} cases/s)")
 
 
-def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None,
-        chunk: int = 1000) -> Summary:
-    summary = Summary()
-    pending: list = []  # (line number, Case or Failure) in input order
+def decide_chunk(chunk: Chunk, version: Optional[str] = None) -> tuple[list[str], Counter, int]:
+    """Result lines for one chunk of raw lines, the decisions made and the invalid count."""
+    from covkb.api import determine
+    from covkb.render import as_json
 
-    def flush() -> None:
-        valid = [item for _, item in pending if not isinstance(item, Failure)]
-        results = iter(determine(valid, version)) if valid else iter(())
-        for _, item in pending:
-            out = item if isinstance(item, Failure) else next(results)
-            if isinstance(out, Failure):
-                summary.invalid += 1
-            else:
-                summary.decisions[out.decision] = summary.decisions.get(out.decision, 0) + 1
-            sink.write(as_json(out) + "\n")
-        pending.clear()
-
-    valid_count = 0
-    for number, raw in enumerate(source, start=1):
-        if not raw.strip():
-            continue
-        summary.cases += 1
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
+    items: list = []
+    for number, raw in chunk:
         try:
-            item = from_json(raw)
-            valid_count += 1
+            items.append(from_json(raw))
         except InvalidCase as error:
             message = error.message
             if raw.lstrip().startswith(b"["):
                 message += "; batch reads JSON Lines, one case object per line, not a JSON array"
-            item = Failure(case_id=error.case_id, line=number, error=message)
-        pending.append((number, item))
-        if valid_count >= chunk:
-            flush()
-            valid_count = 0
-    flush()
+            items.append(Failure(case_id=error.case_id, line=number, error=message))
+    valid = [item for item in items if not isinstance(item, Failure)]
+    results = iter(determine(valid, version)) if valid else iter(())
+    lines, decisions, invalid = [], Counter(), 0
+    for item in items:
+        out = item if isinstance(item, Failure) else next(results)
+        if isinstance(out, Failure):
+            invalid += 1
+        else:
+            decisions[out.decision] += 1
+        lines.append(as_json(out))
+    return lines, decisions, invalid
+
+
+def chunks(source: BinaryIO, size: int) -> Iterator[Chunk]:
+    chunk: Chunk = []
+    for number, raw in enumerate(source, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip():
+            continue
+        chunk.append((number, raw))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
+              chunks_per_worker: int) -> Iterator[tuple[Chunk, tuple[list[str], Counter, int]]]:
+    if workers <= 1:
+        for chunk in work:
+            yield chunk, decide_chunk(chunk, version)
+        return
+    import multiprocessing
+
+    # clingo keeps every symbol for the life of a process: recycle workers.
+    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=chunks_per_worker) as pool:
+        window: deque = deque()
+        for chunk in work:
+            window.append((chunk, pool.apply_async(decide_chunk, (chunk, version))))
+            if len(window) >= 2 * workers:
+                done, pending = window.popleft()
+                yield done, pending.get()
+        while window:
+            done, pending = window.popleft()
+            yield done, pending.get()
+
+
+class Progress:
+    """Cases done, rate and time left on a terminal's stderr; silent elsewhere."""
+
+    def __init__(self, total_bytes: Optional[int], enabled: bool):
+        self.total = total_bytes
+        self.enabled = enabled
+        self.done_bytes = 0
+        self.last = 0.0
+
+    def update(self, summary: Summary, chunk: Chunk, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        self.done_bytes += sum(len(raw) for _, raw in chunk)
+        now = time.perf_counter()
+        if not final and now - self.last < 0.5:
+            return
+        self.last = now
+        rate = summary.cases / max(summary.seconds, 1e-9)
+        text = f"\r{summary.cases} cases, {rate:.0f}/s"
+        if self.total:
+            share = min(self.done_bytes / self.total, 1.0)
+            left = summary.seconds * (1 - share) / share if share else 0
+            text += f", {100 * share:.0f}%, about {left:.0f} s left"
+        sys.stderr.write(text + "   ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None, chunk: int = 1000,
+        workers: int = 1, chunks_per_worker: int = 50, progress: bool = False) -> Summary:
+    summary = Summary()
+    try:
+        size: Optional[int] = os.fstat(source.fileno()).st_size or None
+    except (OSError, AttributeError, ValueError):
+        size = None
+    meter = Progress(size, progress)
+    for done, (lines, decisions, invalid) in _in_order(chunks(source, chunk), version, workers,
+                                                       chunks_per_worker):
+        sink.write("\n".join(lines) + "\n")
+        summary.cases += len(lines)
+        summary.invalid += invalid
+        summary.decisions.update(decisions)
+        meter.update(summary, done)
+    meter.close()
     return summary

@@ -57,23 +57,11 @@ def check(
 
     Exit 0 when decided; 2 when the case is invalid (the message names the field).
     """
-    from covkb import case as cases
     from covkb.api import check as decide_one
     from covkb.render import as_json, as_text
 
     version = _known_version(version)
-    try:
-        if str(case) == "-":
-            one = cases.from_json(sys.stdin.buffer.read())
-        else:
-            one = cases.load(case)
-    except FileNotFoundError:
-        raise _fail(f"{case}: no such file") from None
-    except IsADirectoryError:
-        raise _fail(f"{case}: is a directory, not a case file") from None
-    except cases.InvalidCase as error:
-        raise _fail(f"{case}: {error.message}") from None
-    result = decide_one(one, version)
+    result = decide_one(_load(case), version)
     typer.echo(as_json(result) if format is Format.json else as_text(result))
 
 
@@ -85,15 +73,22 @@ def batch(
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="Write result lines here instead of standard output."),
     version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
-    chunk: int = typer.Option(1000, "--chunk", min=1, max=100_000,
+    chunk: int = typer.Option(500, "--chunk", min=1, max=100_000,
                               help="Cases grounded together in one clingo program."),
+    workers: int = typer.Option(0, "--workers", "-w", min=0,
+                                help="Worker processes deciding chunks side by side; 0 means one per core."),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="No progress and no summary line on standard error."),
 ) -> None:
     """Decide many requests: one JSON result line per case line, in input order.
 
     A line that is not a valid case gives {"case_id": ..., "line": N, "error": ...}
-    and the rest are still decided. Exit 0 when every line was decided, 1 when any
-    line was invalid.
+    and the rest are still decided. Blank lines are skipped. Progress shows on a
+    terminal; a summary line ends the run on standard error. Exit 0 when every line
+    was decided, 1 when any line was invalid.
     """
+    import os
+
     from covkb.batch import run
 
     version = _known_version(version)
@@ -103,15 +98,90 @@ def batch(
         raise _fail(f"{cases_file}: {error.strerror}") from None
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
     try:
-        summary = run(source, sink, version=version, chunk=chunk)
+        summary = run(source, sink, version=version, chunk=chunk,
+                      workers=workers or os.cpu_count() or 1,
+                      progress=not quiet and sys.stderr.isatty())
     finally:
         if out:
             sink.close()
         if source is not sys.stdin.buffer:
             source.close()
-    typer.echo(summary.line(), err=True)
+    if not quiet:
+        typer.echo(summary.line(), err=True)
     if summary.invalid:
         raise typer.Exit(1)
+
+
+class ExplainFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def _load(case: Path):
+    from covkb import case as cases
+
+    try:
+        if str(case) == "-":
+            return cases.from_json(sys.stdin.buffer.read())
+        return cases.load(case)
+    except FileNotFoundError:
+        raise _fail(f"{case}: no such file") from None
+    except IsADirectoryError:
+        raise _fail(f"{case}: is a directory, not a case file") from None
+    except cases.InvalidCase as error:
+        raise _fail(f"{case}: {error.message}") from None
+
+
+@app.command()
+def explain(
+    case: Path = typer.Argument(..., help="The case: .json, .yaml/.yml or .lp, or - for JSON on standard input.",
+                                allow_dash=True),
+    version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
+    format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f",
+                                         help="text for a terminal, json for a program, markdown for an audit report."),
+) -> None:
+    """Explain a decision for an auditor: the rule that made it, and for every criterion
+    the policy's words, the facts and comparisons behind its status, what to document
+    when unknown, and whether a criterion not met can be remedied."""
+    from covkb.explain import as_markdown, as_text, explain as explain_case
+    from covkb.render import as_json
+
+    version = _known_version(version)
+    explanation = explain_case(_load(case), version)
+    if format is ExplainFormat.json:
+        typer.echo(as_json(explanation))
+    elif format is ExplainFormat.markdown:
+        typer.echo(as_markdown(explanation))
+    else:
+        typer.echo(as_text(explanation))
+
+
+@app.command()
+def compare(
+    case: Path = typer.Argument(..., help="The case: .json, .yaml/.yml or .lp, or - for JSON on standard input.",
+                                allow_dash=True),
+    format: Format = typer.Option(Format.text, "--format", "-f",
+                                  help="text: criteria side by side, differing rows marked; json: both explanations."),
+) -> None:
+    """Decide one case under every policy version, side by side."""
+    from covkb.explain import compare as compare_case, compare_text
+    from covkb.render import as_json
+
+    one = _load(case)
+    sides = compare_case(one)
+    if format is Format.json:
+        import json
+
+        differs = sorted({s.id for side in sides for s in side.criteria
+                          if len({dict((t.id, t.status) for t in other.criteria).get(s.id)
+                                  for other in sides}) > 1})
+        typer.echo(json.dumps({"case_id": one.case_id,
+                               "versions": [json.loads(as_json(side)) for side in sides],
+                               "criteria_differ": differs,
+                               "decisions_differ": len({(s.decision, s.label) for s in sides}) > 1}))
+    else:
+        typer.echo(compare_text(one.case_id, sides))
 
 
 @app.command()

@@ -16,6 +16,7 @@ import clingo
 
 from covkb.case import Case
 from covkb.facts import case_facts
+from covkb.terms import parse_arguments
 
 
 def kb_dir() -> Path:
@@ -40,10 +41,14 @@ class Shown:
     version: Optional[str] = None
     decision: Optional[str] = None
     label: Optional[str] = None
+    rule: Optional[str] = None
+    contract: Optional[str] = None
     status: dict[str, str] = field(default_factory=dict)
-    because: dict[str, list[clingo.Symbol]] = field(default_factory=dict)
+    # reason terms as (clingo's text, parsed term); the text orders them
+    because: dict[str, list[tuple[str, tuple]]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
-    advisories: list[clingo.Symbol] = field(default_factory=list)
+    document: dict[str, list[str]] = field(default_factory=dict)
+    advisories: list[tuple[str, tuple]] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +58,10 @@ class Policy:
     id: str = ""
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)
     criteria: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # words for explanations: decision rules, contracts, labels, remedies
+    words: dict[tuple[str, str], str] = field(default_factory=dict)
+    remedies: dict[tuple[str, str], str] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
 
 
 def _control(directory: Optional[Path]) -> clingo.Control:
@@ -89,32 +98,56 @@ def policy(directory: Optional[Path] = None) -> Policy:
     return solve((), directory)[0]
 
 
-def _read(symbols: list[clingo.Symbol], shown: dict[int, Shown], policy: Policy) -> None:
+_POLICY_LEVEL = {"criterion", "version", "policy", "remedy", "no_remedy", "known",
+                 "rule_words", "contract_words", "label_words"}
+
+
+def _read(symbols, shown: dict[int, Shown], policy: Policy) -> None:
     criteria: dict[str, list[tuple[int, str, str]]] = {}
+    cache: dict[str, tuple] = {}
     for symbol in symbols:
-        name, args = symbol.name, symbol.arguments
-        if name == "criterion":
-            criteria.setdefault(args[0].string, []).append((args[2].number, args[1].string, args[3].string))
+        text = str(symbol)
+        name, _, rest = text.partition("(")
+        if name in _POLICY_LEVEL:
+            args = parse_arguments(rest)
+            if name == "criterion":
+                criteria.setdefault(args[0], []).append((args[2], args[1], args[3]))
+            elif name == "version":
+                policy.versions[args[0]] = (args[1], args[2])
+            elif name == "policy":
+                policy.id = args[0]
+            elif name == "remedy":
+                policy.remedies[args[0], args[1]] = args[2]
+            elif name == "no_remedy":
+                policy.words["no_remedy", ""] = args[0]
+            elif name == "known":
+                policy.names.add(args[0])
+            else:
+                policy.words[name, args[0][0]] = args[1]
             continue
-        if name == "version":
-            policy.versions[args[0].string] = (args[1].number, args[2].number)
-            continue
-        if name == "policy":
-            policy.id = args[0].string
-            continue
-        one = shown[args[0].number]
+        key, _, rest = rest.partition(",")
+        one = shown[int(key)]
+        args = cache.get(rest)
+        if args is None:
+            args = cache[rest] = parse_arguments(rest)
         if name == "status":
-            one.status[args[1].string] = args[2].name
+            one.status[args[0]] = args[1][0]
         elif name == "because":
-            one.because.setdefault(args[1].string, []).append(args[2])
+            one.because.setdefault(args[0], []).append((rest, args[1]))
         elif name == "decision":
-            one.decision, one.label = args[1].name, args[2].name
+            one.decision, one.label = args[0][0], args[1][0]
         elif name == "applies":
-            one.version = args[1].string
+            one.version = args[0]
+        elif name == "document":
+            one.document.setdefault(args[0], []).append(args[1])
+        elif name == "decided":
+            one.rule = args[0][0]
+        elif name == "contract":
+            one.contract = args[0][0]
         elif name == "missing":
-            one.missing.append(args[1].string)
+            one.missing.append(args[0])
         elif name == "advisory":
-            one.advisories.append(args[1])
+            one.advisories.append((rest, args[0]))
     for version, rows in criteria.items():
         orders = [order for order, _, _ in rows]
         if len(set(orders)) != len(orders):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Iterator, Optional
 
 from clingo import Function, Number, String, Symbol
@@ -51,6 +52,17 @@ LIST_FIELDS = (
 )
 
 
+# Field paths and names recur across cases: build each string symbol once.
+text = lru_cache(maxsize=1 << 16)(String)
+_PURPOSE = {}
+
+
+def _purpose(name: str) -> Symbol:
+    if name not in _PURPOSE:
+        _PURPOSE[name] = Function(name)
+    return _PURPOSE[name]
+
+
 def field(case: Case, path: str):
     """The value at a dotted path, or None when not documented."""
     node = case
@@ -88,27 +100,27 @@ def case_facts(key: int, case: Case, version: Optional[str] = None) -> Iterator[
     for path in BOOLEAN_FIELDS:
         value = field(case, path)
         if value is not None:
-            yield Function("bool", [k, String(path), TRUE if value else FALSE])
+            yield Function("bool", [k, text(path), TRUE if value else FALSE])
     for path in NUMBER_FIELDS:
         value = field(case, path)
         if value is not None:
-            yield Function("number", [k, String(path), *exact(value)])
+            yield Function("number", [k, text(path), *exact(value)])
     if case.member is not None and case.member.birth_date is not None:
-        yield Function("date", [k, String("member.birth_date"), day(case.member.birth_date)])
+        yield Function("date", [k, text("member.birth_date"), day(case.member.birth_date)])
     for path in LIST_FIELDS:
         if getattr(case, path) is not None:
-            yield Function("listed", [k, String(path)])
+            yield Function("listed", [k, text(path)])
     for index, line in enumerate(case.prior_lines or (), start=1):
         yield Function("prior_line", [k, Number(index)])
         for agent in line:
-            yield Function("agent", [k, Number(index), String(fold(agent))])
+            yield Function("agent", [k, Number(index), text(fold(agent))])
     for product in case.prior_cell_therapies or ():
-        yield Function("cell_therapy", [k, String(fold(product))])
+        yield Function("cell_therapy", [k, text(fold(product))])
     for therapy in case.clinical_trials or ():
-        yield Function("trial", [k, String(fold(therapy))])
+        yield Function("trial", [k, text(fold(therapy))])
     for therapy in case.concurrent_therapies or ():
-        yield Function("concurrent", [k, String(fold(therapy.agent)), Function(therapy.purpose)])
+        yield Function("concurrent", [k, text(fold(therapy.agent)), _purpose(therapy.purpose)])
     for when in case.significant_cardiac_disease_dates or ():
         yield Function("cardiac", [k, day(when)])
     if case.compendium is not None and case.compendium.nccn_category is not None:
-        yield Function("nccn", [k, String(case.compendium.nccn_category)])
+        yield Function("nccn", [k, text(case.compendium.nccn_category)])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 from typing import Optional
 
-import clingo
 import msgspec
 
 from covkb.case import Case
@@ -51,7 +50,7 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         for ident, text in policy.criteria[shown.version]:
             reasons = sorted(shown.because.get(ident, ()))
             criteria.append(Criterion(ident, shown.status[ident], text,
-                                      [words.because(ident, term) for term in reasons]))
+                                      [words.because(ident, term) for _, term in reasons]))
     return Result(
         case_id=case.case_id,
         policy=policy.id,
@@ -59,18 +58,20 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         decision=shown.decision,
         label=shown.label,
         criteria=criteria,
-        advisories=[words.advisory(term) for term in sorted(shown.advisories)],
+        advisories=[words.advisory(term) for _, term in sorted(shown.advisories)],
         missing=sorted(shown.missing),
     )
 
 
-def _iso(symbol: clingo.Symbol) -> str:
-    number = symbol.number
+def _iso(number: int) -> str:
     return datetime.date(number // 10000, number // 100 % 100, number % 100).isoformat()
 
 
 class _Words:
-    """Writes the knowledge base's reason terms with the values of one case."""
+    """Writes the knowledge base's reason terms with the values of one case.
+
+    A term is a tuple (name, *arguments) as covkb.terms reads it.
+    """
 
     def __init__(self, case: Case):
         self.case = case
@@ -97,43 +98,40 @@ class _Words:
                              for d in value) or "none"
         return str(value)
 
-    def place(self, symbol: clingo.Symbol) -> str:
-        if symbol.type == clingo.SymbolType.Function and symbol.name == "line":
-            return f"prior_lines line {symbol.arguments[0].number}"
-        return symbol.string
+    @staticmethod
+    def place(where) -> str:
+        if isinstance(where, tuple) and where[0] == "line":
+            return f"prior_lines line {where[1]}"
+        return str(where)
 
-    def name(self, symbol: clingo.Symbol) -> str:
-        return self.spelling.get(symbol.string, symbol.string)
+    def name(self, folded: str) -> str:
+        return self.spelling.get(folded, folded)
 
-    def because(self, ident: str, term: clingo.Symbol) -> str:
-        kind, args = term.name, term.arguments
+    def because(self, ident: str, term: tuple) -> str:
+        kind, args = term[0], term[1:]
         if kind == "is":
-            path = args[0].string
-            return f"{path} = {self.value(path)}"
+            return f"{args[0]} = {self.value(args[0])}"
         if kind == "absent":
-            return f"{args[0].string} not documented"
+            return f"{args[0]} not documented"
         if kind == "requires":
-            path = args[0].string
-            return f"{path} = {self.value(path)}, and {ident} requires {args[1].string}"
+            return f"{args[0]} = {self.value(args[0])}, and {ident} requires {args[1]}"
         if kind == "derived":
-            return f"{args[0].string} = {args[1]}, and {ident} requires {args[2].string}"
+            return f"{args[0]} = {args[1]}, and {ident} requires {args[2]}"
         if kind == "named":
-            return f"{self.place(args[0])}: {self.name(args[1])!r} {args[2].string}"
+            return f"{self.place(args[0])}: {self.name(args[1])!r} {args[2]}"
         if kind == "none_of_class":
-            return f"{args[0].string}: no agent of this class in any prior line"
+            return f"{args[0]}: no agent of this class in any prior line"
         if kind == "within":
-            return (f"{args[0].string} has {_iso(args[1])}, on or after "
+            return (f"{args[0]} has {_iso(args[1])}, on or after "
                     f"{_iso(args[2])}, the start of the window {ident} looks back over")
-        return str(term)
+        return repr(term)
 
-    def advisory(self, term: clingo.Symbol) -> str:
-        kind, args = term.name, term.arguments
+    def advisory(self, term: tuple) -> str:
+        kind, args = term[0], term[1:]
         if kind == "guideline":
-            path = args[0].string
-            return f"{path} = {self.value(path)}: {args[1].string}"
+            return f"{args[0]} = {self.value(args[0])}: {args[1]}"
         if kind == "guideline_date":
-            return f"{args[0].string} has {_iso(args[1])}: {args[2].string}"
+            return f"{args[0]} has {_iso(args[1])}: {args[2]}"
         if kind == "unrecognised":
-            return (f"{self.place(args[0])}: {self.name(args[1])!r} is not a recognised name; "
-                    "please clarify it")
-        return str(term)
+            return f"{self.place(args[0])}: {self.name(args[1])!r} is not a recognised name; please clarify it"
+        return repr(term)

@@ -1,0 +1,140 @@
+"""covkb's benchmark: batch throughput, peak memory, `check` latency, and the baseline of
+one clingo Control per case — all on seeded synthetic cases (bench/make_cases.py).
+
+    python bench/bench.py [--sizes 10000 100000] [--workers N] [--baseline 2000]
+
+Prints a table; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from make_cases import synthetic  # noqa: E402
+
+
+def write_cases(path: Path, count: int, seed: int = 2024041) -> None:
+    import json
+    import random
+
+    rng = random.Random(seed)
+    with path.open("w") as sink:
+        for index in range(count):
+            sink.write(json.dumps(synthetic(rng, index)) + "\n")
+
+
+def _tree_rss(root: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            parents[int(entry)] = int(fields[1])
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
+def timed_with_memory(command: list[str]) -> tuple[float, int]:
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _tree_rss(process.pid))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    code = process.wait()
+    seconds = time.perf_counter() - started
+    stop.set()
+    thread.join()
+    if code not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} failed with exit code {code}")
+    return seconds, peak
+
+
+def baseline(path: Path, count: int) -> float:
+    """Cases per second deciding each case with its own clingo Control (the slow path)."""
+    sys.path.insert(0, str(ROOT / "py"))
+    from covkb.api import check
+    from covkb.case import from_json
+
+    lines = path.read_bytes().splitlines()[:count]
+    cases = [from_json(line) for line in lines]
+    started = time.perf_counter()
+    for case in cases:
+        check(case)
+    return len(cases) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--baseline", type=int, default=2000, help="cases for the one-Control-per-case baseline")
+    parser.add_argument("--checks", type=int, default=11, help="runs of `covkb check` for the median")
+    options = parser.parse_args()
+    covkb = str(Path(sys.executable).with_name("covkb"))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"{platform.processor() or platform.platform()}, Python {platform.python_version()}")
+    import clingo
+
+    print(f"clingo {clingo.__version__}; workers {options.workers}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in options.sizes:
+            cases = Path(tmp) / f"cases-{size}.jsonl"
+            write_cases(cases, size)
+            seconds, peak = timed_with_memory([covkb, "batch", str(cases), "--out", str(Path(tmp) / "out.jsonl"),
+                                               "--workers", str(options.workers), "--quiet"])
+            rows.append((f"batch {size:,} cases", f"{size / seconds:,.0f} cases/s",
+                         f"{seconds:.1f} s, peak RSS {peak / 2**20:.0f} MiB (all processes)"))
+            print(*rows[-1], sep="  |  ", flush=True)
+        one = Path(tmp) / "one.json"
+        write_cases(one, 1)
+        times = []
+        for _ in range(options.checks):
+            started = time.perf_counter()
+            subprocess.run([covkb, "check", str(one), "--format", "json"], stdout=subprocess.DEVNULL, check=False)
+            times.append(time.perf_counter() - started)
+        rows.append(("check, one case", f"{1000 * statistics.median(times):.0f} ms median",
+                     f"of {options.checks} runs, process start included"))
+        print(*rows[-1], sep="  |  ", flush=True)
+        sample = Path(tmp) / f"cases-{options.sizes[0]}.jsonl"
+        rate = baseline(sample, options.baseline)
+        batch_rate = float(rows[0][1].split()[0].replace(",", ""))
+        rows.append((f"one Control per case, {options.baseline:,} cases", f"{rate:,.0f} cases/s",
+                     f"batch is {batch_rate / rate:.1f}x this"))
+        print(*rows[-1], sep="  |  ", flush=True)
+
+
+if __name__ == "__main__":
+    main()

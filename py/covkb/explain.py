@@ -1,0 +1,201 @@
+"""Explanations for auditors: the decision in one sentence, every criterion with the
+policy's words, the facts and comparisons behind its status, what to document or remedy,
+and names to clarify. Every reason comes from the knowledge base's atoms."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Optional
+
+import msgspec
+
+from covkb.case import Case
+from covkb.decide import Policy, Shown, solve
+from covkb.result import Result, build
+
+
+class Step(msgspec.Struct):
+    id: str
+    status: str
+    text: str
+    because: list[str]
+    document: list[str]
+    remediable: Optional[bool]
+    remedy: Optional[str]
+
+
+class Name(msgspec.Struct):
+    field: str
+    name: str
+    nearest: Optional[str]
+
+
+class Explanation(msgspec.Struct):
+    case_id: str
+    policy: str
+    version: Optional[str]
+    decision: str
+    label: str
+    rule: str
+    sentence: str
+    criteria: list[Step]
+    advisories: list[str]
+    unrecognised: list[Name]
+    missing: list[str]
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
+    result = build(case, shown, policy)
+    return _explanation(case, shown, policy, result)
+
+
+def _explanation(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
+    names = []
+    for _, term in sorted(shown.advisories):
+        if term[0] == "unrecognised":
+            where = term[1]
+            place = f"prior_lines line {where[1]}" if isinstance(where, tuple) else where
+            spelled = _spelling(case).get(term[2], term[2])
+            close = difflib.get_close_matches(term[2], sorted(policy.names), n=1, cutoff=0.6)
+            names.append(Name(place, spelled, close[0] if close else None))
+    steps = []
+    for criterion in result.criteria:
+        remedy = None
+        remediable = None
+        if criterion.status == "not_met":
+            remedy = policy.remedies.get((result.version, criterion.id))
+            remediable = remedy is not None
+            remedy = remedy or policy.words.get(("no_remedy", ""))
+        steps.append(Step(criterion.id, criterion.status, criterion.text, criterion.because,
+                          sorted(shown.document.get(criterion.id, [])), remediable, remedy))
+    not_met = [c.id for c in result.criteria if c.status == "not_met"]
+    unknown = [c.id for c in result.criteria if c.status == "unknown"]
+    if shown.rule in ("compendium_opening_not_met",):
+        not_met = [i for i in not_met if i in ("specialist", "center")]
+    to_document = list(result.missing) or [f"the name {n.name!r}" for n in names]
+    template = policy.words.get(("rule_words", shown.rule), shown.rule or "")
+    sentence = template.format(
+        not_met=_join(not_met), unknown=_join(unknown), missing=_join(to_document),
+        contract=policy.words.get(("contract_words", shown.contract or ""), ""),
+        label=policy.words.get(("label_words", result.label), result.label),
+        version=result.version,
+    )
+    return Explanation(result.case_id, result.policy, result.version, result.decision, result.label,
+                       shown.rule or "", sentence, steps, result.advisories, names, result.missing)
+
+
+def _spelling(case: Case) -> dict[str, str]:
+    from covkb.facts import fold
+
+    names = [a for line in case.prior_lines or () for a in line]
+    names += list(case.prior_cell_therapies or ()) + list(case.clinical_trials or ())
+    return {fold(n): n for n in reversed(names)}
+
+
+def explain(case: Case, version: Optional[str] = None) -> Explanation:
+    policy, shown = solve([(0, case, version)])
+    return explain_shown(case, shown[0], policy)
+
+
+def compare(case: Case) -> list[Explanation]:
+    """The case under every version, decided in one grounding, oldest version first."""
+    from covkb.decide import policy as kb_policy
+
+    versions = sorted(kb_policy().versions)
+    policy, shown = solve([(index, case, version) for index, version in enumerate(versions)])
+    return [explain_shown(case, shown[index], policy) for index in range(len(versions))]
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+def as_text(explanation: Explanation, width: int = 100) -> str:
+    import textwrap
+
+    e = explanation
+    lines = [f"{e.case_id}: {e.decision.upper().replace('_', ' ')} ({e.label})",
+             f"policy {e.policy}, version {e.version or 'none'}",
+             "", textwrap.fill(e.sentence, width)]
+    for step in e.criteria:
+        lines.append("")
+        lines.append(f"[{step.id}] {step.status}")
+        lines.append(textwrap.fill(f'"{step.text}"', width, initial_indent="  policy: ",
+                                   subsequent_indent="          "))
+        for reason in step.because:
+            lines.append(textwrap.fill(reason, width, initial_indent="  fact:   ",
+                                       subsequent_indent="          "))
+        if step.document:
+            lines.append("  document: " + ", ".join(step.document))
+        if step.remedy:
+            head = "  remedy: " if step.remediable else "  remedy: none; "
+            lines.append(textwrap.fill(step.remedy, width, initial_indent=head,
+                                       subsequent_indent="          "))
+    if e.advisories:
+        lines += ["", "advisories:"]
+        lines += [textwrap.fill(a, width, initial_indent="  - ", subsequent_indent="    ")
+                  for a in e.advisories]
+    for name in e.unrecognised:
+        hint = f"; did you mean {name.nearest!r}?" if name.nearest else ""
+        lines.append(f"  - {name.field}: {name.name!r} may be a typo{hint}")
+    if e.missing:
+        lines += ["", "documentation missing: " + ", ".join(e.missing)]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def as_markdown(explanation: Explanation) -> str:
+    e = explanation
+    lines = [f"### {_cell(e.case_id)}: {e.decision.replace('_', ' ')} ({e.label})", "",
+             f"Policy {e.policy}, version {e.version or 'none'}.", "", f"**{_cell(e.sentence)}**", ""]
+    if e.criteria:
+        lines += ["| criterion | status | policy words | facts | action |",
+                  "|---|---|---|---|---|"]
+        for s in e.criteria:
+            action = ""
+            if s.document:
+                action = "document " + ", ".join(f"`{f}`" for f in s.document)
+            elif s.remedy:
+                action = s.remedy if s.remediable else "none: " + s.remedy
+            lines.append(f"| {s.id} | {s.status} | {_cell(s.text)} | "
+                         f"{_cell('; '.join(s.because))} | {_cell(action)} |")
+        lines.append("")
+    if e.advisories:
+        lines += ["Advisories:", ""] + [f"- {_cell(a)}" for a in e.advisories] + [""]
+    if e.unrecognised:
+        lines += ["Names to clarify:", ""]
+        lines += [f"- {_cell(n.field)}: `{_cell(n.name)}`"
+                  + (f" (nearest known name: `{n.nearest}`)" if n.nearest else "") for n in e.unrecognised]
+        lines.append("")
+    if e.missing:
+        lines += ["Documentation missing: " + ", ".join(f"`{m}`" for m in e.missing), ""]
+    return "\n".join(lines)
+
+
+def compare_text(case_id: str, sides: list[Explanation]) -> str:
+    order: list[str] = []
+    for side in sides:
+        for step in side.criteria:
+            if step.id not in order:
+                order.append(step.id)
+    status = [{s.id: s.status for s in side.criteria} for side in sides]
+    header = f"{'criterion':<11}" + "".join(f"{side.version or 'none':<14}" for side in sides)
+    lines = [f"{case_id}: compared under {', '.join(s.version or 'none' for s in sides)}", "", header]
+    for ident in order:
+        cells = [row.get(ident, "-") for row in status]
+        present = [side.version for side, row in zip(sides, status) if ident in row]
+        mark = ("" if len(set(cells)) == 1 else
+                f"  (only in {', '.join(present)})" if len(present) < len(sides) else "  <- differs")
+        lines.append(f"{ident:<11}" + "".join(f"{c:<14}" for c in cells) + mark)
+    lines.append("")
+    for side in sides:
+        lines.append(f"{side.version or 'none'}: {side.decision} ({side.label}) — {side.sentence}")
+    if len({(s.decision, s.label) for s in sides}) > 1:
+        lines.append("the versions decide this case differently")
+    return "\n".join(lines)

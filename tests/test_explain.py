@@ -1,0 +1,98 @@
+"""`covkb explain` and `covkb compare`: the rule that decided, remedies, what to document."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cases import DROP, IN_2024, IN_2025, V2024, V2025, case
+from covkb.case import from_object
+from covkb.cli import app
+from covkb.explain import as_markdown, compare, explain
+
+runner = CliRunner()
+
+
+def explained(version=None, **changes):
+    return explain(from_object(case(**changes)), version)
+
+
+@pytest.mark.parametrize("changes, sentence", [
+    ({}, "covered: every criterion of version 2025-11-01 is met, so it meets primary coverage criteria"),
+    ({"organ_function_adequate": False, "dose_million_car_t_cells": 600},
+     "not covered: 6 and dose not met, and the contract has primary coverage criteria, "
+     "so it does not meet primary coverage criteria"),
+    ({"organ_function_adequate": False, "plan": {"primary_coverage_criteria": False}},
+     "not covered: 6 not met, and the contract has no primary coverage criteria, "
+     "so it is considered investigational"),
+    ({"lvef_percent": DROP, "organ_function_adequate": DROP},
+     "pending: 6 cannot be decided without documentation of organ_function_adequate"),
+    ({"plan": {"walmart_associates_plan": True}},
+     "not applicable: this policy does not apply to the Wal-Mart Associates Group Health Plan participants"),
+    ({"compendium": {"nccn_category": "2A"}, "prior_lines": [["Rd"]]},
+     "covered: an FDA-approved oncologic indication or an NCCN category 1 or 2A recommendation is "
+     "asserted and the opening requirements (specialist, center) are met, so it is covered by compendium"),
+])
+def test_the_decision_in_one_sentence(changes, sentence):
+    assert explained(**changes).sentence == sentence
+
+
+def test_the_2024_sentence_names_the_failing_criteria():
+    e = explained(date_of_service=IN_2024, creatinine_clearance_ml_min=45, lvef_percent=44)
+    assert e.sentence.startswith("not covered: 5d and 5e not met")
+
+
+@pytest.mark.parametrize("version, changes, ident, remediable", [
+    (V2025, {"dose_million_car_t_cells": 600}, "dose", True),
+    (V2024, {"dose_million_car_t_cells": 200}, "9", True),
+    (V2025, {"concurrent_therapies": [{"agent": "Darzalex", "purpose": "anti_cancer"}]}, "5a", True),
+    (V2024, {"prescriber": {"specialist": False, "approved_car_t_center": True}}, "specialist", True),
+    (V2025, {"prescriber": {"specialist": True, "approved_car_t_center": False}}, "center", True),
+    (V2025, {"member": {"age": 16}}, "1", False),
+    (V2024, {"prior_cell_therapies": ["Abecma"]}, "8", False),
+    (V2025, {"diagnosis": {"multiple_myeloma": True, "relapsed": True, "cns_involvement": True}}, "7", False),
+])
+def test_a_criterion_not_met_says_whether_the_request_can_be_remedied(version, changes, ident, remediable):
+    step = next(s for s in explained(version, **changes).criteria if s.id == ident)
+    assert (step.status, step.remediable) == ("not_met", remediable)
+    assert step.remedy
+
+
+def test_an_unknown_criterion_names_the_field_to_document():
+    e = explained(V2024, infections={"hiv": False})
+    step = next(s for s in e.criteria if s.id == "5f")
+    assert step.document == ["infections.hepatitis_b", "infections.hepatitis_c", "infections.uncontrolled"]
+
+
+def test_an_unrecognised_name_is_offered_the_nearest_known_name():
+    e = explained(prior_lines=[["Revlimid", "Velcaid"], ["Darzalx"]])
+    assert [(n.name, n.nearest) for n in e.unrecognised] == [("Velcaid", "velcade"), ("Darzalx", "darzalex")]
+
+
+def test_markdown_is_one_table_row_per_criterion_and_pipes_are_escaped():
+    e = explained(case_id="A|B", prior_lines=[["Rd|x"], ["Vd"]])
+    text = as_markdown(e)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| criterion")]
+    assert len(rows) == len(e.criteria)
+    assert all(row.count(" | ") == 4 for row in rows)
+
+
+def test_compare_decides_under_both_versions_in_policy_order():
+    sides = compare(from_object(case(prior_allogeneic_transplant=True, date_of_service=IN_2025)))
+    assert [(s.version, s.decision) for s in sides] == [(V2024, "not_covered"), (V2025, "covered")]
+
+
+def test_compare_command_marks_differing_rows():
+    out = runner.invoke(app, ["compare", "-"], input=json.dumps(case(clinical_trials=["cilta-cel"]))).stdout
+    assert "4          not_met       met             <- differs" in out
+    assert "the versions decide this case differently" in out
+    data = json.loads(runner.invoke(app, ["compare", "-", "-f", "json"],
+                                    input=json.dumps(case(clinical_trials=["cilta-cel"]))).stdout)
+    assert data["decisions_differ"] is True and "4" in data["criteria_differ"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+def test_explain_command_formats(fmt):
+    result = runner.invoke(app, ["explain", "-", "-f", fmt], input=json.dumps(case(organ_function_adequate=False)))
+    assert result.exit_code == 0
+    assert "6 not met" in result.stdout
