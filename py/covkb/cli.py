@@ -184,6 +184,29 @@ def compare(
         typer.echo(compare_text(one.case_id, sides))
 
 
+@app.command("diff")
+def diff_versions(
+    from_version: Optional[str] = typer.Option(None, "--from", help="The earlier version (default: the oldest)."),
+    to_version: Optional[str] = typer.Option(None, "--to", help="The later version (default: the newest)."),
+    format: Format = typer.Option(Format.text, "--format", "-f",
+                                  help="text: the kinds of case; json: with the eligible baseline and one example case per kind."),
+) -> None:
+    """Every kind of case two versions decide differently, computed by clingo over an
+    abstract case space (each field reduced to the classes its thresholds make, plus
+    "not documented"), as the smallest sets of departures from an eligible case; then
+    the kinds decided alike on different failing criteria."""
+    from covkb.api import versions as known
+    from covkb.diff import as_text as diff_text, diff
+    from covkb.render import as_json
+
+    ordered = sorted(known())
+    pair = [_known_version(from_version) or ordered[0], _known_version(to_version) or ordered[-1]]
+    if pair[0] == pair[1]:
+        raise _fail("--from and --to name the same version")
+    result = diff(pair)
+    typer.echo(as_json(result) if format is Format.json else diff_text(result))
+
+
 @app.command()
 def versions() -> None:
     """List the policy versions with the dates they are in force."""

@@ -8,7 +8,7 @@ import msgspec
 
 from covkb.result import Result
 
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 def as_json(result: msgspec.Struct) -> str:
