@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 from covkb import decide
 from covkb.case import Case
@@ -29,12 +29,16 @@ def check(case: Case, version: Optional[str] = None,
     return determine([case], version, directory)[0]
 
 
-def chunks(items: Iterable, size: int):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+
+def determine_explained(cases: Sequence[Case], version: Optional[str] = None,
+                        directory: Optional[Path] = None) -> list:
+    """Decide many cases in one grounding; each its result and its explanation."""
+    from covkb.explain import explain_shown
+
+    policy, shown = decide.solve(
+        ((key, case, version) for key, case in enumerate(cases)), directory)
+    pairs = []
+    for key, case in enumerate(cases):
+        explanation = explain_shown(case, shown[key], policy)
+        pairs.append((build(case, shown[key], policy), explanation))
+    return pairs

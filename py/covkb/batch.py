@@ -35,9 +35,11 @@ class Summary:
                 f"{self.invalid} invalid; {seconds:.2f} s ({rate:.0f} cases/s)")
 
 
-def decide_chunk(chunk: Chunk, version: Optional[str] = None) -> tuple[list[str], Counter, int]:
-    """Result lines for one chunk of raw lines, the decisions made and the invalid count."""
-    from covkb.api import determine
+def decide_chunk(chunk: Chunk, version: Optional[str] = None,
+                 log: bool = False) -> tuple[list[str], Counter, int, list[dict]]:
+    """Result lines for one chunk of raw lines, the decisions made, the invalid count,
+    and (with log) the decision-log rows to record."""
+    from covkb.api import determine, determine_explained
     from covkb.render import as_json
 
     items: list = []
@@ -50,7 +52,16 @@ def decide_chunk(chunk: Chunk, version: Optional[str] = None) -> tuple[list[str]
                 message += "; batch reads JSON Lines, one case object per line, not a JSON array"
             items.append(Failure(case_id=error.case_id, line=number, error=message))
     valid = [item for item in items if not isinstance(item, Failure)]
-    results = iter(determine(valid, version)) if valid else iter(())
+    prepared: list[dict] = []
+    if log and valid:
+        from covkb.audit import kb_hash, prepare
+
+        pairs = determine_explained(valid, version)
+        prepared = [prepare(case, version, result, explanation, kb_hash())
+                    for case, (result, explanation) in zip(valid, pairs)]
+        results = iter([result for result, _ in pairs])
+    else:
+        results = iter(determine(valid, version)) if valid else iter(())
     lines, decisions, invalid = [], Counter(), 0
     for item in items:
         out = item if isinstance(item, Failure) else next(results)
@@ -59,7 +70,7 @@ def decide_chunk(chunk: Chunk, version: Optional[str] = None) -> tuple[list[str]
         else:
             decisions[out.decision] += 1
         lines.append(as_json(out))
-    return lines, decisions, invalid
+    return lines, decisions, invalid, prepared
 
 
 def chunks(source: BinaryIO, size: int) -> Iterator[Chunk]:
@@ -78,10 +89,10 @@ def chunks(source: BinaryIO, size: int) -> Iterator[Chunk]:
 
 
 def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
-              chunks_per_worker: int) -> Iterator[tuple[Chunk, tuple[list[str], Counter, int]]]:
+              chunks_per_worker: int, log: bool) -> Iterator[tuple[Chunk, tuple]]:
     if workers <= 1:
         for chunk in work:
-            yield chunk, decide_chunk(chunk, version)
+            yield chunk, decide_chunk(chunk, version, log)
         return
     import multiprocessing
 
@@ -89,7 +100,7 @@ def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
     with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=chunks_per_worker) as pool:
         window: deque = deque()
         for chunk in work:
-            window.append((chunk, pool.apply_async(decide_chunk, (chunk, version))))
+            window.append((chunk, pool.apply_async(decide_chunk, (chunk, version, log))))
             if len(window) >= 2 * workers:
                 done, pending = window.popleft()
                 yield done, pending.get()
@@ -130,16 +141,23 @@ class Progress:
 
 
 def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None, chunk: int = 1000,
-        workers: int = 1, chunks_per_worker: int = 50, progress: bool = False) -> Summary:
+        workers: int = 1, chunks_per_worker: int = 50, progress: bool = False,
+        log=None) -> Summary:
+    """Decide every line of source into sink; with log (an open decision log), record
+    each chunk's determinations in one transaction."""
     summary = Summary()
     try:
         size: Optional[int] = os.fstat(source.fileno()).st_size or None
     except (OSError, AttributeError, ValueError):
         size = None
     meter = Progress(size, progress)
-    for done, (lines, decisions, invalid) in _in_order(chunks(source, chunk), version, workers,
-                                                       chunks_per_worker):
+    for done, (lines, decisions, invalid, prepared) in _in_order(
+            chunks(source, chunk), version, workers, chunks_per_worker, log is not None):
         sink.write("\n".join(lines) + "\n")
+        if log is not None:
+            from covkb.audit import append
+
+            append(log, prepared)
         summary.cases += len(lines)
         summary.invalid += invalid
         summary.decisions.update(decisions)

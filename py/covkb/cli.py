@@ -24,6 +24,8 @@ class Format(str, enum.Enum):
     json = "json"
 
 
+LOG_HELP = ("Record each determination in this SQLite decision log (see `covkb audit`). "
+            "Also taken from $COVKB_LOG.")
 VERSION_HELP = ("Apply this policy version (e.g. 2024-08-21) instead of the one in force "
                 "on the date of service; `covkb versions` lists them.")
 
@@ -31,6 +33,18 @@ VERSION_HELP = ("Apply this policy version (e.g. 2024-08-21) instead of the one 
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"covkb: {message}", err=True)
     return typer.Exit(2)
+
+
+def _open_log(path: Path):
+    """An open decision log, or exit 2 naming the file."""
+    import sqlite3
+
+    from covkb import audit
+
+    try:
+        return audit.connect(path)
+    except sqlite3.DatabaseError as error:
+        raise _fail(f"{path}: not a covkb decision log ({error})") from None
 
 
 def _known_version(version: Optional[str]) -> Optional[str]:
@@ -52,16 +66,30 @@ def check(
     format: Format = typer.Option(Format.text, "--format", "-f",
                                   help="text: decision, a table of criteria, advisories and missing "
                                        "documentation; json: the result object of the contract."),
+    log: Optional[Path] = typer.Option(None, "--log", envvar="COVKB_LOG", help=LOG_HELP),
 ) -> None:
     """Decide one request and show every criterion's status and why.
 
     Exit 0 when decided; 2 when the case is invalid (the message names the field).
     """
-    from covkb.api import check as decide_one
     from covkb.render import as_json, as_text
 
     version = _known_version(version)
-    result = decide_one(_load(case), version)
+    one = _load(case)
+    if log is None:
+        from covkb.api import check as decide_one
+
+        result = decide_one(one, version)
+    else:
+        from covkb import audit
+        from covkb.api import determine_explained
+
+        result, explanation = determine_explained([one], version)[0]
+        connection = _open_log(log)
+        try:
+            audit.append(connection, [audit.prepare(one, version, result, explanation, audit.kb_hash())])
+        finally:
+            connection.close()
     typer.echo(as_json(result) if format is Format.json else as_text(result))
 
 
@@ -79,6 +107,7 @@ def batch(
                                 help="Worker processes deciding chunks side by side; 0 means one per core."),
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="No progress and no summary line on standard error."),
+    log: Optional[Path] = typer.Option(None, "--log", envvar="COVKB_LOG", help=LOG_HELP),
 ) -> None:
     """Decide many requests: one JSON result line per case line, in input order.
 
@@ -97,11 +126,14 @@ def batch(
     except OSError as error:
         raise _fail(f"{cases_file}: {error.strerror}") from None
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
+    connection = _open_log(log) if log else None
     try:
         summary = run(source, sink, version=version, chunk=chunk,
                       workers=workers or os.cpu_count() or 1,
-                      progress=not quiet and sys.stderr.isatty())
+                      progress=not quiet and sys.stderr.isatty(), log=connection)
     finally:
+        if connection is not None:
+            connection.close()
         if out:
             sink.close()
         if source is not sys.stdin.buffer:
@@ -246,6 +278,136 @@ def schema() -> None:
     from covkb.case import case_schema
 
     typer.echo(json.dumps(case_schema(), indent=2))
+
+
+audit_app = typer.Typer(help="Read the decision log: list, show, replay, verify and export "
+                             "determinations. The log is --log PATH or $COVKB_LOG.",
+                        no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+LOG_OPTION = typer.Option(..., "--log", envvar="COVKB_LOG", help="The SQLite decision log.")
+
+
+def _existing_log(log: Path):
+    if not log.exists():
+        raise _fail(f"{log}: no such decision log")
+    return _open_log(log)
+
+
+@audit_app.command("list")
+def audit_list(
+    log: Path = LOG_OPTION,
+    case_id: Optional[str] = typer.Option(None, "--case-id", help="Only this case id."),
+    since: Optional[str] = typer.Option(None, "--since", help="Logged on or after this date (YYYY-MM-DD)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Logged before this date (YYYY-MM-DD)."),
+    decision: Optional[str] = typer.Option(None, "--decision", help="covered, not_covered, pending or not_applicable."),
+) -> None:
+    """One line per determination: id, time, case id, version, decision and label."""
+    from covkb import audit
+
+    connection = _existing_log(log)
+    try:
+        for row in audit.rows(connection, case_id=case_id, since=since, until=until, decision=decision):
+            typer.echo(f"{row['id']:>6}  {row['logged_at']}  {row['case_id']}  "
+                       f"{row['policy_version'] or 'none'}  {row['decision']} ({row['label']})")
+    finally:
+        connection.close()
+
+
+@audit_app.command("show")
+def audit_show(
+    ident: int = typer.Argument(..., metavar="ID", help="The determination's id (from `covkb audit list`)."),
+    log: Path = LOG_OPTION,
+    format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", help="text, json or markdown."),
+) -> None:
+    """The stored explanation of one determination, rendered as `covkb explain` would."""
+    import msgspec
+
+    from covkb import audit
+    from covkb.explain import Explanation, as_markdown, as_text
+
+    connection = _existing_log(log)
+    try:
+        row = next(audit.rows(connection, ident=ident), None)
+    finally:
+        connection.close()
+    if row is None:
+        raise _fail(f"{log}: no determination {ident}")
+    explanation = msgspec.json.decode(row["explanation_json"], type=Explanation)
+    head = (f"determination {row['id']}, logged {row['logged_at']}, covkb {row['covkb_version']}, "
+            f"kb {row['kb_sha256'][:16]}, input sha256 {row['input_sha256'][:16]}")
+    if format is ExplainFormat.json:
+        typer.echo(row["explanation_json"])
+    elif format is ExplainFormat.markdown:
+        typer.echo(f"_{head}_\n\n" + as_markdown(explanation))
+    else:
+        typer.echo(head + "\n\n" + as_text(explanation))
+
+
+@audit_app.command("replay")
+def audit_replay(
+    ident: Optional[int] = typer.Argument(None, metavar="[ID]", help="One determination; all when omitted."),
+    log: Path = LOG_OPTION,
+    all_rows: bool = typer.Option(False, "--all", help="Replay every determination (the default without ID)."),
+) -> None:
+    """Re-decide stored inputs with the current knowledge base and list every determination
+    that would now differ. Exit 0 when none differ, 1 when any does."""
+    from covkb import audit
+
+    connection = _existing_log(log)
+    try:
+        total, differ, current = audit.replay(connection, None if all_rows else ident)
+    finally:
+        connection.close()
+    for row, now, kb_changed in differ:
+        cause = "the knowledge base changed since" if kb_changed else "same knowledge base"
+        typer.echo(f"{row['id']:>6}  {row['case_id']}: {row['decision']} ({row['label']}) then, "
+                   f"{now.decision} ({now.label}) now; {cause}")
+    typer.echo(f"replayed {total} determination(s) with kb {current[:16]}: {len(differ)} differ", err=True)
+    if differ:
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify(log: Path = LOG_OPTION) -> None:
+    """Recompute the hash chain and name the first edited, inserted or deleted row.
+    Exit 0 when intact, 1 when broken. Keep the printed head hash and row count elsewhere
+    to notice rows cut from the end."""
+    from covkb import audit
+
+    connection = _existing_log(log)
+    try:
+        verdict = audit.verify(connection)
+    finally:
+        connection.close()
+    if verdict.ok:
+        typer.echo(f"intact: {verdict.rows} rows, head {verdict.head}")
+        return
+    typer.echo(f"broken: {verdict.problem}")
+    raise typer.Exit(1)
+
+
+class ExportFormat(str, enum.Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+@audit_app.command("export")
+def audit_export(
+    log: Path = LOG_OPTION,
+    format: ExportFormat = typer.Option(ExportFormat.csv, "--format", "-f", help="csv for a spreadsheet, or jsonl."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of standard output."),
+) -> None:
+    """Every determination, for the auditor's spreadsheet."""
+    from covkb import audit
+
+    connection = _existing_log(log)
+    sink = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
+    try:
+        audit.export(connection, format.value, sink)
+    finally:
+        connection.close()
+        if out:
+            sink.close()
 
 
 def main() -> None:

@@ -92,9 +92,13 @@ def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
     return policy, shown
 
 
-@lru_cache(maxsize=4)
 def policy(directory: Optional[Path] = None) -> Policy:
     """The policy's id, versions and criteria, read from the knowledge base alone."""
+    return _policy(directory or kb_dir())
+
+
+@lru_cache(maxsize=8)
+def _policy(directory: Path) -> Policy:
     return solve((), directory)[0]
 
 
