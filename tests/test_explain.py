@@ -29,6 +29,20 @@ def explained(version=None, **changes):
      "pending: 6 cannot be decided without documentation of organ_function_adequate"),
     ({"plan": {"walmart_associates_plan": True}},
      "not applicable: this policy does not apply to the Wal-Mart Associates Group Health Plan participants"),
+    ({"plan": {"group_specific_policy": True}},
+     "not applicable: a group specific policy supersedes this policy"),
+    ({"date_of_service": "2024-08-20"},
+     "not applicable: the date of service is before August 21, 2024, and the criteria in force then "
+     "are kept only as a hardcopy print"),
+    ({"compendium": {"fda_approved_indication": True}, "prior_lines": [["Rd"]],
+      "prescriber": {"specialist": False, "approved_car_t_center": True}},
+     "not covered: an FDA-approved oncologic indication or an NCCN category 1 or 2A recommendation is "
+     "asserted, but specialist not met, and the contract has primary coverage criteria, so it does not "
+     "meet primary coverage criteria"),
+    ({"compendium": {"nccn_category": "1"}, "prior_lines": [["Rd"]], "prescriber": {"specialist": True}},
+     "pending: an FDA-approved oncologic indication or an NCCN category 1 or 2A recommendation is "
+     "asserted, but the opening requirements cannot be decided without documentation of "
+     "prescriber.approved_car_t_center"),
     ({"compendium": {"nccn_category": "2A"}, "prior_lines": [["Rd"]]},
      "covered: an FDA-approved oncologic indication or an NCCN category 1 or 2A recommendation is "
      "asserted and the opening requirements (specialist, center) are met, so it is covered by compendium"),
@@ -42,12 +56,20 @@ def test_the_2024_sentence_names_the_failing_criteria():
     assert e.sentence.startswith("not covered: 5d and 5e not met")
 
 
+ANTI_CANCER = {"concurrent_therapies": [{"agent": "Darzalex", "purpose": "anti_cancer"}]}
+NO_SPECIALIST = {"prescriber": {"specialist": False, "approved_car_t_center": True}}
+NO_CENTER = {"prescriber": {"specialist": True, "approved_car_t_center": False}}
+
+
 @pytest.mark.parametrize("version, changes, ident, remediable", [
     (V2025, {"dose_million_car_t_cells": 600}, "dose", True),
     (V2024, {"dose_million_car_t_cells": 200}, "9", True),
-    (V2025, {"concurrent_therapies": [{"agent": "Darzalex", "purpose": "anti_cancer"}]}, "5a", True),
-    (V2024, {"prescriber": {"specialist": False, "approved_car_t_center": True}}, "specialist", True),
-    (V2025, {"prescriber": {"specialist": True, "approved_car_t_center": False}}, "center", True),
+    (V2025, ANTI_CANCER, "5a", True),
+    (V2024, ANTI_CANCER, "5a", True),
+    (V2024, NO_SPECIALIST, "specialist", True),
+    (V2025, NO_SPECIALIST, "specialist", True),
+    (V2024, NO_CENTER, "center", True),
+    (V2025, NO_CENTER, "center", True),
     (V2025, {"member": {"age": 16}}, "1", False),
     (V2024, {"prior_cell_therapies": ["Abecma"]}, "8", False),
     (V2025, {"diagnosis": {"multiple_myeloma": True, "relapsed": True, "cns_involvement": True}}, "7", False),

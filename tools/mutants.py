@@ -24,10 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KB = ROOT / "kb"
-# Example tests first (fast, -x stops at the first failure), then the properties.
+# The example tests that read kb/ first (fast; -x stops at the first failure), then the
+# slower ones: diff, properties, hostile input. The decision-log tests do not read kb/.
 STAGES = [
-    ["tests", "--ignore=tests/test_properties.py"],
-    ["tests/test_properties.py"],
+    ["tests/test_every_status.py", "tests/test_thresholds.py", "tests/test_versions.py",
+     "tests/test_decision.py", "tests/test_names.py", "tests/test_explanations.py",
+     "tests/test_explain.py", "tests/test_cli.py", "tests/test_input.py"],
+    ["tests/test_diff.py", "tests/test_properties.py", "tests/test_hostile.py"],
 ]
 
 # Mutants that cannot change any answer, with the reason.
@@ -140,8 +143,18 @@ def main() -> None:
     todo = list(mutants(options.only))[: options.limit]
     started = time.perf_counter()
     print(f"{len(todo)} mutants of kb/, {options.jobs} at a time", flush=True)
+    done = 0
+
+    def attempt(mutant: Mutant) -> bool:
+        nonlocal done
+        dead = killed(mutant, sys.executable)
+        done += 1
+        if not dead or done % 50 == 0:
+            print(f"  [{done}/{len(todo)}] {'killed' if dead else 'SURVIVED'}  {mutant.describe()}", flush=True)
+        return dead
+
     with ThreadPoolExecutor(options.jobs) as pool:
-        outcomes = list(pool.map(lambda m: killed(m, sys.executable), todo))
+        outcomes = list(pool.map(attempt, todo))
     survivors = [m for m, dead in zip(todo, outcomes) if not dead]
     explained = [(m, equivalent(m)) for m in survivors]
     total, dead = len(todo), sum(outcomes)
