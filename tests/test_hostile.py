@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from cases import case, decide, statuses
 from covkb.api import check
-from covkb.case import InvalidCase, MAX_ITEMS, MAX_STRING, from_json, from_object
+from covkb.case import InvalidCase, MAX_ITEMS, MAX_STRING, from_json, from_object, from_yaml
 from covkb.lpcase import parse_lp
 
 HOSTILE = st.one_of(
@@ -60,6 +60,15 @@ def test_a_hostile_string_decides_as_a_plain_unknown_string_would(place, text):
 def test_case_id_comes_back_exactly():
     for text in ['x"). covered. %', "a\\b", "\u202e", "line\nbreak"]:
         assert decide(case(case_id=text)).case_id == text
+
+
+def test_a_lone_surrogate_is_refused():
+    with pytest.raises(InvalidCase) as raised:
+        from_json(b'{"case_id": "\\ud800", "date_of_service": "2025-11-12"}')
+    assert "surrogate" in raised.value.message
+    with pytest.raises(InvalidCase) as raised:  # YAML can carry one
+        from_yaml('case_id: "\\ud800x"\ndate_of_service: 2025-11-12\n')
+    assert raised.value.path == "case_id"
 
 
 def test_nul_in_a_string_is_refused():

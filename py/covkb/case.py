@@ -23,8 +23,9 @@ MAX_CASE_BYTES = 1_000_000
 
 PURPOSES = ("lymphodepletion", "bridging", "supportive", "anti_cancer")
 NCCN_CATEGORIES = ("1", "2A", "2B", "3")
-# NUL would end a string early inside clingo, so no string may hold one.
-NO_NUL = r"^[^\x00]*$"
+# NUL would end a string early inside clingo, and a lone surrogate is no UTF-8 text:
+# no string may hold either.
+NO_NUL = r"^[^\x00\ud800-\udfff]*$"
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING, pattern=NO_NUL)]
 
 
@@ -53,7 +54,7 @@ def _show(value: Any) -> str:
     else:
         try:
             text = msgspec.json.encode(value).decode()
-        except (TypeError, msgspec.EncodeError):
+        except (TypeError, ValueError, msgspec.EncodeError):  # a lone surrogate cannot be encoded
             text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -256,7 +257,7 @@ def _plain(message: str, path: str = "") -> str:
         if choices:
             return "expected one of " + ", ".join(choices)
     if "matching regex" in message:
-        return "expected text without NUL characters"
+        return "expected text without NUL characters or lone surrogates"
     message = (message.replace("`array` of length >= 1", "a non-empty list")
                .replace("`str` of length >= 1", "a non-empty string"))
     message = re.sub(r"`array` of length <= (\d+)", r"a list of at most \1 items", message)

@@ -193,6 +193,11 @@ def compare_text(case_id: str, sides: list[Explanation]) -> str:
         mark = ("" if len(set(cells)) == 1 else
                 f"  (only in {', '.join(present)})" if len(present) < len(sides) else "  <- differs")
         lines.append(f"{ident:<11}" + "".join(f"{c:<14}" for c in cells) + mark)
+    words = [{s.id: s.text for s in side.criteria} for side in sides]
+    reworded = [i for i in order if all(i in w for w in words) and len({w[i] for w in words}) > 1]
+    if reworded:
+        lines.append(f"(the policy's words under {', '.join(reworded)} differ between the versions: "
+                     "`covkb criteria` shows them)")
     lines.append("")
     for side in sides:
         lines.append(f"{side.version or 'none'}: {side.decision} ({side.label}) — {side.sentence}")
