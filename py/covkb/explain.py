@@ -11,7 +11,7 @@ import msgspec
 
 from covkb.case import Case
 from covkb.decide import Policy, Shown, solve
-from covkb.result import Result, build
+from covkb.result import Result, Words, build
 
 
 class Step(msgspec.Struct):
@@ -54,14 +54,12 @@ def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
 
 
 def _explanation(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
+    words = Words(case)
     names = []
     for _, term in sorted(shown.advisories):
         if term[0] == "unrecognised":
-            where = term[1]
-            place = f"prior_lines line {where[1]}" if isinstance(where, tuple) else where
-            spelled = _spelling(case).get(term[2], term[2])
             close = difflib.get_close_matches(term[2], sorted(policy.names), n=1, cutoff=0.6)
-            names.append(Name(place, spelled, close[0] if close else None))
+            names.append(Name(words.place(term[1]), words.name(term[2]), close[0] if close else None))
     steps = []
     for criterion in result.criteria:
         remedy = None
@@ -86,14 +84,6 @@ def _explanation(case: Case, shown: Shown, policy: Policy, result: Result) -> Ex
     )
     return Explanation(result.case_id, result.policy, result.version, result.decision, result.label,
                        shown.rule or "", sentence, steps, result.advisories, names, result.missing)
-
-
-def _spelling(case: Case) -> dict[str, str]:
-    from covkb.facts import fold
-
-    names = [a for line in case.prior_lines or () for a in line]
-    names += list(case.prior_cell_therapies or ()) + list(case.clinical_trials or ())
-    return {fold(n): n for n in reversed(names)}
 
 
 def explain(case: Case, version: Optional[str] = None) -> Explanation:

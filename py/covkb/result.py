@@ -44,7 +44,7 @@ class Failure(msgspec.Struct):
 
 
 def build(case: Case, shown: Shown, policy: Policy) -> Result:
-    words = _Words(case)
+    words = Words(case)
     criteria = []
     if shown.version is not None:
         for ident, text in policy.criteria[shown.version]:
@@ -67,7 +67,7 @@ def _iso(number: int) -> str:
     return datetime.date(number // 10000, number // 100 % 100, number % 100).isoformat()
 
 
-class _Words:
+class Words:
     """Writes the knowledge base's reason terms with the values of one case.
 
     A term is a tuple (name, *arguments) as covkb.terms reads it.
