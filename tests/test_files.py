@@ -59,6 +59,7 @@ def test_blank_lines_in_jsonl_are_skipped_and_line_numbers_kept(tmp_path):
     assert result.exit_code == 1
     assert [l["case_id"] for l in lines] == ["A", "B"]
     assert lines[1]["line"] == 5 and "date_of_service" in lines[1]["error"]
+    assert "2 cases" in result.stderr and "3 blank lines skipped" in result.stderr
 
 
 def test_a_json_array_given_to_batch_is_explained(tmp_path):

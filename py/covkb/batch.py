@@ -20,6 +20,7 @@ Chunk = list[tuple[int, bytes]]  # (line number, raw line)
 class Summary:
     cases: int = 0
     invalid: int = 0
+    blank: int = 0
     decisions: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.perf_counter)
 
@@ -31,8 +32,9 @@ class Summary:
         seconds = self.seconds
         kinds = ", ".join(f"{n} {d}" for d, n in sorted(self.decisions.items()))
         rate = self.cases / seconds if seconds > 0 else 0.0
+        blank = f", {self.blank} blank lines skipped" if self.blank else ""
         return (f"covkb batch: {self.cases} cases, {kinds or 'no decisions'}, "
-                f"{self.invalid} invalid; {seconds:.2f} s ({rate:.0f} cases/s)")
+                f"{self.invalid} invalid{blank}; {seconds:.2f} s ({rate:.0f} cases/s)")
 
 
 def decide_chunk(chunk: Chunk, version: Optional[str] = None,
@@ -73,12 +75,14 @@ def decide_chunk(chunk: Chunk, version: Optional[str] = None,
     return lines, decisions, invalid, prepared
 
 
-def chunks(source: BinaryIO, size: int) -> Iterator[Chunk]:
+def chunks(source: BinaryIO, size: int, summary: Optional[Summary] = None) -> Iterator[Chunk]:
     chunk: Chunk = []
     for number, raw in enumerate(source, start=1):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         if not raw.strip():
+            if summary is not None:
+                summary.blank += 1
             continue
         chunk.append((number, raw))
         if len(chunk) >= size:
@@ -152,7 +156,7 @@ def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None, chunk: in
         size = None
     meter = Progress(size, progress)
     for done, (lines, decisions, invalid, prepared) in _in_order(
-            chunks(source, chunk), version, workers, chunks_per_worker, log is not None):
+            chunks(source, chunk, summary), version, workers, chunks_per_worker, log is not None):
         sink.write("\n".join(lines) + "\n")
         if log is not None:
             from covkb.audit import append
