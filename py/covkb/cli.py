@@ -13,6 +13,8 @@ import typer
 app = typer.Typer(
     help=__doc__ + "\n\nA case is a JSON object (or YAML, or .lp facts); see `covkb schema`. "
     "Decisions: covered, not_covered, pending (documentation needed), not_applicable.",
+    epilog="Examples: covkb check facts/covered-2025.json | covkb explain case.json -f markdown | "
+           "covkb batch cases.jsonl --out results.jsonl --log audit.db | covkb diff",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
