@@ -146,6 +146,7 @@ def test_guideline_fields_undocumented_leave_2025_11_01_decided():
     ("2026-05-31", "2025-11-30"),
     ("2026-01-31", "2025-07-31"),
     ("2025-06-30", "2024-12-30"),
+    ("9999-12-31", "9999-06-30"),   # the last date there is
 ])
 def test_six_calendar_months_back_on_every_kind_of_month(service, first_day_inside):
     from datetime import date, timedelta
