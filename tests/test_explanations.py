@@ -107,6 +107,8 @@ def test_not_met_criteria_show_the_facts_that_fail_them(service, ident, changes,
 
 
 UNKNOWN = [
+    (IN_2025, "3a", {"prior_lines": DROP}, ["prior_lines not documented"]),
+    (IN_2024, "3c", {"prior_lines": DROP}, ["prior_lines not documented"]),
     (IN_2024, "1", {"member": DROP}, ["member.age not documented", "member.birth_date not documented"]),
     (IN_2025, "2", {"diagnosis": {"multiple_myeloma": True, "cns_involvement": False}},
      ["diagnosis.multiple_myeloma = true", "diagnosis.refractory not documented",

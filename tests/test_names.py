@@ -9,6 +9,9 @@ CLASS_OF = {"3a": "immunomodulatory", "3b": "proteasome inhibitor", "3c": "anti-
 
 
 @pytest.mark.parametrize("name, criterion", [
+    ("thalidomide", "3a"), ("lenalidomide", "3a"), ("pomalidomide", "3a"),
+    ("bortezomib", "3b"), ("carfilzomib", "3b"), ("daratumumab", "3c"),
+    ("daratumumab and hyaluronidase", "3c"),
     ("Revlimid", "3a"), ("THALOMID", "3a"), ("pomalyst", "3a"), ("  Lenalidomide ", "3a"),
     ("Velcade", "3b"), ("KYPROLIS", "3b"), ("Ninlaro", "3b"), ("ixazomib", "3b"),
     ("Darzalex", "3c"), ("Darzalex   Faspro", "3c"), ("daratumumab and hyaluronidase-fihj", "3c"),

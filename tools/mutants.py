@@ -45,6 +45,10 @@ EQUIVALENT = [
     (re.compile(r'^documented\(K,"compendium\.nccn_category"\)'), r"statement removed",
      "no criterion reads compendium.nccn_category, and documented/2 is read only for fields "
      "that criteria read"),
+    (re.compile(r"^month_days\(Y,M,31\)"), r"31 -> 32$",
+     "no day of the month exceeds 31, so a 31-day month never clamps, whether its bound is 31 or 32"),
+    (re.compile(r"^window_start\(K,M,Y2\*10000 \+ M2\*100 \+ N\)"), r"> -> >=",
+     "when the day equals the month's length both window_start rules give the same date"),
     (re.compile(r'^number\(K,"age",A,0,1\)'), r"[01] -> ",
      "criterion 1 compares age with below/3 alone, which reads the whole part; the fraction "
      "of a whole-year age is never read"),
