@@ -95,6 +95,16 @@ def baseline(path: Path, count: int) -> float:
     return len(cases) / (time.perf_counter() - started)
 
 
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown processor"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -103,8 +113,8 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=11, help="runs of `covkb check` for the median")
     options = parser.parse_args()
     covkb = str(Path(sys.executable).with_name("covkb"))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"{platform.processor() or platform.platform()}, Python {platform.python_version()}")
+    print(f"machine: {_cpu()}, {os.cpu_count()} cores, {platform.machine()}, "
+          f"Python {platform.python_version()}")
     import clingo
 
     print(f"clingo {clingo.__version__}; workers {options.workers}")
