@@ -26,11 +26,19 @@ def test_a_class_is_found_by_any_of_its_names(name, criterion, service):
     assert {status(result, c) for c in others} == {"not_met"}
 
 
+# SPEC §1: R lenalidomide, V bortezomib, K carfilzomib, I ixazomib, P pomalidomide,
+# T thalidomide, D daratumumab, Isa isatuximab, E elotuzumab, S selinexor,
+# C/Cy cyclophosphamide, d dexamethasone.
+IMID, PI, CD38 = "3a", "3b", "3c"
+
+
 @pytest.mark.parametrize("regimen, classes", [
-    ("VRd", {"3a", "3b"}), ("vrd", {"3a", "3b"}), ("D-VRd", {"3a", "3b", "3c"}),
-    ("DVRd", {"3a", "3b", "3c"}), ("IsaPd", {"3a", "3c"}), ("IsaKd", {"3b", "3c"}),
-    ("CyBorD", {"3b"}), ("VCd", {"3b"}), ("Kd", {"3b"}), ("Rd", {"3a"}), ("EPd", {"3a"}),
-    ("SVd", {"3b"}), ("DKd", {"3b", "3c"}), ("KRD", {"3a", "3b"}),
+    ("VRd", {PI, IMID}), ("KRd", {PI, IMID}), ("DRd", {CD38, IMID}), ("IRd", {PI, IMID}),
+    ("DVRd", {CD38, PI, IMID}), ("D-VRd", {CD38, PI, IMID}), ("DPd", {CD38, IMID}),
+    ("DKd", {CD38, PI}), ("DVd", {CD38, PI}), ("IsaPd", {CD38, IMID}), ("IsaKd", {CD38, PI}),
+    ("EPd", {IMID}), ("ERd", {IMID}), ("VTd", {PI, IMID}), ("VCd", {PI}), ("CyBorD", {PI}),
+    ("PVd", {IMID, PI}), ("KPd", {PI, IMID}), ("SVd", {PI}), ("Kd", {PI}), ("Pd", {IMID}),
+    ("Rd", {IMID}), ("Vd", {PI}), ("vrd", {PI, IMID}), ("KRD", {PI, IMID}),
 ])
 def test_a_regimen_abbreviation_stands_for_its_agents(regimen, classes):
     result = decide(case(prior_lines=[[regimen], ["melphalan"]]))
