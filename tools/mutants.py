@@ -152,9 +152,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--only", help="mutate only this kb file (e.g. v2024-08-21.lp)")
     parser.add_argument("--limit", type=int, help="stop after this many mutants")
-    parser.add_argument("--match", help="run only the mutants whose description holds this text")
+    parser.add_argument("--match", action="append",
+                        help="run only the mutants whose description holds this text (repeatable)")
     options = parser.parse_args()
-    every = [m for m in mutants(options.only) if not options.match or options.match in m.describe()]
+    every = [m for m in mutants(options.only)
+             if not options.match or any(text in m.describe() for text in options.match)]
     every = every[: options.limit]
     # Mutants known to be equivalent are listed, not run: they cannot change an answer.
     skipped = [(m, equivalent(m)) for m in every if equivalent(m)]
