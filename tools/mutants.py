@@ -49,6 +49,11 @@ EQUIVALENT = [
      "no day of the month exceeds 31, so a 31-day month never clamps, whether its bound is 31 or 32"),
     (re.compile(r"^window_start\(K,M,Y2\*10000 \+ M2\*100 \+ N\)"), r"> -> >=",
      "when the day equals the month's length both window_start rules give the same date"),
+    (re.compile(r'^met\(K,"(1|5e|9|dose)"\)'), r"\d+ -> ",
+     "status/3 gives not_met precedence over met, and below/above hold only at declared "
+     "thresholds, so a bound a met rule restates cannot change a status"),
+    (re.compile(r'^met\(K,"3"\)'), r"2 -> 1$",
+     "status/3 gives not_met precedence over met: one line is not_met whatever met says"),
     (re.compile(r'^number\(K,"age",A,0,1\)'), r"[01] -> ",
      "criterion 1 compares age with below/3 alone, which reads the whole part; the fraction "
      "of a whole-year age is never read"),
@@ -62,6 +67,7 @@ class Mutant:
     kind: str
     before: str
     after: str
+    also_in: str = ""  # another kb file that declares the very same statement
 
     def describe(self) -> str:
         return f"{self.file}:{self.line} {self.kind}: {self.before.strip()[:90]!r}"
@@ -105,21 +111,25 @@ FLIP = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
 
 
 def mutants(only: str | None = None):
-    for path in sorted(KB.glob("*.lp")):
-        if only and path.name != only:
+    texts = {path.name: path.read_text() for path in sorted(KB.glob("*.lp"))}
+    declared = {name: {text[a:b] for a, b, _ in statements(text)} for name, text in texts.items()}
+    for name, text in texts.items():
+        if only and name != only:
             continue
-        text = path.read_text()
+        path = KB / name
         for start, end, line in statements(text):
             statement = text[start:end]
+            twin = next((other for other, found in declared.items()
+                         if other != name and statement in found and ":-" not in statement), "")
             yield Mutant(path.name, line, "statement removed", statement,
-                         text[:start] + text[end:])
+                         text[:start] + text[end:], twin)
             for match in CODE.finditer(statement):
                 at = start + match.start()
                 if match.group("int"):
                     value = int(match.group("int"))
                     for delta in (1, -1):
                         yield Mutant(path.name, line, f"{value} -> {value + delta}", statement,
-                                     text[:at] + str(value + delta) + text[at + len(match.group()):])
+                                     text[:at] + str(value + delta) + text[at + len(match.group()):], twin)
                 elif match.group("cmp"):
                     op = match.group("cmp")
                     yield Mutant(path.name, line, f"{op} -> {FLIP[op]}", statement,
@@ -127,6 +137,9 @@ def mutants(only: str | None = None):
 
 
 def equivalent(mutant: Mutant) -> str | None:
+    if mutant.also_in and not mutant.kind.startswith(("<", ">")):
+        return (f"{mutant.also_in} declares the same fact, and the rules name the value they use, "
+                "so one copy removed or changed alters nothing")
     for pattern, kind, reason in EQUIVALENT:
         if pattern.search(mutant.before.strip()) and (kind is None or re.match(kind, mutant.kind)):
             return reason
