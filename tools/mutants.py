@@ -49,6 +49,12 @@ EQUIVALENT = [
      "no day of the month exceeds 31, so a 31-day month never clamps, whether its bound is 31 or 32"),
     (re.compile(r"^window_start\(K,M,Y2\*10000 \+ M2\*100 \+ N\)"), r"> -> >=",
      "when the day equals the month's length both window_start rules give the same date"),
+    (re.compile(r'^criterion\("[^"]+","specialist",1,'), r"1 -> 0$",
+     "places in policy order are only compared: the first criterion stays first at 0"),
+    (re.compile(r'^criterion\("2024-08-21","9",20,'), r"20 -> 21$",
+     "places in policy order are only compared: the last criterion stays last at 21"),
+    (re.compile(r'^criterion\("2025-11-01","dose",15,'), r"15 -> 16$",
+     "places in policy order are only compared: the last criterion stays last at 16"),
     (re.compile(r'^met\(K,"(1|5e|9|dose)"\)'), r"\d+ -> ",
      "status/3 gives not_met precedence over met, and below/above hold only at declared "
      "thresholds, so a bound a met rule restates cannot change a status"),
