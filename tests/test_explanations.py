@@ -63,6 +63,8 @@ NOT_MET = [
      ["prior_lines: no agent of this class in any prior line"]),
     (IN_2024, "4", {"clinical_trials": ["Abecma"]},
      ["clinical_trials: 'Abecma' is a therapy listed in this policy"]),
+    (IN_2025, "4", {"clinical_trials": ["ide-cel"]},
+     ["clinical_trials: 'ide-cel' is a therapy listed in this policy"]),
     (IN_2025, "4", {"prior_cell_therapies": ["Kymriah"]},
      ["prior_cell_therapies: 'Kymriah' is a prior cell therapy"]),
     (IN_2024, "4", {"prior_cell_therapies": ["Yescarta"]},
