@@ -79,3 +79,20 @@ not_met(K,"x") :- in2025(K), above(K,"dose_million_car_t_cells",400).
     assert new == {"dose_million_car_t_cells between 400 and 510", "dose_million_car_t_cells = 510"}
     assert {after[k] for k in new} == {("covered", "not_covered")}
 
+
+
+def test_the_classes_are_those_the_policy_thresholds_make():
+    import datetime
+
+    from covkb.diff import _kb_facts, space
+
+    fields = {f.path: [o.name for o in f.options] for f in space(_kb_facts(None), datetime.date(2025, 11, 1))}
+    # "18 years of age or older"; "less than or equal to 45 mL/min"; "less than 45%";
+    # "300 to 510 x 1 million CAR-positive T cells"; "within in the past 6 months"
+    assert fields["member.age"] == ["< 18", "= 18", "> 18", "not documented"]
+    assert fields["creatinine_clearance_ml_min"] == ["< 45", "= 45", "> 45", "not documented"]
+    assert fields["lvef_percent"] == ["< 45", "= 45", "> 45", "not documented"]
+    assert fields["dose_million_car_t_cells"] == ["< 300", "= 300", "between 300 and 510", "= 510", "> 510",
+                                                  "not documented"]
+    assert fields["significant_cardiac_disease_dates"] == [
+        "none", "within the past 6 months", "just before the past 6 months", "not documented"]

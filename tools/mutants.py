@@ -143,9 +143,8 @@ def mutants(only: str | None = None):
 
 
 def equivalent(mutant: Mutant) -> str | None:
-    if mutant.also_in and not mutant.kind.startswith(("<", ">")):
-        return (f"{mutant.also_in} declares the same fact, and the rules name the value they use, "
-                "so one copy removed or changed alters nothing")
+    if mutant.also_in and mutant.kind == "statement removed":
+        return f"{mutant.also_in} declares the same fact, so removing one copy leaves the set of facts as it was"
     for pattern, kind, reason in EQUIVALENT:
         if pattern.search(mutant.before.strip()) and (kind is None or re.match(kind, mutant.kind)):
             return reason
