@@ -145,3 +145,17 @@ def test_case_strings_are_data_not_program_text(tmp_path):
     assert out["case_id"] == hostile
     assert out["decision"] == "not_covered"
     assert {c["id"]: c["status"] for c in out["criteria"]}["3c"] == "unknown"
+
+
+def test_batch_output_is_byte_identical_with_1_2_and_4_workers(tmp_path):
+    items = [json.loads(f.read_text()) for f in sorted(FACTS.glob("*.json"))] * 4
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(i) + "\n" for i in items) + "{broken\n")
+    outputs = []
+    for workers in (1, 2, 4):
+        out = tmp_path / f"out{workers}.jsonl"
+        run("batch", source, "--out", out, "--workers", workers, "--chunk", "7")
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+    singles = [run("check", f, "-f", "json").stdout.strip() for f in sorted(FACTS.glob("*.json"))] * 4
+    assert outputs[0].decode().splitlines()[:-1] == singles
