@@ -1,6 +1,7 @@
 """`covkb explain` and `covkb compare`: the rule that decided, remedies, what to document."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -118,3 +119,14 @@ def test_explain_command_formats(fmt):
     result = runner.invoke(app, ["explain", "-", "-f", fmt], input=json.dumps(case(organ_function_adequate=False)))
     assert result.exit_code == 0
     assert "6 not met" in result.stdout
+
+
+FACTS = Path(__file__).parents[1] / "facts"
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in FACTS.glob("*.*") if p.suffix != ".jsonl"))
+def test_explain_and_compare_work_on_every_bundled_example(example):
+    path = str(FACTS / example)
+    for fmt in ("text", "json", "markdown"):
+        assert runner.invoke(app, ["explain", path, "-f", fmt]).exit_code == 0
+    assert runner.invoke(app, ["compare", path]).exit_code == 0
