@@ -28,6 +28,8 @@ class Format(str, enum.Enum):
 
 LOG_HELP = ("Record each determination in this SQLite decision log (see `covkb audit`). "
             "Also taken from $COVKB_LOG.")
+CASE_ARGUMENT = typer.Argument(..., help="The case: a .json, .yaml/.yml or .lp file, or - for JSON "
+                                         "on standard input.", allow_dash=True)
 VERSION_HELP = ("Apply this policy version (e.g. 2024-08-21) instead of the one in force "
                 "on the date of service; `covkb versions` lists them.")
 
@@ -62,8 +64,7 @@ def _known_version(version: Optional[str]) -> Optional[str]:
 
 @app.command()
 def check(
-    case: Path = typer.Argument(..., help="The case: a .json, .yaml/.yml or .lp file, or - for JSON on standard input.",
-                                allow_dash=True),
+    case: Path = CASE_ARGUMENT,
     version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
     format: Format = typer.Option(Format.text, "--format", "-f",
                                   help="text: decision, a table of criteria, advisories and missing "
@@ -169,8 +170,7 @@ def _load(case: Path):
 
 @app.command()
 def explain(
-    case: Path = typer.Argument(..., help="The case: .json, .yaml/.yml or .lp, or - for JSON on standard input.",
-                                allow_dash=True),
+    case: Path = CASE_ARGUMENT,
     version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
     format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f",
                                          help="text for a terminal, json for a program, markdown for an audit report."),
@@ -193,13 +193,12 @@ def explain(
 
 @app.command()
 def compare(
-    case: Path = typer.Argument(..., help="The case: .json, .yaml/.yml or .lp, or - for JSON on standard input.",
-                                allow_dash=True),
+    case: Path = CASE_ARGUMENT,
     format: Format = typer.Option(Format.text, "--format", "-f",
                                   help="text: criteria side by side, differing rows marked; json: both explanations."),
 ) -> None:
     """Decide one case under every policy version, side by side."""
-    from covkb.explain import compare as compare_case, compare_text
+    from covkb.explain import compare as compare_case, compare_text, criteria_differ, decisions_differ
     from covkb.render import as_json
 
     one = _load(case)
@@ -207,13 +206,10 @@ def compare(
     if format is Format.json:
         import json
 
-        differs = sorted({s.id for side in sides for s in side.criteria
-                          if len({dict((t.id, t.status) for t in other.criteria).get(s.id)
-                                  for other in sides}) > 1})
         typer.echo(json.dumps({"case_id": one.case_id,
                                "versions": [json.loads(as_json(side)) for side in sides],
-                               "criteria_differ": differs,
-                               "decisions_differ": len({(s.decision, s.label) for s in sides}) > 1}))
+                               "criteria_differ": criteria_differ(sides),
+                               "decisions_differ": decisions_differ(sides)}))
     else:
         typer.echo(compare_text(one.case_id, sides))
 

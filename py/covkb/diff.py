@@ -186,18 +186,10 @@ def _set(data: dict, path: str, value: Any) -> None:
         data[leaf] = copy.deepcopy(value)
 
 
-def _exact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _exact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_exact(v) for v in value]
-    return value
-
-
 def _gives(path: str, option: Option, service: datetime.date) -> list[clingo.Symbol]:
     data: dict = {"case_id": "class", "date_of_service": service.isoformat()}
     _set(data, path, option.value)
-    case = from_object(_exact(data))
+    case = from_object(data)
     return [clingo.Function(s.name, s.arguments[1:]) for s in case_facts(0, case) if s.name not in _FIXED]
 
 

@@ -168,6 +168,17 @@ def as_markdown(explanation: Explanation) -> str:
     return "\n".join(lines)
 
 
+def criteria_differ(sides: list[Explanation]) -> list[str]:
+    """Criterion ids whose status differs between the versions, or that only some have."""
+    status = [{s.id: s.status for s in side.criteria} for side in sides]
+    ids = {ident for row in status for ident in row}
+    return sorted(i for i in ids if len({row.get(i) for row in status}) > 1)
+
+
+def decisions_differ(sides: list[Explanation]) -> bool:
+    return len({(s.decision, s.label) for s in sides}) > 1
+
+
 def compare_text(case_id: str, sides: list[Explanation]) -> str:
     order: list[str] = []
     for side in sides:
@@ -191,6 +202,6 @@ def compare_text(case_id: str, sides: list[Explanation]) -> str:
     lines.append("")
     for side in sides:
         lines.append(f"{side.version or 'none'}: {side.decision} ({side.label}) — {side.sentence}")
-    if len({(s.decision, s.label) for s in sides}) > 1:
+    if decisions_differ(sides):
         lines.append("the versions decide this case differently")
     return "\n".join(lines)
