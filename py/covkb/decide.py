@@ -14,8 +14,9 @@ from typing import Iterable, Optional
 
 import clingo
 
+from covkb import capi
 from covkb.case import Case
-from covkb.facts import case_facts
+from covkb.facts import PUBLIC, Symbols, case_facts, case_rows
 from covkb.terms import parse_arguments
 
 
@@ -74,13 +75,21 @@ def _control(directory: Optional[Path]) -> clingo.Control:
 def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
           directory: Optional[Path] = None) -> tuple[Policy, dict[int, Shown]]:
     """Decide every (key, case, requested version) in one grounding."""
+    fast = capi.enabled()
     control = _control(directory)
     keys: list[int] = []
     with control.backend() as backend:
-        for key, case, version in cases:
-            keys.append(key)
-            for symbol in case_facts(key, case, version):
-                backend.add_rule([backend.add_atom(symbol)])
+        if fast:
+            fact = capi.writer(backend)
+            for key, case, version in cases:
+                keys.append(key)
+                for name, arguments in case_rows(key, case, version, _C_SYMBOLS):
+                    fact(name, arguments)
+        else:
+            for key, case, version in cases:
+                keys.append(key)
+                for symbol in case_facts(key, case, version):
+                    backend.add_rule([backend.add_atom(symbol)])
     control.ground([("base", [])])
     shown = {key: Shown() for key in keys}
     policy = Policy()
@@ -88,8 +97,24 @@ def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
         model = next(iter(handle), None)
         if model is None:
             raise RuntimeError("the knowledge base has no model for these cases: kb/ is inconsistent")
-        _read(model.symbols(shown=True), shown, policy)
+        _read(capi.atoms(model) if fast else _public_atoms(model), shown, policy)
     return policy, shown
+
+
+_C_SYMBOLS = Symbols(capi.number, capi.string, capi.constant) if capi.AVAILABLE else PUBLIC
+
+
+def _public_atoms(model: clingo.Model):
+    """(name, key, text of the arguments after the key) for each shown atom."""
+    for symbol in model.symbols(shown=True):
+        name, _, rest = str(symbol).partition("(")
+        key, comma, after = rest.partition(",")
+        if key.isdigit() or (key[:1] == "-" and key[1:].isdigit()):
+            yield name, int(key), after
+        elif key.endswith(")") and key[:-1].isdigit():  # a key alone: name(K)
+            yield name, int(key[:-1]), ")"
+        else:
+            yield name, None, rest
 
 
 def policy(directory: Optional[Path] = None) -> Policy:
@@ -102,17 +127,11 @@ def _policy(directory: Path) -> Policy:
     return solve((), directory)[0]
 
 
-_POLICY_LEVEL = {"criterion", "version", "policy", "remedy", "no_remedy", "known",
-                 "rule_words", "contract_words", "label_words"}
-
-
-def _read(symbols, shown: dict[int, Shown], policy: Policy) -> None:
+def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
     criteria: dict[str, list[tuple[int, str, str]]] = {}
     cache: dict[str, tuple] = {}
-    for symbol in symbols:
-        text = str(symbol)
-        name, _, rest = text.partition("(")
-        if name in _POLICY_LEVEL:
+    for name, key, rest in atoms:
+        if key is None:
             args = parse_arguments(rest)
             if name == "criterion":
                 criteria.setdefault(args[0], []).append((args[2], args[1], args[3]))
@@ -129,8 +148,7 @@ def _read(symbols, shown: dict[int, Shown], policy: Policy) -> None:
             else:
                 policy.words[name, args[0][0]] = args[1]
             continue
-        key, _, rest = rest.partition(",")
-        one = shown[int(key)]
+        one = shown[key]
         args = cache.get(rest)
         if args is None:
             args = cache[rest] = parse_arguments(rest)

@@ -15,9 +15,6 @@ from clingo import Function, Number, String, Symbol
 
 from covkb.case import Case
 
-TRUE = Function("true")
-FALSE = Function("false")
-
 # Boolean fields by their dotted path, read off the nested case objects.
 BOOLEAN_FIELDS = (
     "plan.primary_coverage_criteria",
@@ -52,15 +49,19 @@ LIST_FIELDS = (
 )
 
 
-# Field paths and names recur across cases: build each string symbol once.
-text = lru_cache(maxsize=1 << 16)(String)
-_PURPOSE = {}
+class Symbols:
+    """Builds the symbols of a fact's arguments: clingo.Symbol objects through the
+    Python API, or clingo's symbol handles through covkb.capi."""
+
+    def __init__(self, number, string, constant):
+        self.number = number
+        # field paths and names recur across cases: build each string symbol once
+        self.text = lru_cache(maxsize=1 << 16)(string)
+        self.string = string
+        self.constant = lru_cache(maxsize=256)(constant)
 
 
-def _purpose(name: str) -> Symbol:
-    if name not in _PURPOSE:
-        _PURPOSE[name] = Function(name)
-    return _PURPOSE[name]
+PUBLIC = Symbols(Number, String, Function)
 
 
 def field(case: Case, path: str):
@@ -78,49 +79,59 @@ def fold(name: str) -> str:
     return " ".join(name.casefold().split())
 
 
-def day(value: datetime.date) -> Symbol:
-    return Number(value.year * 10000 + value.month * 100 + value.day)
+def day(value: datetime.date) -> int:
+    """A date as the integer YYYYMMDD."""
+    return value.year * 10000 + value.month * 100 + value.day
 
 
-def exact(value: Decimal) -> tuple[Symbol, Symbol, Symbol]:
+def exact(value: Decimal) -> tuple[int, int, int]:
     """value as integer part, numerator and denominator of the fraction part."""
     numerator, denominator = Decimal(value).as_integer_ratio()
     whole, rest = divmod(numerator, denominator)
-    return Number(whole), Number(rest), Number(denominator)
+    return whole, rest, denominator
 
 
 def case_facts(key: int, case: Case, version: Optional[str] = None) -> Iterator[Symbol]:
-    """The facts of one case, keyed by `key`."""
-    k = Number(key)
-    yield Function("case", [k])
-    yield Function("case_id", [k, String(case.case_id)])
-    yield Function("date_of_service", [k, day(case.date_of_service)])
+    """The facts of one case, keyed by `key`, as clingo symbols."""
+    for name, arguments in case_rows(key, case, version, PUBLIC):
+        yield Function(name, arguments)
+
+
+def case_rows(key: int, case: Case, version: Optional[str], make: Symbols) -> Iterator[tuple[str, list]]:
+    """The facts of one case, keyed by `key`: (predicate, argument symbols) built by `make`."""
+    number, text = make.number, make.text
+    k = number(key)
+    true, false = make.constant("true"), make.constant("false")
+    yield "case", [k]
+    yield "case_id", [k, make.string(case.case_id)]
+    yield "date_of_service", [k, number(day(case.date_of_service))]
     if version is not None:
-        yield Function("version_requested", [k, String(version)])
+        yield "version_requested", [k, text(version)]
     for path in BOOLEAN_FIELDS:
         value = field(case, path)
         if value is not None:
-            yield Function("bool", [k, text(path), TRUE if value else FALSE])
+            yield "bool", [k, text(path), true if value else false]
     for path in NUMBER_FIELDS:
         value = field(case, path)
         if value is not None:
-            yield Function("number", [k, text(path), *exact(value)])
+            yield "number", [k, text(path), *map(number, exact(value))]
     if case.member is not None and case.member.birth_date is not None:
-        yield Function("date", [k, text("member.birth_date"), day(case.member.birth_date)])
+        yield "date", [k, text("member.birth_date"), number(day(case.member.birth_date))]
     for path in LIST_FIELDS:
         if getattr(case, path) is not None:
-            yield Function("listed", [k, text(path)])
+            yield "listed", [k, text(path)]
     for index, line in enumerate(case.prior_lines or (), start=1):
-        yield Function("prior_line", [k, Number(index)])
+        i = number(index)
+        yield "prior_line", [k, i]
         for agent in line:
-            yield Function("agent", [k, Number(index), text(fold(agent))])
+            yield "agent", [k, i, text(fold(agent))]
     for product in case.prior_cell_therapies or ():
-        yield Function("cell_therapy", [k, text(fold(product))])
+        yield "cell_therapy", [k, text(fold(product))]
     for therapy in case.clinical_trials or ():
-        yield Function("trial", [k, text(fold(therapy))])
+        yield "trial", [k, text(fold(therapy))]
     for therapy in case.concurrent_therapies or ():
-        yield Function("concurrent", [k, text(fold(therapy.agent)), _purpose(therapy.purpose)])
+        yield "concurrent", [k, text(fold(therapy.agent)), make.constant(therapy.purpose)]
     for when in case.significant_cardiac_disease_dates or ():
-        yield Function("cardiac", [k, day(when)])
+        yield "cardiac", [k, number(day(when))]
     if case.compendium is not None and case.compendium.nccn_category is not None:
-        yield Function("nccn", [k, text(case.compendium.nccn_category)])
+        yield "nccn", [k, text(case.compendium.nccn_category)]
