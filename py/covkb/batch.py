@@ -7,13 +7,16 @@ import os
 import sys
 import time
 from collections import Counter, deque
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator, Optional, TextIO
 
 from covkb.case import InvalidCase, from_json
 from covkb.result import Failure
 
-Chunk = list[tuple[int, bytes]]  # (line number, raw line)
+# (number of its first line, its lines as read): one bytes object crosses to a worker,
+# one string of result lines comes back.
+Chunk = tuple[int, bytes]
 
 
 @dataclass
@@ -37,15 +40,35 @@ class Summary:
                 f"{self.invalid} invalid{blank}; {seconds:.2f} s ({rate:.0f} cases/s)")
 
 
-def decide_chunk(chunk: Chunk, version: Optional[str] = None,
-                 log: bool = False) -> tuple[list[str], Counter, int, list[dict]]:
-    """Result lines for one chunk of raw lines, the decisions made, the invalid count,
-    and (with log) the decision-log rows to record."""
+@dataclass
+class Decided:
+    """A chunk decided: its result lines, ready to write, and what the summary counts."""
+
+    text: str
+    cases: int
+    decisions: Counter
+    invalid: int
+    blank: int
+    prepared: list[dict]  # decision-log rows, with log
+
+
+def decide_chunk(chunk: Chunk, version: Optional[str] = None, log: bool = False) -> Decided:
+    """Result lines for one chunk of raw lines, in order; with log, the rows to record."""
     from covkb.api import determine, determine_explained
     from covkb.render import as_json
 
+    first, blob = chunk
+    lines = blob.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the newline ending the chunk's last line
     items: list = []
-    for number, raw in chunk:
+    blank = 0
+    for number, raw in enumerate(lines, start=first):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip():
+            blank += 1
+            continue
         try:
             items.append(from_json(raw))
         except InvalidCase as error:
@@ -64,36 +87,31 @@ def decide_chunk(chunk: Chunk, version: Optional[str] = None,
         results = iter([result for result, _ in pairs])
     else:
         results = iter(determine(valid, version)) if valid else iter(())
-    lines, decisions, invalid = [], Counter(), 0
+    out, decisions, invalid = [], Counter(), 0
     for item in items:
-        out = item if isinstance(item, Failure) else next(results)
-        if isinstance(out, Failure):
+        result = item if isinstance(item, Failure) else next(results)
+        if isinstance(result, Failure):
             invalid += 1
         else:
-            decisions[out.decision] += 1
-        lines.append(as_json(out))
-    return lines, decisions, invalid, prepared
+            decisions[result.decision] += 1
+        out.append(as_json(result))
+    text = "\n".join(out) + "\n" if out else ""
+    return Decided(text, len(out), decisions, invalid, blank, prepared)
 
 
-def chunks(source: BinaryIO, size: int, summary: Optional[Summary] = None) -> Iterator[Chunk]:
-    chunk: Chunk = []
-    for number, raw in enumerate(source, start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        if not raw.strip():
-            if summary is not None:
-                summary.blank += 1
-            continue
-        chunk.append((number, raw))
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def chunks(source: BinaryIO, size: int) -> Iterator[Chunk]:
+    """The source's lines, `size` at a time."""
+    number = 1
+    while True:
+        lines = list(islice(source, size))
+        if not lines:
+            return
+        yield number, b"".join(lines)
+        number += len(lines)
 
 
 def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
-              chunks_per_worker: int, log: bool) -> Iterator[tuple[Chunk, tuple]]:
+              chunks_per_worker: int, log: bool) -> Iterator[tuple[Chunk, Decided]]:
     if workers <= 1:
         for chunk in work:
             yield chunk, decide_chunk(chunk, version, log)
@@ -125,7 +143,7 @@ class Progress:
     def update(self, summary: Summary, chunk: Chunk, final: bool = False) -> None:
         if not self.enabled:
             return
-        self.done_bytes += sum(len(raw) for _, raw in chunk)
+        self.done_bytes += len(chunk[1])
         now = time.perf_counter()
         if not final and now - self.last < 0.5:
             return
@@ -155,16 +173,17 @@ def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None, chunk: in
     except (OSError, AttributeError, ValueError):
         size = None
     meter = Progress(size, progress)
-    for done, (lines, decisions, invalid, prepared) in _in_order(
-            chunks(source, chunk, summary), version, workers, chunks_per_worker, log is not None):
-        sink.write("\n".join(lines) + "\n")
+    for done, decided in _in_order(chunks(source, chunk), version, workers, chunks_per_worker,
+                                   log is not None):
+        sink.write(decided.text)
         if log is not None:
             from covkb.audit import append
 
-            append(log, prepared)
-        summary.cases += len(lines)
-        summary.invalid += invalid
-        summary.decisions.update(decisions)
+            append(log, decided.prepared)
+        summary.cases += decided.cases
+        summary.invalid += decided.invalid
+        summary.blank += decided.blank
+        summary.decisions.update(decided.decisions)
         meter.update(summary, done)
     meter.close()
     return summary

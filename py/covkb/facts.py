@@ -67,11 +67,16 @@ PUBLIC = Symbols(Number, String, Function)
 def field(case: Case, path: str):
     """The value at a dotted path, or None when not documented."""
     node = case
-    for part in path.split("."):
+    for part in _parts(path):
         node = getattr(node, part, None)
         if node is None:
             return None
     return node
+
+
+@lru_cache(maxsize=1024)
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
 
 
 def fold(name: str) -> str:

@@ -75,14 +75,16 @@ class Words:
 
     def __init__(self, case: Case):
         self.case = case
-        self.spelling: dict[str, str] = {}
-        names = [a for line in case.prior_lines or () for a in line]
-        names += list(case.prior_cell_therapies or ()) + list(case.clinical_trials or ())
-        names += [t.agent for t in case.concurrent_therapies or ()]
-        for name in names:
-            self.spelling.setdefault(fold(name), name)
+        self.spelling: Optional[dict[str, str]] = None
+        self.values: dict[str, str] = {}
 
     def value(self, path: str) -> str:
+        text = self.values.get(path)
+        if text is None:
+            text = self.values[path] = self._value(path)
+        return text
+
+    def _value(self, path: str) -> str:
         value = field(self.case, path)
         if isinstance(value, bool):
             return "true" if value else "false"
@@ -105,6 +107,14 @@ class Words:
         return str(where)
 
     def name(self, folded: str) -> str:
+        """The name as the case spells it (its first spelling, when it has several)."""
+        if self.spelling is None:
+            case, self.spelling = self.case, {}
+            names = [a for line in case.prior_lines or () for a in line]
+            names += list(case.prior_cell_therapies or ()) + list(case.clinical_trials or ())
+            names += [t.agent for t in case.concurrent_therapies or ()]
+            for name in names:
+                self.spelling.setdefault(fold(name), name)
         return self.spelling.get(folded, folded)
 
     def because(self, ident: str, term: tuple) -> str:
