@@ -105,7 +105,7 @@ def batch(
                                        help="Write result lines here instead of standard output."),
     version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
     chunk: int = typer.Option(500, "--chunk", min=1, max=100_000,
-                              help="Cases grounded together in one clingo program."),
+                              help="Lines per chunk: the cases of a chunk are grounded together in one clingo program."),
     workers: int = typer.Option(0, "--workers", "-w", min=0,
                                 help="Worker processes deciding chunks side by side; 0 means one per core."),
     quiet: bool = typer.Option(False, "--quiet", "-q",
