@@ -3,6 +3,7 @@ input order. Reading and writing stream; memory holds only the chunks in flight.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -54,6 +55,18 @@ class Decided:
 
 def decide_chunk(chunk: Chunk, version: Optional[str] = None, log: bool = False) -> Decided:
     """Result lines for one chunk of raw lines, in order; with log, the rows to record."""
+    # A chunk allocates some hundred thousand objects that reference counting frees;
+    # the cycle collector would walk them again and again while they live.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _decide_chunk(chunk, version, log)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _decide_chunk(chunk: Chunk, version: Optional[str], log: bool) -> Decided:
     from covkb.api import determine, determine_explained
     from covkb.render import as_json
 
@@ -118,6 +131,11 @@ def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
         return
     import multiprocessing
 
+    # Workers fork from this process: load the modules and the policy once, here.
+    from covkb import api, render  # noqa: F401
+
+    api.versions()
+    gc.freeze()
     # clingo keeps every symbol for the life of a process: recycle workers.
     with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=chunks_per_worker) as pool:
         window: deque = deque()

@@ -89,12 +89,12 @@ def writer(backend: clingo.Backend):
     return fact
 
 
-def atoms(model: clingo.Model):
-    """A model's shown atoms as (name, key, text of the arguments after the key).
+def atoms(model: clingo.Model, parse):
+    """A model's shown atoms as (name, key, (text, parse(text))).
 
     key is the first argument when it is a number (a case key), else None and the
-    text holds every argument. The text is clingo's own, e.g. `"3a",met)`, computed
-    once per distinct argument tuple.
+    text holds every argument. The text is clingo's own form of the arguments after
+    the key, e.g. `"3a",met)`; it and its parse are computed once per distinct tuple.
     """
     size = ffi.new("size_t*")
     _check(lib.clingo_model_symbols_size(model._rep, lib.clingo_show_type_shown, size))
@@ -122,10 +122,11 @@ def atoms(model: clingo.Model):
         if key is not None:
             args = args[1:]
         rest = tuple(args)
-        text = texts.get(rest)
-        if text is None:
-            text = texts[rest] = ",".join(str(clingo.Symbol(a)) for a in rest) + ")"
-        yield name, key, text
+        read = texts.get(rest)
+        if read is None:
+            text = ",".join(str(clingo.Symbol(a)) for a in rest) + ")"
+            read = texts[rest] = (text, parse(text))
+        yield name, key, read
 
 
 def _number(symbol, value):

@@ -97,7 +97,7 @@ def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
         model = next(iter(handle), None)
         if model is None:
             raise RuntimeError("the knowledge base has no model for these cases: kb/ is inconsistent")
-        _read(capi.atoms(model) if fast else _public_atoms(model), shown, policy)
+        _read(capi.atoms(model, parse_arguments) if fast else _public_atoms(model), shown, policy)
     return policy, shown
 
 
@@ -105,16 +105,21 @@ _C_SYMBOLS = Symbols(capi.number, capi.string, capi.constant) if capi.AVAILABLE 
 
 
 def _public_atoms(model: clingo.Model):
-    """(name, key, text of the arguments after the key) for each shown atom."""
+    """As capi.atoms, through clingo's Python API."""
+    cache: dict[str, tuple[str, tuple]] = {}
     for symbol in model.symbols(shown=True):
         name, _, rest = str(symbol).partition("(")
         key, comma, after = rest.partition(",")
         if key.isdigit() or (key[:1] == "-" and key[1:].isdigit()):
-            yield name, int(key), after
+            key, rest = int(key), after
         elif key.endswith(")") and key[:-1].isdigit():  # a key alone: name(K)
-            yield name, int(key[:-1]), ")"
+            key, rest = int(key[:-1]), ")"
         else:
-            yield name, None, rest
+            key = None
+        read = cache.get(rest)
+        if read is None:
+            read = cache[rest] = (rest, parse_arguments(rest))
+        yield name, key, read
 
 
 def policy(directory: Optional[Path] = None) -> Policy:
@@ -129,10 +134,8 @@ def _policy(directory: Path) -> Policy:
 
 def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
     criteria: dict[str, list[tuple[int, str, str]]] = {}
-    cache: dict[str, tuple] = {}
-    for name, key, rest in atoms:
+    for name, key, (rest, args) in atoms:
         if key is None:
-            args = parse_arguments(rest)
             if name == "criterion":
                 criteria.setdefault(args[0], []).append((args[2], args[1], args[3]))
             elif name == "version":
@@ -149,9 +152,6 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
                 policy.words[name, args[0][0]] = args[1]
             continue
         one = shown[key]
-        args = cache.get(rest)
-        if args is None:
-            args = cache[rest] = parse_arguments(rest)
         if name == "status":
             one.status[args[0]] = args[1][0]
         elif name == "because":

@@ -59,6 +59,21 @@ class Symbols:
         self.text = lru_cache(maxsize=1 << 16)(string)
         self.string = string
         self.constant = lru_cache(maxsize=256)(constant)
+        # a name as written → the folded name's symbol
+        self.name = lru_cache(maxsize=1 << 16)(lambda name: self.text(fold(name)))
+
+
+def _by_part(paths: tuple[str, ...]) -> tuple[tuple[Optional[str], tuple[tuple[str, str], ...]], ...]:
+    """Dotted paths grouped by the case part holding them (None: the case itself)."""
+    groups: dict[Optional[str], list[tuple[str, str]]] = {}
+    for path in paths:
+        part, _, leaf = path.rpartition(".")
+        groups.setdefault(part or None, []).append((leaf, path))
+    return tuple((part, tuple(leaves)) for part, leaves in groups.items())
+
+
+_BOOLEANS = _by_part(BOOLEAN_FIELDS)
+_NUMBERS = _by_part(NUMBER_FIELDS)
 
 
 PUBLIC = Symbols(Number, String, Function)
@@ -104,7 +119,7 @@ def case_facts(key: int, case: Case, version: Optional[str] = None) -> Iterator[
 
 def case_rows(key: int, case: Case, version: Optional[str], make: Symbols) -> Iterator[tuple[str, list]]:
     """The facts of one case, keyed by `key`: (predicate, argument symbols) built by `make`."""
-    number, text = make.number, make.text
+    number, text, name = make.number, make.text, make.name
     k = number(key)
     true, false = make.constant("true"), make.constant("false")
     yield "case", [k]
@@ -112,14 +127,20 @@ def case_rows(key: int, case: Case, version: Optional[str], make: Symbols) -> It
     yield "date_of_service", [k, number(day(case.date_of_service))]
     if version is not None:
         yield "version_requested", [k, text(version)]
-    for path in BOOLEAN_FIELDS:
-        value = field(case, path)
-        if value is not None:
-            yield "bool", [k, text(path), true if value else false]
-    for path in NUMBER_FIELDS:
-        value = field(case, path)
-        if value is not None:
-            yield "number", [k, text(path), *map(number, exact(value))]
+    for part, leaves in _BOOLEANS:
+        node = case if part is None else getattr(case, part)
+        if node is not None:
+            for leaf, path in leaves:
+                value = getattr(node, leaf)
+                if value is not None:
+                    yield "bool", [k, text(path), true if value else false]
+    for part, leaves in _NUMBERS:
+        node = case if part is None else getattr(case, part)
+        if node is not None:
+            for leaf, path in leaves:
+                value = getattr(node, leaf)
+                if value is not None:
+                    yield "number", [k, text(path), *map(number, exact(value))]
     if case.member is not None and case.member.birth_date is not None:
         yield "date", [k, text("member.birth_date"), number(day(case.member.birth_date))]
     for path in LIST_FIELDS:
@@ -129,13 +150,13 @@ def case_rows(key: int, case: Case, version: Optional[str], make: Symbols) -> It
         i = number(index)
         yield "prior_line", [k, i]
         for agent in line:
-            yield "agent", [k, i, text(fold(agent))]
+            yield "agent", [k, i, name(agent)]
     for product in case.prior_cell_therapies or ():
-        yield "cell_therapy", [k, text(fold(product))]
+        yield "cell_therapy", [k, name(product)]
     for therapy in case.clinical_trials or ():
-        yield "trial", [k, text(fold(therapy))]
+        yield "trial", [k, name(therapy)]
     for therapy in case.concurrent_therapies or ():
-        yield "concurrent", [k, text(fold(therapy.agent)), make.constant(therapy.purpose)]
+        yield "concurrent", [k, name(therapy.agent), make.constant(therapy.purpose)]
     for when in case.significant_cardiac_disease_dates or ():
         yield "cardiac", [k, number(day(when))]
     if case.compendium is not None and case.compendium.nccn_category is not None:
