@@ -72,6 +72,17 @@ def _by_part(paths: tuple[str, ...]) -> tuple[tuple[Optional[str], tuple[tuple[s
     return tuple((part, tuple(leaves)) for part, leaves in groups.items())
 
 
+def _documented(case: Case, groups) -> Iterator[tuple[str, object]]:
+    """(path, value) of each field in groups that the case documents."""
+    for part, leaves in groups:
+        node = case if part is None else getattr(case, part)
+        if node is not None:
+            for leaf, path in leaves:
+                value = getattr(node, leaf)
+                if value is not None:
+                    yield path, value
+
+
 _BOOLEANS = _by_part(BOOLEAN_FIELDS)
 _NUMBERS = _by_part(NUMBER_FIELDS)
 
@@ -127,20 +138,10 @@ def case_rows(key: int, case: Case, version: Optional[str], make: Symbols) -> It
     yield "date_of_service", [k, number(day(case.date_of_service))]
     if version is not None:
         yield "version_requested", [k, text(version)]
-    for part, leaves in _BOOLEANS:
-        node = case if part is None else getattr(case, part)
-        if node is not None:
-            for leaf, path in leaves:
-                value = getattr(node, leaf)
-                if value is not None:
-                    yield "bool", [k, text(path), true if value else false]
-    for part, leaves in _NUMBERS:
-        node = case if part is None else getattr(case, part)
-        if node is not None:
-            for leaf, path in leaves:
-                value = getattr(node, leaf)
-                if value is not None:
-                    yield "number", [k, text(path), *map(number, exact(value))]
+    for path, value in _documented(case, _BOOLEANS):
+        yield "bool", [k, text(path), true if value else false]
+    for path, value in _documented(case, _NUMBERS):
+        yield "number", [k, text(path), *map(number, exact(value))]
     if case.member is not None and case.member.birth_date is not None:
         yield "date", [k, text("member.birth_date"), number(day(case.member.birth_date))]
     for path in LIST_FIELDS:
