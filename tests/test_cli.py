@@ -159,3 +159,18 @@ def test_batch_output_is_byte_identical_with_1_2_and_4_workers(tmp_path):
     assert outputs[0] == outputs[1] == outputs[2]
     singles = [run("check", f, "-f", "json").stdout.strip() for f in sorted(FACTS.glob("*.json"))] * 4
     assert outputs[0].decode().splitlines()[:-1] == singles
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_line_numbers_survive_chunking_blank_lines_bom_and_crlf(tmp_path, workers):
+    a, b, c = (json.dumps(case(case_id=i)).encode() for i in "ABC")
+    source = tmp_path / "in.jsonl"
+    # 1: BOM + A (CRLF), 2: blank, 3: white space, 4: broken, 5: B, 6: C without a final newline
+    source.write_bytes(b"\xef\xbb\xbf" + a + b"\r\n" + b"\n" + b" \t\r\n" + b"{broken\n" + b + b"\n" + c)
+    out = tmp_path / "out.jsonl"
+    result = run("batch", source, "--out", out, "--chunk", "2", "--workers", workers)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line.get("case_id") for line in lines] == ["A", None, "B", "C"]
+    assert lines[1]["line"] == 4
+    assert "4 cases" in result.stderr and "1 invalid" in result.stderr
+    assert "2 blank lines skipped" in result.stderr
