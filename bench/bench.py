@@ -1,9 +1,11 @@
 """covkb's benchmark: batch throughput, peak memory, `check` latency, and the baseline of
 one clingo Control per case — all on seeded synthetic cases (bench/make_cases.py).
 
-    python bench/bench.py [--sizes 10000 100000] [--workers N] [--baseline 2000]
+    python bench/bench.py [--sizes 10000 100000] [--workers N] [--chunk N] [--repeat N] [--baseline 2000]
 
-Prints a table; nothing here asserts a time.
+Prints a table; nothing here asserts a time. Batch rows give the median of --repeat runs
+with their range, and the CPU time of all processes per case: on a shared machine the
+rate moves with the neighbours, the CPU per case much less.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def timed_with_memory(command: list[str]) -> tuple[float, int]:
+def timed_with_memory(command: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak resident memory of the process tree, CPU seconds of the tree."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
@@ -72,13 +75,14 @@ def timed_with_memory(command: list[str]) -> tuple[float, int]:
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    code = process.wait()
+    _, status, usage = os.wait4(process.pid, 0)  # usage covers the workers it waited for
     seconds = time.perf_counter() - started
+    process.returncode = code = os.waitstatus_to_exitcode(status)
     stop.set()
     thread.join()
     if code not in (0, 1):
         raise SystemExit(f"{' '.join(command)} failed with exit code {code}")
-    return seconds, peak
+    return seconds, peak, usage.ru_utime + usage.ru_stime
 
 
 def baseline(path: Path, count: int) -> float:
@@ -109,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--chunk", type=int, default=None, help="covkb batch --chunk (default: covkb's)")
+    parser.add_argument("--repeat", type=int, default=1, help="batch runs per size; the median is reported")
     parser.add_argument("--baseline", type=int, default=2000, help="cases for the one-Control-per-case baseline")
     parser.add_argument("--checks", type=int, default=11, help="runs of `covkb check` for the median")
     options = parser.parse_args()
@@ -117,16 +123,26 @@ def main() -> None:
           f"Python {platform.python_version()}")
     import clingo
 
-    print(f"clingo {clingo.__version__}; workers {options.workers}")
+    chunk = ["--chunk", str(options.chunk)] if options.chunk else []
+    print(f"clingo {clingo.__version__}; workers {options.workers}" + (f", chunk {options.chunk}" if chunk else ""))
     rows = []
+    rates = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in options.sizes:
             cases = Path(tmp) / f"cases-{size}.jsonl"
             write_cases(cases, size)
-            seconds, peak = timed_with_memory([covkb, "batch", str(cases), "--out", str(Path(tmp) / "out.jsonl"),
-                                               "--workers", str(options.workers), "--quiet"])
-            rows.append((f"batch {size:,} cases", f"{size / seconds:,.0f} cases/s",
-                         f"{seconds:.1f} s, peak RSS {peak / 2**20:.0f} MiB (all processes)"))
+            runs = [timed_with_memory([covkb, "batch", str(cases), "--out", str(Path(tmp) / "out.jsonl"),
+                                       "--workers", str(options.workers), "--quiet", *chunk])
+                    for _ in range(options.repeat)]
+            seconds = statistics.median(run[0] for run in runs)
+            peak = max(run[1] for run in runs)
+            cpu = statistics.median(run[2] for run in runs)
+            spread = (f" (runs {size / max(r[0] for r in runs):,.0f}-{size / min(r[0] for r in runs):,.0f})"
+                      if len(runs) > 1 else "")
+            rates.append(size / seconds)
+            rows.append((f"batch {size:,} cases", f"{size / seconds:,.0f} cases/s{spread}",
+                         f"{seconds:.1f} s, CPU {1e6 * cpu / size:.0f} us per case, "
+                         f"peak RSS {peak / 2**20:.0f} MiB (all processes)"))
             print(*rows[-1], sep="  |  ", flush=True)
         one = Path(tmp) / "one.json"
         write_cases(one, 1)
@@ -140,7 +156,7 @@ def main() -> None:
         print(*rows[-1], sep="  |  ", flush=True)
         sample = Path(tmp) / f"cases-{options.sizes[0]}.jsonl"
         rate = baseline(sample, options.baseline)
-        batch_rate = float(rows[0][1].split()[0].replace(",", ""))
+        batch_rate = rates[0]
         rows.append((f"one Control per case, {options.baseline:,} cases", f"{rate:,.0f} cases/s",
                      f"batch is {batch_rate / rate:.1f}x this"))
         print(*rows[-1], sep="  |  ", flush=True)
