@@ -27,6 +27,7 @@ try:  # the cffi module clingo's own Python API is built on
 
     AVAILABLE = all(hasattr(lib, name) for name in (
         "clingo_symbol_create_function", "clingo_symbol_create_number", "clingo_symbol_create_string",
+        "clingo_symbol_create_id",
         "clingo_backend_add_atom", "clingo_backend_rule", "clingo_model_symbols_size",
         "clingo_model_symbols", "clingo_symbol_name", "clingo_symbol_arguments",
         "clingo_symbol_number", "clingo_symbol_type"))

@@ -16,7 +16,7 @@ import clingo
 
 from covkb import capi
 from covkb.case import Case
-from covkb.facts import PUBLIC, Symbols, case_facts, case_rows
+from covkb.facts import PUBLIC, Symbols, case_rows
 from covkb.terms import parse_arguments
 
 
@@ -79,17 +79,11 @@ def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
     control = _control(directory)
     keys: list[int] = []
     with control.backend() as backend:
-        if fast:
-            fact = capi.writer(backend)
-            for key, case, version in cases:
-                keys.append(key)
-                for name, arguments in case_rows(key, case, version, _C_SYMBOLS):
-                    fact(name, arguments)
-        else:
-            for key, case, version in cases:
-                keys.append(key)
-                for symbol in case_facts(key, case, version):
-                    backend.add_rule([backend.add_atom(symbol)])
+        symbols, fact = (_C_SYMBOLS, capi.writer(backend)) if fast else (PUBLIC, _public_writer(backend))
+        for key, case, version in cases:
+            keys.append(key)
+            for name, arguments in case_rows(key, case, version, symbols):
+                fact(name, arguments)
     control.ground([("base", [])])
     shown = {key: Shown() for key in keys}
     policy = Policy()
@@ -104,13 +98,21 @@ def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
 _C_SYMBOLS = Symbols(capi.number, capi.string, capi.constant) if capi.AVAILABLE else PUBLIC
 
 
+def _public_writer(backend: clingo.Backend):
+    """As capi.writer, through clingo's Python API."""
+    def fact(name: str, arguments: list) -> None:
+        backend.add_rule([backend.add_atom(clingo.Function(name, arguments))])
+
+    return fact
+
+
 def _public_atoms(model: clingo.Model):
     """As capi.atoms, through clingo's Python API."""
     cache: dict[str, tuple[str, tuple]] = {}
     for symbol in model.symbols(shown=True):
         name, _, rest = str(symbol).partition("(")
-        key, comma, after = rest.partition(",")
-        if key.isdigit() or (key[:1] == "-" and key[1:].isdigit()):
+        key, _, after = rest.partition(",")
+        if key.isdigit():
             key, rest = int(key), after
         elif key.endswith(")") and key[:-1].isdigit():  # a key alone: name(K)
             key, rest = int(key[:-1]), ")"
