@@ -77,32 +77,80 @@ def test_a_failing_field_settles_an_all_of_criterion_whatever_the_rest():
     assert "infections.hepatitis_b" not in result.missing
 
 
-# SPEC §4.12(b): the compendium pathway — the opening requirements alone decide.
-@pytest.mark.parametrize("compendium", [
-    {"fda_approved_indication": True}, {"nccn_category": "1"}, {"nccn_category": "2A"},
-])
+# SPEC §4.12: "if an FDA-approved oncologic indication exists (not listed as an indication
+# above) ... AND/OR a NCCN category 1 or 2A recommendation": covered = (every criterion met)
+# OR (pathway asserted AND criterion 2 not met AND specialist met AND center met), in
+# Kleene's three-valued logic.
+NOT_MYELOMA = {"multiple_myeloma": False, "cns_involvement": False}
+PATHWAYS = [{"fda_approved_indication": True}, {"nccn_category": "1"}, {"nccn_category": "2A"}]
+
+
+@pytest.mark.parametrize("compendium", PATHWAYS)
 @pytest.mark.parametrize("service", [IN_2024, IN_2025])
-def test_compendium_pathway_covers_when_the_opening_requirements_are_met(compendium, service):
-    result = decide(case(compendium=compendium, prior_lines=[["Rd"]], date_of_service=service))
+def test_compendium_pathway_covers_an_indication_not_listed_above(compendium, service):
+    result = decide(case(compendium=compendium, diagnosis=NOT_MYELOMA, prior_lines=[["Rd"]],
+                         date_of_service=service))
     assert (result.decision, result.label) == ("covered", "covered_by_compendium")
-    assert status(result, "3") == "not_met"   # still reported
+    assert status(result, "2") == status(result, "3") == "not_met"   # still reported
+
+
+# "(not listed as an indication above)": the pathway never rescues a relapsed or
+# refractory myeloma request that fails the criteria.
+@pytest.mark.parametrize("changes, failing", [
+    ({"prior_cell_therapies": ["Abecma"]}, "8"),                       # a second lifetime ide-cel
+    ({"member": {"age": 16}}, "1"),                                     # a child
+    ({"concurrent_therapies": [{"agent": "daratumumab", "purpose": "anti_cancer"}]}, "5a"),
+    ({"dose_million_car_t_cells": 600}, "dose"),                        # an off-label dose
+    ({"prior_lines": [["Rd"]]}, "3"),
+])
+@pytest.mark.parametrize("compendium", PATHWAYS)
+def test_compendium_pathway_never_rescues_a_myeloma_request_that_fails_the_criteria(changes, failing, compendium):
+    result = decide(case(compendium=compendium, **changes))
+    assert status(result, "2") == "met" and status(result, failing) == "not_met"
+    assert (result.decision, result.label) == ("not_covered", "does_not_meet_primary_coverage_criteria")
+    assert any(a.startswith("compendium: ") and "the criteria decide" in a for a in result.advisories)
+
+
+def test_a_pathway_asserted_on_a_myeloma_request_that_meets_every_criterion_is_an_advisory():
+    result = decide(case(compendium={"nccn_category": "2A"}))
+    assert (result.decision, result.label) == ("covered", "meets_primary_coverage_criteria")
+    assert [a for a in result.advisories if a.startswith("compendium: ")]
+
+
+def test_no_compendium_advisory_without_a_pathway_or_without_myeloma():
+    assert not decide(case()).advisories
+    result = decide(case(compendium={"nccn_category": "1"}, diagnosis=NOT_MYELOMA))
+    assert not [a for a in result.advisories if a.startswith("compendium: ")]
+
+
+def test_a_pathway_case_whose_criterion_2_is_unknown_is_pending_naming_the_diagnosis():
+    result = decide(case(compendium={"nccn_category": "1"}, member={"age": 16},
+                         diagnosis={"cns_involvement": False}))
+    assert status(result, "1") == "not_met" and status(result, "2") == "unknown"
+    assert (result.decision, result.label) == ("pending", "documentation_required")
+    assert {"diagnosis.multiple_myeloma", "diagnosis.relapsed", "diagnosis.refractory"} <= set(result.missing)
+
+
+def test_without_a_pathway_criterion_2_unknown_and_another_not_met_is_not_covered():
+    result = decide(case(member={"age": 16}, diagnosis={"cns_involvement": False}))
+    assert result.decision == "not_covered"
 
 
 @pytest.mark.parametrize("category", ["2B", "3"])
 def test_nccn_2b_and_3_are_no_compendium_pathway(category):
-    result = decide(case(compendium={"nccn_category": category}, prior_lines=[["Rd"]]))
+    result = decide(case(compendium={"nccn_category": category}, diagnosis=NOT_MYELOMA))
     assert result.decision == "not_covered"
 
 
 def test_compendium_pathway_fails_without_a_specialist():
-    result = decide(case(compendium={"fda_approved_indication": True}, prior_lines=[["Rd"]],
+    result = decide(case(compendium={"fda_approved_indication": True}, diagnosis=NOT_MYELOMA,
                          prescriber={"specialist": False, "approved_car_t_center": True},
                          plan={"primary_coverage_criteria": False}))
     assert (result.decision, result.label) == ("not_covered", "investigational")
 
 
 def test_compendium_pathway_waits_for_an_undocumented_center():
-    result = decide(case(compendium={"nccn_category": "1"}, prior_lines=[["Rd"]],
+    result = decide(case(compendium={"nccn_category": "1"}, diagnosis=NOT_MYELOMA,
                          prescriber={"specialist": True}))
     assert (result.decision, result.label) == ("pending", "documentation_required")
     assert result.missing == ["prescriber.approved_car_t_center"]
@@ -110,7 +158,7 @@ def test_compendium_pathway_waits_for_an_undocumented_center():
 
 def test_compendium_false_is_no_pathway():
     result = decide(case(compendium={"fda_approved_indication": False, "indication": "x"},
-                         prior_lines=[["Rd"]]))
+                         diagnosis=NOT_MYELOMA))
     assert result.decision == "not_covered"
 
 

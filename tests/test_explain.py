@@ -35,18 +35,17 @@ def explained(version=None, **changes):
     ({"date_of_service": "2024-08-20"},
      "not applicable: the date of service is before August 21, 2024, and the criteria in force then "
      "are kept only as a hardcopy print"),
-    ({"compendium": {"fda_approved_indication": True}, "prior_lines": [["Rd"]],
-      "prescriber": {"specialist": False, "approved_car_t_center": True}},
-     "not covered: an FDA-approved oncologic indication or an NCCN category 1 or 2A recommendation is "
-     "asserted, but specialist not met, and the contract has primary coverage criteria, so it does not "
+    ({"compendium": {"fda_approved_indication": True}, "prior_lines": [["Rd"]]},
+     "not covered: 3, 3b and 3c not met, and the contract has primary coverage criteria, so it does not "
      "meet primary coverage criteria"),
-    ({"compendium": {"nccn_category": "1"}, "prior_lines": [["Rd"]], "prescriber": {"specialist": True}},
-     "pending: an FDA-approved oncologic indication or an NCCN category 1 or 2A recommendation is "
-     "asserted, but the opening requirements cannot be decided without documentation of "
-     "prescriber.approved_car_t_center"),
-    ({"compendium": {"nccn_category": "2A"}, "prior_lines": [["Rd"]]},
+    ({"compendium": {"nccn_category": "1"}, "diagnosis": {"cns_involvement": False},
+      "prescriber": {"specialist": True}, "member": {"age": 16}},
+     "pending: center and 2 cannot be decided without documentation of diagnosis.multiple_myeloma, "
+     "diagnosis.refractory, diagnosis.relapsed and prescriber.approved_car_t_center"),
+    ({"compendium": {"nccn_category": "2A"}, "diagnosis": {"multiple_myeloma": False, "cns_involvement": False}},
      "covered: an FDA-approved oncologic indication or an NCCN category 1 or 2A recommendation is "
-     "asserted and the opening requirements (specialist, center) are met, so it is covered by compendium"),
+     "asserted for an indication other than relapsed or refractory multiple myeloma (criterion 2 not met) "
+     "and the opening requirements (specialist, center) are met, so it is covered by compendium"),
 ])
 def test_the_decision_in_one_sentence(changes, sentence):
     assert explained(**changes).sentence == sentence

@@ -1,6 +1,7 @@
 """Files as they arrive from other systems: encodings, empty files, blank lines, arrays."""
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -75,3 +76,21 @@ def test_a_json_array_given_to_batch_is_explained(tmp_path):
 def test_batch_of_missing_file_exits_2(tmp_path):
     result = run("batch", tmp_path / "none.jsonl")
     assert result.exit_code == 2
+
+
+FACTS = sorted((Path(__file__).parents[1] / "facts").glob("*.*"))
+NAMED = {"covered": "covered", "not-covered": "not_covered", "investigational": "not_covered",
+         "pending": "pending", "not-applicable": "not_applicable"}
+
+
+def _named_decision(stem: str) -> str:
+    return next(NAMED[p] for p in sorted(NAMED, key=len, reverse=True) if stem.startswith(p + "-"))
+
+
+def test_every_example_in_facts_decides_as_its_name_says():
+    examples = [p for p in FACTS if p.suffix in (".json", ".yaml", ".lp")]
+    assert len(examples) >= 20
+    for path in examples:
+        result = run("check", path, "--format", "json")
+        assert result.exit_code == 0, path
+        assert json.loads(result.stdout)["decision"] == _named_decision(path.stem), path.name

@@ -197,18 +197,22 @@ def test_decision_and_label_follow_from_the_statuses(data):
     pathway = compendium.get("fda_approved_indication") is True or compendium.get("nccn_category") in ("1", "2A")
     refused = "investigational" if (data.get("plan") or {}).get("primary_coverage_criteria") is False \
         else "does_not_meet_primary_coverage_criteria"
-    values = set(seen.values())
-    if values == {"met"}:
-        expected = ("covered", "meets_primary_coverage_criteria")
-    elif pathway:
-        opening = {seen["specialist"], seen["center"]}
-        expected = (("covered", "covered_by_compendium") if opening == {"met"}
-                    else ("not_covered", refused) if "not_met" in opening
-                    else ("pending", "documentation_required"))
-    elif "not_met" in values:
-        expected = ("not_covered", refused)
-    else:
-        expected = ("pending", "documentation_required")
+    # Kleene's three-valued logic: True, False, None for undecided
+    def met(ident):
+        return {"met": True, "not_met": False}.get(seen[ident])
+
+    def conj(*values):
+        return False if False in values else None if None in values else True
+
+    def disj(*values):
+        return True if True in values else None if None in values else False
+
+    every = conj(*(met(i) for i in seen))
+    two_not_met = None if met("2") is None else not met("2")
+    covered = disj(every, conj(pathway, two_not_met, met("specialist"), met("center")))
+    expected = {True: ("covered", "meets_primary_coverage_criteria" if every else "covered_by_compendium"),
+                False: ("not_covered", refused),
+                None: ("pending", "documentation_required")}[covered]
     assert (result.decision, result.label) == expected
 
 

@@ -72,8 +72,6 @@ def _explanation(case: Case, shown: Shown, policy: Policy, result: Result) -> Ex
                           sorted(shown.document.get(criterion.id, [])), remediable, remedy))
     not_met = [c.id for c in result.criteria if c.status == "not_met"]
     unknown = [c.id for c in result.criteria if c.status == "unknown"]
-    if shown.rule in ("compendium_opening_not_met",):
-        not_met = [i for i in not_met if i in ("specialist", "center")]
     to_document = list(result.missing) or [f"the name {n.name!r}" for n in names]
     template = policy.words.get(("rule_words", shown.rule), shown.rule or "")
     sentence = template.format(

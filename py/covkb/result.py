@@ -140,6 +140,8 @@ class Words:
         kind, args = term[0], term[1:]
         if kind == "guideline":
             return f"{args[0]} = {self.value(args[0])}: {args[1]}"
+        if kind == "note":
+            return f"{args[0]}: {args[1]}"
         if kind == "guideline_date":
             return f"{args[0]} has {_iso(args[1])}: {args[2]}"
         if kind == "unrecognised":
