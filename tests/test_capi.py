@@ -59,3 +59,61 @@ def test_quotes_and_backslashes_in_a_case_id_come_back_as_given(monkeypatch):
     fast, public = both([from_object(_exact(case(case_id=ident)))], monkeypatch=monkeypatch)
     assert fast == public
     assert ident.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t") in fast[0]
+
+
+
+def _switching_often(threads) -> None:
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_each_thread_gets_the_symbols_it_asked_for():
+    # cffi lets go of the GIL inside each C call: a shared output slot would hand a
+    # thread another thread's symbol.
+    import threading
+
+    import clingo
+
+    wrong: list = []
+
+    def work(thread: int) -> None:
+        for i in range(30_000):
+            text = f"t{thread}-{i % 64}"
+            if clingo.Symbol(capi.string(text)).string != text or \
+                    clingo.Symbol(capi.number(thread * 100_000 + i)).number != thread * 100_000 + i:
+                wrong.append((thread, i))
+                return
+
+    _switching_often([threading.Thread(target=work, args=(n,)) for n in range(4)])
+    assert wrong == []
+
+
+def test_threads_deciding_at_once_get_the_decisions_one_thread_gets(monkeypatch):
+    import threading
+
+    monkeypatch.delenv("COVKB_PUBLIC_API", raising=False)
+    items = [from_object(_exact(case(case_id=f"T{i}", lvef_percent=i % 101,
+                                     dose_million_car_t_cells=250 + i % 300,
+                                     member={"age": i % 90})))
+             for i in range(40)]
+    expected = [as_json(r) for r in determine(items, "2024-08-21")]
+    failures: list = []
+
+    def work(offset: int) -> None:
+        for round in range(8):
+            start = (offset * 7 + round * 13) % len(items)
+            got = [as_json(r) for r in determine((items[start:] + items[:start])[:5], "2024-08-21")]
+            if got != (expected[start:] + expected[:start])[:5]:
+                failures.append((offset, round))
+
+    _switching_often([threading.Thread(target=work, args=(n,)) for n in range(4)])
+    assert failures == []

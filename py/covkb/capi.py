@@ -18,6 +18,7 @@ then uses the Python API (as it does when COVKB_PUBLIC_API is set), with equal r
 from __future__ import annotations
 
 import os
+import threading
 from typing import Sequence
 
 import clingo
@@ -49,22 +50,34 @@ def _check(ok: bool) -> None:
         raise RuntimeError(message)
 
 
-_out = ffi.new("clingo_symbol_t*") if AVAILABLE else None
+# cffi releases the GIL around each C call: every thread needs its own output slot.
+_slots = threading.local()
+
+
+def _slot():
+    try:
+        return _slots.out
+    except AttributeError:
+        out = _slots.out = ffi.new("clingo_symbol_t*")
+        return out
 
 
 def number(value: int) -> int:
-    lib.clingo_symbol_create_number(value, _out)
-    return _out[0]
+    out = _slot()
+    lib.clingo_symbol_create_number(value, out)
+    return out[0]
 
 
 def string(value: str) -> int:
-    _check(lib.clingo_symbol_create_string(value.encode(), _out))
-    return _out[0]
+    out = _slot()
+    _check(lib.clingo_symbol_create_string(value.encode(), out))
+    return out[0]
 
 
 def constant(name: str) -> int:
-    _check(lib.clingo_symbol_create_id(name.encode(), True, _out))
-    return _out[0]
+    out = _slot()
+    _check(lib.clingo_symbol_create_id(name.encode(), True, out))
+    return out[0]
 
 
 def writer(backend: clingo.Backend):
