@@ -198,18 +198,13 @@ def compare(
                                   help="text: criteria side by side, differing rows marked; json: both explanations."),
 ) -> None:
     """Decide one case under every policy version, side by side."""
-    from covkb.explain import compare as compare_case, compare_text, criteria_differ, decisions_differ
+    from covkb.explain import compare as compare_case, compare_text, comparison
     from covkb.render import as_json
 
     one = _load(case)
     sides = compare_case(one)
     if format is Format.json:
-        import json
-
-        typer.echo(json.dumps({"case_id": one.case_id,
-                               "versions": [json.loads(as_json(side)) for side in sides],
-                               "criteria_differ": criteria_differ(sides),
-                               "decisions_differ": decisions_differ(sides)}))
+        typer.echo(as_json(comparison(one.case_id, sides)))
     else:
         typer.echo(compare_text(one.case_id, sides))
 
@@ -276,6 +271,38 @@ def schema() -> None:
     from covkb.case import case_schema
 
     typer.echo(json.dumps(case_schema(), indent=2))
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Listen on this address."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535,
+                             help="Listen on this port; 0 picks a free one (printed on standard error)."),
+    log: Optional[Path] = typer.Option(None, "--log", envvar="COVKB_LOG", help=LOG_HELP),
+    workers: int = typer.Option(0, "--workers", "-w", min=0, max=64,
+                                help="Decider processes; 0 decides on one thread of the server's own process."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=3600,
+                                  help="Seconds a client has to send a whole request, headers and body."),
+) -> None:
+    """Serve check, explain and compare over HTTP (POST /v1/check, /v1/explain, /v1/compare;
+    GET /v1/versions, /v1/criteria, /v1/schema, /health, /openapi.json).
+
+    Requests waiting together are decided in one grounding. With --log, each decision is
+    recorded before it is answered and its decision_id is the log's row id. SIGTERM stops
+    accepting, answers what is in flight, closes the log and exits 0."""
+    import socket
+
+    from covkb.serve import run
+
+    if log is not None:
+        _open_log(log).close()
+    try:
+        run(host, port, log, workers, timeout)
+    except socket.gaierror as error:
+        raise _fail(f"--host {host!r}: {error.strerror}") from None
+    except OSError as error:
+        typer.echo(f"covkb: cannot listen on {host}:{port}: {error.strerror or error}", err=True)
+        raise typer.Exit(3) from None
 
 
 audit_app = typer.Typer(help="Read the decision log: list, show, replay, verify and export "

@@ -177,6 +177,19 @@ def decisions_differ(sides: list[Explanation]) -> bool:
     return len({(s.decision, s.label) for s in sides}) > 1
 
 
+class Comparison(msgspec.Struct):
+    """`compare --format json`: the case under every version."""
+
+    case_id: str
+    versions: list[Explanation]
+    criteria_differ: list[str]
+    decisions_differ: bool
+
+
+def comparison(case_id: str, sides: list[Explanation]) -> Comparison:
+    return Comparison(case_id, sides, criteria_differ(sides), decisions_differ(sides))
+
+
 def compare_text(case_id: str, sides: list[Explanation]) -> str:
     order: list[str] = []
     for side in sides:

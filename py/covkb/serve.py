@@ -1,0 +1,685 @@
+"""covkb serve: the decisions of `check`, `explain` and `compare` over HTTP.
+
+Handler threads read and validate requests; deciders take whatever requests are waiting
+and ground them together in one clingo program, as a batch chunk is. With --workers 0
+one decider thread decides in this process; with N > 0, N decider threads each hand
+their requests to one of N worker processes (recycled, as batch recycles its workers,
+because clingo keeps every symbol for the life of a process). With a decision log,
+each decider appends its requests' determinations in one transaction before any of
+them is answered, and a request's decision_id is its row's id.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Optional
+from urllib.parse import parse_qs, urlsplit
+
+from covkb import __version__
+from covkb.case import MAX_CASE_BYTES, InvalidCase, from_object, parse_json
+
+# Requests one grounding decides at most: enough to drain any queue the clients can fill,
+# few enough that the first of them is not kept waiting long.
+MAX_BATCH = 256
+# Open connections at most; one more is answered 503 and closed.
+MAX_CONNECTIONS = 256
+# Batches a worker process decides before it is replaced.
+BATCHES_PER_WORKER = 2000
+DECIDE = {"/v1/check": "check", "/v1/explain": "explain", "/v1/compare": "compare"}
+READ = ("/health", "/v1/versions", "/v1/criteria", "/v1/schema", "/openapi.json")
+QUERY = {"/v1/check": {"policy_version"}, "/v1/explain": {"policy_version"}, "/v1/compare": set(),
+         "/v1/criteria": {"policy_version"}}
+
+
+class Refused(Exception):
+    """A request answered with an HTTP error status and {"error": message}."""
+
+    def __init__(self, status: int, message: str, close: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.close = close
+
+
+class NotAllowed(Refused):
+    def __init__(self, message: str, allow: str, close: bool):
+        super().__init__(405, message, close)
+        self.allow = allow
+
+
+# ---------------------------------------------------------------------------
+# Deciding: runs on a decider thread, or in a worker process
+# ---------------------------------------------------------------------------
+def decide_requests(requests: list[tuple], log: bool) -> list[tuple[str, list[dict]]]:
+    """Decide every (kind, case, version) in one grounding: for each, its JSON body and,
+    with log, the decision-log rows to record (one per version decided)."""
+    from covkb import decide
+    from covkb.explain import comparison, explain_shown
+    from covkb.render import as_json
+    from covkb.result import build
+
+    every = sorted(decide.policy().versions)
+    entries, keys = [], []
+    for kind, case, version in requests:
+        asked = every if kind == "compare" else [version]
+        start = len(entries)
+        keys.append(range(start, start + len(asked)))
+        entries.extend((start + index, case, one) for index, one in enumerate(asked))
+    policy, shown = decide.solve(entries)
+    kb = None
+    if log:
+        from covkb.audit import kb_hash, prepare
+
+        kb = kb_hash()
+    answers = []
+    for (kind, case, version), own in zip(requests, keys):
+        asked = every if kind == "compare" else [version]
+        explanations = ([explain_shown(case, shown[key], policy) for key in own]
+                        if kind != "check" or log else [])
+        results = [build(case, shown[key], policy) for key in own] if kind == "check" or log else []
+        if kind == "check":
+            body = as_json(results[0])
+        elif kind == "explain":
+            body = as_json(explanations[0])
+        else:
+            body = as_json(comparison(case.case_id, explanations))
+        rows = [prepare(case, forced, result, explanation, kb)
+                for forced, result, explanation in zip(asked, results, explanations)] if log else []
+        answers.append((body, rows))
+    return answers
+
+
+def _worker_start() -> None:
+    # The server decides when to stop; the policy is loaded before the first request.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from covkb import decide
+
+    decide.policy()
+
+
+class Pending:
+    """One request waiting for its decision."""
+
+    __slots__ = ("kind", "case", "version", "done", "status", "body", "decision_id")
+
+    def __init__(self, kind: str, case, version: Optional[str]):
+        self.kind, self.case, self.version = kind, case, version
+        self.done = threading.Event()
+        self.status, self.body, self.decision_id = 500, "", None
+
+    def answer(self, status: int, body: str, decision_id=None) -> None:
+        self.status, self.body, self.decision_id = status, body, decision_id
+        self.done.set()
+
+
+_STOP = object()
+
+
+class Decider:
+    """Threads that take the waiting requests, decide them together, log, and answer."""
+
+    def __init__(self, workers: int, log: Optional[Path]):
+        self.log = log
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.pool = None
+        self.workers = workers
+        if workers > 0:
+            self.pool = self._pool()
+            self.pool.submit(decide_requests, [], False).result()  # a worker up before the first request
+        self.threads = [threading.Thread(target=self._run, name=f"covkb-decider-{n}")
+                        for n in range(max(workers, 1))]
+        for thread in self.threads:
+            thread.start()
+
+    def _pool(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # forkserver: workers fork from a process without this one's threads
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["covkb.serve", "covkb.decide", "covkb.explain", "covkb.audit"])
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start,
+                                   max_tasks_per_child=BATCHES_PER_WORKER)
+
+    def submit(self, pending: Pending) -> None:
+        self.queue.put(pending)
+
+    def close(self) -> None:
+        """Decide what was submitted, then stop."""
+        self.queue.put(_STOP)
+        for thread in self.threads:
+            thread.join()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def _run(self) -> None:
+        connection = None
+        if self.log is not None:
+            from covkb import audit
+
+            connection = audit.connect(self.log)
+        try:
+            stopping = False
+            while not stopping:
+                first = self.queue.get()
+                if first is _STOP:
+                    break
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        more = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is _STOP:
+                        stopping = True
+                        break
+                    batch.append(more)
+                self._decide(batch, connection)
+            self.queue.put(_STOP)  # for the next decider thread
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def _answers(self, batch: list[Pending], log: bool) -> list[tuple[str, list[dict]]]:
+        requests = [(p.kind, p.case, p.version) for p in batch]
+        if self.pool is None:
+            return decide_requests(requests, log)
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self.pool.submit(decide_requests, requests, log).result()
+        except BrokenProcessPool:
+            # a worker was lost: a new pool for the next requests, this one's error for these
+            self.pool = self._pool()
+            raise
+
+    def _decide(self, batch: list[Pending], connection) -> None:
+        try:
+            answers = self._answers(batch, connection is not None)
+        except Exception as error:
+            if len(batch) > 1:  # one request must not fail the others: each alone
+                for pending in batch:
+                    self._decide([pending], connection)
+                return
+            _log_line(f"could not decide {batch[0].case.case_id!r}: {type(error).__name__}: {error}")
+            batch[0].answer(500, _error_body(f"could not decide: {type(error).__name__}"))
+            return
+        if connection is None:
+            for pending, (body, _) in zip(batch, answers):
+                pending.answer(200, body, uuid.uuid4().hex)
+            return
+        import sqlite3
+
+        from covkb import audit
+
+        rows = [row for _, own in answers for row in own]
+        try:
+            audit.append(connection, rows)
+            last = connection.execute("SELECT last_insert_rowid()").fetchone()[0]
+        except (sqlite3.Error, OSError) as error:
+            _log_line(f"decision log: {error}")
+            for pending in batch:
+                pending.answer(503, _error_body(f"the decision log could not record the decision ({error})"))
+            return
+        # one transaction: the rows of this batch are numbered consecutively, in order
+        ident = last - len(rows) + 1
+        for pending, (body, own) in zip(batch, answers):
+            pending.answer(200, body, ident)
+            ident += len(own)
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------
+def _error_body(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+def _log_line(message: str) -> None:
+    print(f"covkb serve: {message}", file=sys.stderr, flush=True)
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
+            414: "URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+            501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"covkb/{__version__}"
+    sys_version = ""
+    server: "Server"
+
+    def setup(self) -> None:
+        # each read and write, and the wait for a kept-alive connection's next request;
+        # the reaper bounds the time of a whole request, below this
+        self.timeout = 2 * self.server.seconds + 1
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.expired = False
+
+    def handle_one_request(self) -> None:
+        server = self.server
+        if not server.idle(self):
+            self.close_connection = True
+            return
+        try:
+            ready = self.rfile.peek(1)  # waits, idle, for the next request to begin
+        except OSError:
+            ready = b""
+        finally:
+            server.busy(self)
+        if not ready:
+            self.close_connection = True
+            return
+        server.watch(self)
+        try:
+            super().handle_one_request()
+        except OSError:  # the client went away, or took too long
+            self.close_connection = True
+        finally:
+            server.unwatch(self)
+
+    def log_message(self, format: str, *args) -> None:  # no access log
+        pass
+
+    # every error is JSON, whether stdlib's parser or a route raises it
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        if self.expired:
+            code, message = 408, f"the request was not received within {self.server.seconds:g} s"
+        self._send(code, _error_body(message or _REASONS.get(code, "error")), close=True)
+
+    def _send(self, status: int, body: str, close: bool = False, headers: tuple = ()) -> None:
+        data = body.encode()
+        close = close or self.close_connection or self.server.closing
+        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+                f"Server: {self.server_version}",
+                "Content-Type: application/json",
+                f"Content-Length: {len(data)}"]
+        head.extend(f"{name}: {value}" for name, value in headers)
+        if close:
+            head.append("Connection: close")
+            self.close_connection = True
+        # headers and body in one write: one segment for a small answer
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+
+    def _route(self, method: str) -> None:
+        try:
+            if self.expired:
+                raise Refused(408, f"the request was not received within {self.server.seconds:g} s", True)
+            url = urlsplit(self.path)
+            path = url.path
+            if path in DECIDE:
+                allowed = "POST"
+            elif path in READ:
+                allowed = "GET, HEAD"
+            else:
+                raise Refused(404, f"no such path {path!r}; see /openapi.json", self._unread())
+            if method not in allowed.split(", "):
+                raise NotAllowed(f"{method} {path}: use {allowed}", allowed, self._unread())
+            query = self._query(path, url.query)
+            if method == "POST":
+                status, body, headers = self._decide(path, query)
+            else:
+                status, body, headers = 200, self.server.read_body(path, query), ()
+            if method == "HEAD":
+                self._send_head(status, body)
+            else:
+                self._send(status, body, headers=headers)
+        except Refused as refused:
+            headers = (("Allow", refused.allow),) if isinstance(refused, NotAllowed) else ()
+            self._send(refused.status, _error_body(refused.message), close=refused.close, headers=headers)
+
+    def _send_head(self, status: int, body: str) -> None:
+        self.wfile.write((f"HTTP/1.1 {status} {_REASONS[status]}\r\nServer: {self.server_version}\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n\r\n")
+                         .encode("latin-1"))
+
+    def _unread(self) -> bool:
+        """Whether a body may remain unread on the connection: then it is closed after the answer."""
+        return bool(self.headers.get("Content-Length", "0").strip() not in ("", "0")
+                    or self.headers.get("Transfer-Encoding"))
+
+    def _query(self, path: str, text: str) -> dict[str, str]:
+        try:
+            pairs = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=8)
+        except ValueError:
+            raise Refused(400, f"query {text[:80]!r}: expected name=value pairs", self._unread()) from None
+        query = {}
+        for name, values in pairs.items():
+            if name not in QUERY.get(path, ()):
+                known = ", ".join(sorted(QUERY.get(path, ()))) or "none"
+                raise Refused(400, f"query parameter {name!r}: unknown here (known: {known})", self._unread())
+            if len(values) > 1:
+                raise Refused(400, f"query parameter {name!r}: given {len(values)} times", self._unread())
+            query[name] = values[0]
+        version = query.get("policy_version")
+        if version is not None and version not in self.server.versions:
+            raise Refused(400, f"policy_version = {version!r}: expected one of "
+                               f"{', '.join(sorted(self.server.versions))}", self._unread())
+        return query
+
+    def _body(self) -> bytes:
+        encoding = self.headers.get_all("Transfer-Encoding") or []
+        if encoding:
+            if [e.strip().lower() for e in encoding] != ["chunked"] or "Content-Length" in self.headers:
+                raise Refused(501, f"Transfer-Encoding = {', '.join(encoding)!r}: only chunked is understood", True)
+            return self._chunked()
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            raise Refused(411, "Content-Length: required (or Transfer-Encoding: chunked)", True)
+        if len(set(lengths)) > 1 or not lengths[0].strip().isdigit() or not lengths[0].strip().isascii():
+            raise Refused(400, f"Content-Length = {', '.join(lengths)!r}: expected one non-negative integer", True)
+        length = int(lengths[0])
+        if length > MAX_CASE_BYTES:
+            raise Refused(413, f"Content-Length = {length}: a case may hold at most {MAX_CASE_BYTES} bytes", True)
+        data = self.rfile.read(length)
+        if len(data) < length:
+            raise self._short(f"the body ended after {len(data)} of {length} bytes")
+        return data
+
+    def _chunked(self) -> bytes:
+        parts, total = [], 0
+        while True:
+            line = self.rfile.readline(80)
+            size_text = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16) if size_text and size_text.isalnum() else -1
+            except ValueError:
+                size = -1
+            if size < 0 or not line.endswith(b"\n"):
+                raise self._short("the chunked body ended early") if not line or self.expired else \
+                    Refused(400, f"chunk size {line[:20]!r}: expected hexadecimal digits", True)
+            total += size
+            if total > MAX_CASE_BYTES:
+                raise Refused(413, f"the body exceeds {MAX_CASE_BYTES} bytes, the most a case may hold", True)
+            if size == 0:
+                while self.rfile.readline(8192).strip():  # trailers
+                    pass
+                return b"".join(parts)
+            data = self.rfile.read(size)
+            if len(data) < size or self.rfile.readline(3).strip():
+                raise self._short("the chunked body ended early")
+            parts.append(data)
+
+    def _short(self, message: str) -> Refused:
+        if self.expired:
+            return Refused(408, f"the request was not received within {self.server.seconds:g} s", True)
+        return Refused(400, message, True)
+
+    def _decide(self, path: str, query: dict[str, str]) -> tuple[int, str, tuple]:
+        kind = DECIDE[path]
+        try:
+            raw = self._body()
+        except TimeoutError:
+            self.expired = True
+            raise self._short("") from None
+        self.server.unwatch(self)  # received whole: from here the server's time, not the client's
+        try:
+            case = from_object(parse_json(raw))
+        except InvalidCase as error:
+            raise Refused(400, error.message) from None
+        except RecursionError:
+            raise Refused(400, "(case): nested too deeply to be a case") from None
+        pending = Pending(kind, case, query.get("policy_version"))
+        self.server.decider.submit(pending)
+        pending.done.wait()
+        if pending.status != 200:
+            return pending.status, pending.body, ()
+        ident = json.dumps(pending.decision_id)
+        body = pending.body[:-1] + f',"decision_id":{ident}}}'
+        return 200, body, (("Decision-Id", str(pending.decision_id)),)
+
+
+for _method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+    setattr(Handler, f"do_{_method}", lambda self, method=_method: self._route(method))
+
+
+_BUSY = json.dumps({"error": f"too many open connections (at most {MAX_CONNECTIONS})"}).encode()
+_FULL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+         b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY))
+
+
+class Server(ThreadingMixIn, HTTPServer):
+    """One thread per connection; a reaper bounds the time a client takes to send a request."""
+
+    daemon_threads = False  # server_close waits for the requests in flight
+    block_on_close = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], decider: Decider, seconds: float, documents: "Documents"):
+        self.decider = decider
+        self.seconds = seconds
+        self.documents = documents
+        self.versions = documents.versions
+        self.closing = False
+        self._lock = threading.Lock()
+        self._idle: set[Handler] = set()
+        self._deadlines: dict[Handler, float] = {}
+        self._open = 0
+        super().__init__(address, Handler)
+        threading.Thread(target=self._reap, name="covkb-reaper", daemon=True).start()
+
+    def server_bind(self) -> None:
+        # HTTPServer's would look the host's name up in DNS
+        super(HTTPServer, self).server_bind()
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request, client_address) -> None:
+        with self._lock:
+            full = self._open >= MAX_CONNECTIONS
+            if not full:
+                self._open += 1
+        if full:
+            try:
+                request.sendall(_FULL)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._open -= 1
+
+    def handle_error(self, request, client_address) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):  # a client gone is no news
+            _log_line(f"{client_address[0]}: {type(error).__name__}: {error}")
+
+    def read_body(self, path: str, query: dict[str, str]) -> str:
+        return self.documents.body(path, query)
+
+    # -- a connection is idle (cut on SIGTERM) or reading a request (bounded in time)
+    def idle(self, handler: Handler) -> bool:
+        with self._lock:
+            if self.closing:
+                return False
+            self._idle.add(handler)
+            return True
+
+    def busy(self, handler: Handler) -> None:
+        with self._lock:
+            self._idle.discard(handler)
+
+    def watch(self, handler: Handler) -> None:
+        with self._lock:
+            self._deadlines[handler] = time.monotonic() + self.seconds
+
+    def unwatch(self, handler: Handler) -> None:
+        with self._lock:
+            self._deadlines.pop(handler, None)
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(min(0.25, self.seconds / 4))
+            now = time.monotonic()
+            with self._lock:
+                late = [handler for handler, deadline in self._deadlines.items() if deadline < now]
+                for handler in late:
+                    del self._deadlines[handler]
+                    handler.expired = True
+                    _cut(handler.connection)
+
+    def stop(self) -> None:
+        """Stop accepting, close idle connections; requests in flight are still answered."""
+        with self._lock:
+            self.closing = True
+            for handler in self._idle:
+                _cut(handler.connection)
+        self.shutdown()
+
+
+def _cut(connection: socket.socket) -> None:
+    # reading ends (the handler sees the end of its input); an answer can still be written
+    try:
+        connection.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# What GET answers: read from the knowledge base and the case schema once, at start
+# ---------------------------------------------------------------------------
+class Documents:
+    def __init__(self, workers: int):
+        from covkb import decide
+        from covkb.audit import kb_hash
+        from covkb.result import _iso
+
+        policy = decide.policy()
+        self.policy = policy
+        self.versions = dict(policy.versions)
+        self.static = {
+            "/health": json.dumps({"status": "ok", "covkb": __version__, "policy": policy.id,
+                                   "kb_sha256": kb_hash(),
+                                   "deciders": f"{workers} processes" if workers else "1 thread"}),
+            "/v1/versions": json.dumps({"policy": policy.id, "versions": [
+                {"version": name, "from": _iso(start), "to": None if end >= 99991231 else _iso(end)}
+                for name, (start, end) in sorted(policy.versions.items())]}),
+            "/v1/schema": json.dumps(_case_schema()),
+            "/openapi.json": json.dumps(openapi()),
+        }
+
+    def body(self, path: str, query: dict[str, str]) -> str:
+        if path == "/v1/criteria":
+            only = query.get("policy_version")
+            return json.dumps({"policy": self.policy.id, "criteria": {
+                version: [{"id": ident, "text": text} for ident, text in rows]
+                for version, rows in sorted(self.policy.criteria.items()) if only in (None, version)}})
+        return self.static[path]
+
+
+def _case_schema() -> dict:
+    from covkb.case import case_schema
+
+    return case_schema()
+
+
+def openapi() -> dict:
+    """The OpenAPI 3.1 document, its schemas written by msgspec from the structs covkb encodes."""
+    import msgspec
+
+    from covkb.case import Case, _schema_hook
+    from covkb.explain import Comparison, Explanation
+    from covkb.result import Result
+
+    (case, result, explanation, comparison), components = msgspec.json.schema_components(
+        [Case, Result, Explanation, Comparison], schema_hook=_schema_hook,
+        ref_template="#/components/schemas/{name}")
+    identified = {"decision_id": {
+        "description": "The decision log's row id when the server keeps a log (compare: the first "
+                       "of its rows, one per version, numbered consecutively); else a unique string.",
+        "oneOf": [{"type": "integer"}, {"type": "string"}]}}
+    components["Error"] = {"type": "object", "required": ["error"],
+                           "properties": {"error": {"type": "string",
+                                                    "description": "The field and value at fault, or what went wrong."}}}
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    version = {"name": "policy_version", "in": "query", "required": False, "schema": {"type": "string"},
+               "description": "Apply this policy version instead of the one in force on the date of service."}
+
+    def decided(summary: str, schema: dict, forced: bool) -> dict:
+        return {"post": {
+            "summary": summary,
+            "parameters": [version] if forced else [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": case}}},
+            "responses": {
+                "200": {"description": "Decided.", "headers": {"Decision-Id": {"schema": {"type": "string"}}},
+                        "content": {"application/json": {"schema": {
+                            "allOf": [schema, {"type": "object", "properties": identified}]}}}},
+                "400": {"description": "Not a valid case, or a bad query parameter.", **error},
+                "411": {"description": "No Content-Length.", **error},
+                "413": {"description": "The body is larger than a case may be.", **error},
+                "408": {"description": "The request was not received in time.", **error},
+                "503": {"description": "The decision log could not record the decision.", **error}}}}
+
+    def read(summary: str, schema: dict, parameters: tuple = ()) -> dict:
+        return {"get": {"summary": summary, "parameters": list(parameters),
+                        "responses": {"200": {"description": "OK",
+                                              "content": {"application/json": {"schema": schema}}}}}}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "covkb", "version": __version__,
+                 "description": "Prior-authorization decisions for idecabtagene vicleucel (Abecma) "
+                                "under coverage policy 2024041."},
+        "paths": {
+            "/v1/check": decided("Decide one case (as `covkb check --format json`).", result, True),
+            "/v1/explain": decided("Explain one decision (as `covkb explain --format json`).", explanation, True),
+            "/v1/compare": decided("Decide one case under every version (as `covkb compare --format json`).",
+                                   comparison, False),
+            "/v1/versions": read("The policy versions and the dates they are in force.", {"type": "object"}),
+            "/v1/criteria": read("Every criterion's id and the policy's words, per version.",
+                                 {"type": "object"}, (version,)),
+            "/v1/schema": read("The JSON Schema of a case.", {"type": "object"}),
+            "/health": read("Whether the server is up, its covkb version and knowledge base hash.",
+                            {"type": "object"}),
+            "/openapi.json": read("This document.", {"type": "object"}),
+        },
+        "components": {"schemas": components},
+    }
+
+
+# ---------------------------------------------------------------------------
+def run(host: str, port: int, log: Optional[Path], workers: int, seconds: float) -> None:
+    """Serve until SIGTERM or SIGINT; then answer what is in flight, close the log, return."""
+    documents = Documents(workers)  # loads the policy here, before any decider runs
+    decider = Decider(workers, log)
+    try:
+        server = Server((host, port), decider, seconds, documents)
+    except BaseException:
+        decider.close()
+        raise
+
+    def on_signal(signum, frame) -> None:
+        threading.Thread(target=server.stop, name="covkb-stop").start()
+
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
+    deciders = f"{workers} decider processes" if workers else "one decider thread"
+    _log_line(f"listening on http://{host}:{server.server_port} ({deciders}"
+              f"{', logging to ' + str(log) if log else ''})")
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()  # no more connections; waits for each handler to answer
+        decider.close()  # decides what was submitted, closes the log
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    _log_line("stopped")
