@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
 import time
 from collections import Counter, deque
-from itertools import islice
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator, Optional, TextIO
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional, TextIO
 
-from covkb.case import InvalidCase, from_json
+from covkb.case import MAX_CASE_BYTES, InvalidCase, from_json
 from covkb.result import Failure
 
 # (number of its first line, its lines as read): one bytes object crosses to a worker,
 # one string of result lines comes back.
 Chunk = tuple[int, bytes]
+# A chunk also ends at this many bytes, so memory stays bounded whatever the lines hold.
+MAX_CHUNK_BYTES = 8 * MAX_CASE_BYTES
+
+
+class CouldNotFinish(Exception):
+    """The run stopped before every line was decided (I/O failure, the log, a signal)."""
 
 
 @dataclass
@@ -52,6 +60,19 @@ class Decided:
     blank: int
     prepared: list[dict]  # decision-log rows, with log
 
+    @staticmethod
+    def joined(parts: list["Decided"]) -> "Decided":
+        decisions: Counter = Counter()
+        for part in parts:
+            decisions.update(part.decisions)
+        return Decided("".join(p.text for p in parts), sum(p.cases for p in parts), decisions,
+                       sum(p.invalid for p in parts), sum(p.blank for p in parts),
+                       [row for p in parts for row in p.prepared])
+
+
+def _unexpected(error: BaseException) -> str:
+    return f"could not be decided ({type(error).__name__}: {str(error)[:200]})"
+
 
 def decide_chunk(chunk: Chunk, version: Optional[str] = None, log: bool = False) -> Decided:
     """Result lines for one chunk of raw lines, in order; with log, the rows to record."""
@@ -67,7 +88,6 @@ def decide_chunk(chunk: Chunk, version: Optional[str] = None, log: bool = False)
 
 
 def _decide_chunk(chunk: Chunk, version: Optional[str], log: bool) -> Decided:
-    from covkb.api import determine, determine_explained
     from covkb.render import as_json
 
     first, blob = chunk
@@ -83,70 +103,254 @@ def _decide_chunk(chunk: Chunk, version: Optional[str], log: bool) -> Decided:
             blank += 1
             continue
         try:
-            items.append(from_json(raw))
+            items.append((number, from_json(raw)))
         except InvalidCase as error:
             message = error.message
             if raw.lstrip().startswith(b"["):
                 message += "; batch reads JSON Lines, one case object per line, not a JSON array"
-            items.append(Failure(case_id=error.case_id, line=number, error=message))
-    valid = [item for item in items if not isinstance(item, Failure)]
-    prepared: list[dict] = []
-    if log and valid:
-        from covkb.audit import kb_hash, prepare
-
-        pairs = determine_explained(valid, version)
-        prepared = [prepare(case, version, result, explanation, kb_hash())
-                    for case, (result, explanation) in zip(valid, pairs)]
-        results = iter([result for result, _ in pairs])
-    else:
-        results = iter(determine(valid, version)) if valid else iter(())
-    out, decisions, invalid = [], Counter(), 0
-    for item in items:
-        result = item if isinstance(item, Failure) else next(results)
+            items.append((number, Failure(case_id=error.case_id, line=number, error=message)))
+        except Exception as error:  # whatever a line holds, it costs only its own line
+            items.append((number, Failure(case_id=None, line=number, error=_unexpected(error))))
+    valid = [(number, item) for number, item in items if not isinstance(item, Failure)]
+    try:
+        decided = _decide(valid, version, log)
+    except Exception:
+        decided = {}
+        for one in valid:  # one case at a time, so only the case at fault fails
+            try:
+                decided.update(_decide([one], version, log))
+            except Exception as error:
+                decided[one[0]] = (Failure(case_id=one[1].case_id, line=one[0], error=_unexpected(error)), None)
+    out, decisions, invalid, prepared = [], Counter(), 0, []
+    for number, item in items:
+        result, row = (item, None) if isinstance(item, Failure) else decided[number]
         if isinstance(result, Failure):
             invalid += 1
         else:
             decisions[result.decision] += 1
+        if row is not None:
+            prepared.append(row)
         out.append(as_json(result))
     text = "\n".join(out) + "\n" if out else ""
     return Decided(text, len(out), decisions, invalid, blank, prepared)
 
 
-def chunks(source: BinaryIO, size: int) -> Iterator[Chunk]:
-    """The source's lines, `size` at a time."""
+def _decide(valid: list, version: Optional[str], log: bool) -> dict:
+    """line number → (result, decision-log row or None) for each valid case."""
+    from covkb.api import determine, determine_explained
+
+    if not valid:
+        return {}
+    cases = [case for _, case in valid]
+    if not log:
+        return {number: (result, None) for (number, _), result in zip(valid, determine(cases, version))}
+    from covkb.audit import kb_hash, prepare
+
+    pairs = determine_explained(cases, version)
+    return {number: (result, prepare(case, version, result, explanation, kb_hash()))
+            for (number, case), (result, explanation) in zip(valid, pairs)}
+
+
+def chunks(source: BinaryIO, size: int, max_bytes: int = MAX_CHUNK_BYTES) -> Iterator[Chunk]:
+    """The source's lines, `size` at a time (fewer when they reach max_bytes)."""
     number = 1
+    lines = _lines(source)
     while True:
-        lines = list(islice(source, size))
-        if not lines:
+        taken: list[bytes] = []
+        held = 0
+        for line in lines:
+            taken.append(line)
+            held += len(line)
+            if len(taken) >= size or held >= max_bytes:
+                break
+        if not taken:
             return
-        yield number, b"".join(lines)
-        number += len(lines)
+        yield number, b"".join(taken)
+        number += len(taken)
+
+
+def _lines(source: BinaryIO, limit: int = MAX_CASE_BYTES) -> Iterator[bytes]:
+    """Each line, read with the limit: of a longer line only limit + 1 bytes are kept
+    (enough for it to be refused as too long), the rest is read past, never held."""
+    try:
+        while True:
+            line = source.readline(limit + 1)
+            if not line:
+                return
+            if len(line) > limit and not line.endswith(b"\n"):
+                while True:
+                    rest = source.readline(1 << 16)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+                line += b"\n"
+            yield line
+    except OSError as error:
+        raise CouldNotFinish(f"reading the cases failed ({error.strerror or error})") from None
+
+
+def _stopped_worker(number: int, code: Optional[int]) -> Decided:
+    from covkb.render import as_json
+
+    how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+    failure = Failure(case_id=None, line=number,
+                      error=f"could not be decided: the worker process deciding it stopped ({how})")
+    return Decided(as_json(failure) + "\n", 1, Counter(), 1, 0, [])
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the batch process dies, however it dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the closed pipe ends the worker instead
+        pass
+
+
+def _serve(connection, parent: int, decide: Callable, version: Optional[str], log: bool,
+           tasks: int) -> None:
+    """A worker: decide up to `tasks` pieces, then exit to give back clingo's memory."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the batch process decides what ^C means
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    code = 0
+    try:
+        if os.getppid() != parent:
+            raise EOFError
+        for _ in range(tasks):
+            piece = connection.recv()
+            connection.send(decide(piece, version, log))
+    except (EOFError, OSError):  # the batch process is gone: nobody to answer
+        code = 0
+    except BaseException:  # the batch process sees the closed pipe and retries the piece
+        code = 70
+    finally:
+        os._exit(code)
+
+
+class _Workers:
+    """Worker processes, each deciding one piece at a time and recycled after `tasks`
+    pieces; a worker that dies is replaced, and its piece retried line by line."""
+
+    def __init__(self, count: int, tasks: int, decide: Callable, version: Optional[str], log: bool):
+        import multiprocessing
+
+        self.context = multiprocessing.get_context("fork")
+        self.args = (decide, version, log, max(tasks, 1))
+        self.idle: list = []
+        self.busy: dict = {}  # connection → (process, task)
+        for _ in range(max(count, 1)):
+            self.idle.append(self._start())
+
+    def _start(self):
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=_serve, args=(theirs, os.getpid(), *self.args), daemon=True)
+        process.start()
+        theirs.close()
+        return [process, ours, 0]
+
+    def give(self, task) -> None:
+        worker = self.idle.pop()
+        worker[1].send(task[1])
+        worker[2] += 1
+        self.busy[worker[1]] = (worker, task)
+
+    def results(self) -> Iterator[tuple[object, Optional[Decided], Optional[int]]]:
+        """(task, decided, None) for each answer; (task, None, exit code) for a lost worker."""
+        from multiprocessing.connection import wait
+
+        ready = wait(list(self.busy) + [w[0].sentinel for w, _ in self.busy.values()])
+        for connection, (worker, task) in list(self.busy.items()):
+            if connection not in ready and worker[0].sentinel not in ready:
+                continue
+            del self.busy[connection]
+            try:
+                decided = connection.recv() if connection.poll() else None
+            except (EOFError, OSError):
+                decided = None
+            if decided is None:
+                self._retire(worker)
+                yield task, None, worker[0].exitcode
+                self.idle.append(self._start())
+            else:
+                if worker[2] >= self.args[3]:
+                    self._retire(worker)
+                    worker = self._start()
+                self.idle.append(worker)
+                yield task, decided, None
+
+    def _retire(self, worker) -> None:
+        worker[1].close()
+        worker[0].join(timeout=5)
+        if worker[0].exitcode is None:
+            worker[0].kill()
+            worker[0].join()
+
+    def close(self) -> None:
+        for worker in self.idle + [w for w, _ in self.busy.values()]:
+            worker[1].close()  # a waiting worker reads EOF and exits
+        for worker in self.idle + [w for w, _ in self.busy.values()]:
+            worker[0].join(timeout=0.5)
+            if worker[0].exitcode is None:
+                worker[0].kill()
+                worker[0].join()
+        self.idle, self.busy = [], {}
 
 
 def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
-              chunks_per_worker: int, log: bool) -> Iterator[tuple[Chunk, Decided]]:
-    if workers <= 1:
-        for chunk in work:
-            yield chunk, decide_chunk(chunk, version, log)
-        return
-    import multiprocessing
-
+              chunks_per_worker: int, log: bool,
+              decide: Callable = decide_chunk) -> Iterator[tuple[Chunk, Decided]]:
     # Workers fork from this process: load the modules and the policy once, here.
     from covkb import api, render  # noqa: F401
 
     api.versions()
     gc.freeze()
-    # clingo keeps every symbol for the life of a process: recycle workers.
-    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=chunks_per_worker) as pool:
-        window: deque = deque()
-        for chunk in work:
-            window.append((chunk, pool.apply_async(decide_chunk, (chunk, version, log))))
-            if len(window) >= 2 * workers:
-                done, pending = window.popleft()
-                yield done, pending.get()
-        while window:
-            done, pending = window.popleft()
-            yield done, pending.get()
+    # clingo keeps every symbol for the life of a process: workers are recycled, also one alone.
+    pool = _Workers(workers, chunks_per_worker, decide, version, log)
+    try:
+        work = iter(work)
+        chunk_of: dict[int, Chunk] = {}
+        queue: deque = deque()  # (sequence, piece, line index or None)
+        parts: dict[int, list] = {}  # sequence → results of its lines, retried one by one
+        done: dict[int, Decided] = {}
+        read = written = 0
+        exhausted = False
+        while True:
+            while not exhausted and read - written < 2 * max(workers, 1):
+                chunk = next(work, None)
+                if chunk is None:
+                    exhausted = True
+                    break
+                chunk_of[read] = chunk
+                queue.append((read, chunk, None))
+                read += 1
+            while pool.idle and queue:
+                pool.give(queue.popleft())
+            while written in done:
+                yield chunk_of.pop(written), done.pop(written)
+                written += 1
+            if exhausted and written == read:
+                return
+            for (sequence, piece, index), decided, code in pool.results():
+                if decided is None and index is None:
+                    first, blob = piece
+                    lines = blob.split(b"\n")
+                    if lines and not lines[-1]:
+                        lines.pop()
+                    parts[sequence] = [None] * len(lines)
+                    queue.extendleft(reversed([(sequence, (first + i, line + b"\n"), i)
+                                               for i, line in enumerate(lines)]))
+                    continue
+                if decided is None:
+                    decided = _stopped_worker(piece[0], code)
+                if index is None:
+                    done[sequence] = decided
+                    continue
+                parts[sequence][index] = decided
+                if all(part is not None for part in parts[sequence]):
+                    done[sequence] = Decided.joined(parts.pop(sequence))
+    finally:
+        pool.close()
 
 
 class Progress:
@@ -184,24 +388,104 @@ def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None, chunk: in
         workers: int = 1, chunks_per_worker: int = 50, progress: bool = False,
         log=None) -> Summary:
     """Decide every line of source into sink; with log (an open decision log), record
-    each chunk's determinations in one transaction."""
+    each chunk's determinations in one transaction before its results are written, so
+    no result is ever shown for a determination that was not logged."""
+    import sqlite3
+
     summary = Summary()
     try:
         size: Optional[int] = os.fstat(source.fileno()).st_size or None
     except (OSError, AttributeError, ValueError):
         size = None
     meter = Progress(size, progress)
-    for done, decided in _in_order(chunks(source, chunk), version, workers, chunks_per_worker,
-                                   log is not None):
-        sink.write(decided.text)
-        if log is not None:
-            from covkb.audit import append
+    with _stopped_by_signals():
+        for done, decided in _in_order(chunks(source, chunk), version, workers, chunks_per_worker,
+                                       log is not None):
+            if log is not None:
+                from covkb.audit import append
 
-            append(log, decided.prepared)
-        summary.cases += decided.cases
-        summary.invalid += decided.invalid
-        summary.blank += decided.blank
-        summary.decisions.update(decided.decisions)
-        meter.update(summary, done)
+                try:
+                    append(log, decided.prepared)
+                except sqlite3.Error as error:
+                    raise CouldNotFinish(f"the decision log could not be written ({error}); "
+                                         f"{summary.cases} results were logged and written before it") from None
+            try:
+                sink.write(decided.text)
+                sink.flush()
+            except OSError as error:
+                raise CouldNotFinish(f"writing the results failed ({error.strerror or error})") from None
+            summary.cases += decided.cases
+            summary.invalid += decided.invalid
+            summary.blank += decided.blank
+            summary.decisions.update(decided.decisions)
+            meter.update(summary, done)
     meter.close()
     return summary
+
+
+@contextmanager
+def _stopped_by_signals():
+    """SIGTERM and SIGHUP end the run as CouldNotFinish, so workers are stopped and a
+    half-written --out is removed rather than left behind."""
+    def stop(number, frame):
+        raise CouldNotFinish(f"stopped by signal {signal.Signals(number).name}")
+
+    try:
+        previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextmanager
+def output(out: Optional[Path], inputs: Iterable[Path] = ()):
+    """Where results go: standard output, or `out` written beside itself under a temporary
+    name and renamed over it only when the run finishes, so it is never half-written and
+    never emptied by a run that stops; refuses to be one of `inputs`."""
+    if out is None:
+        yield sys.stdout
+        return
+    for given in inputs:
+        if str(given) != "-" and _same_file(out, given):
+            raise InvalidCase("--out", str(out), f"is the input {given}: it would be overwritten")
+    if out.is_dir():
+        raise InvalidCase("--out", str(out), "is a directory")
+    if not out.parent.is_dir():
+        raise InvalidCase("--out", str(out), f"no such directory {out.parent}")
+    if out.exists() and not out.is_file():  # a device or pipe (/dev/null, /dev/stdout): written as it is
+        try:
+            with open(out, "w", encoding="utf-8") as sink:
+                yield sink
+        except OSError as error:
+            raise CouldNotFinish(f"{out}: {error.strerror or error}") from None
+        return
+    import tempfile
+
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    except OSError as error:
+        raise CouldNotFinish(f"{out}: cannot write there ({error.strerror or error})") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+    try:
+        with open(handle, "w", encoding="utf-8") as sink:
+            yield sink
+        os.replace(temporary, out)
+    except OSError as error:
+        raise CouldNotFinish(f"{out}: {error.strerror or error}") from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return one.resolve() == other.resolve()

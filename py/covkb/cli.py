@@ -39,6 +39,18 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _stop(message: str) -> typer.Exit:
+    """Exit 3: the run could not finish (I/O failure, disk full, a signal)."""
+    import os
+
+    typer.echo(f"covkb: {message}", err=True)
+    try:  # a reader that went away must not cost a second error at exit
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return typer.Exit(3)
+
+
 def _open_log(path: Path):
     """An open decision log, or exit 2 naming the file."""
     import sqlite3
@@ -121,24 +133,29 @@ def batch(
     """
     import os
 
-    from covkb.batch import run
+    from covkb.batch import CouldNotFinish, output, run
+    from covkb.case import InvalidCase
 
     version = _known_version(version)
     try:
         source = sys.stdin.buffer if str(cases_file) == "-" else cases_file.open("rb")
     except OSError as error:
         raise _fail(f"{cases_file}: {error.strerror}") from None
-    sink = out.open("w", encoding="utf-8") if out else sys.stdout
     connection = _open_log(log) if log else None
     try:
-        summary = run(source, sink, version=version, chunk=chunk,
-                      workers=workers or os.cpu_count() or 1,
-                      progress=not quiet and sys.stderr.isatty(), log=connection)
+        with output(out, [cases_file, *([log] if log else [])]) as sink:
+            summary = run(source, sink, version=version, chunk=chunk,
+                          workers=workers or os.cpu_count() or 1,
+                          progress=not quiet and sys.stderr.isatty(), log=connection)
+    except InvalidCase as error:
+        raise _fail(error.message) from None
+    except CouldNotFinish as error:
+        raise _stop(f"batch {cases_file}: {error}") from None
+    except KeyboardInterrupt:
+        raise _stop(f"batch {cases_file}: interrupted") from None
     finally:
         if connection is not None:
             connection.close()
-        if out:
-            sink.close()
         if source is not sys.stdin.buffer:
             source.close()
     if not quiet:
