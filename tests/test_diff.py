@@ -68,10 +68,9 @@ def test_a_made_up_criterion_shows_up_as_a_new_kind_of_case(tmp_path):
     version_file.write_text(version_file.read_text() + '''
 % x. (made up) The planned dose is at most 400 x 1 million CAR-positive T cells.
 criterion("2025-11-01","x",16,"The planned dose is at most 400 x 1 million CAR-positive T cells").
-threshold("dose_million_car_t_cells",400).
+bound("2025-11-01","x","dose_million_car_t_cells",le,400).
 reads("2025-11-01","x","dose_million_car_t_cells").
-met(K,"x")     :- in2025(K), documented(K,"dose_million_car_t_cells"), not above(K,"dose_million_car_t_cells",400).
-not_met(K,"x") :- in2025(K), above(K,"dose_million_car_t_cells",400).
+met(K,"x") :- in2025(K), bounds_met(K,"x").
 ''')
     before = _kinds(diff(directory=KB).decisions_differ)
     after = _kinds(diff(directory=copy).decisions_differ)

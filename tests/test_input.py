@@ -1,11 +1,12 @@
 """Bad input is an error naming the field, never a guess (SPEC §1)."""
 
 import json
+from decimal import Decimal
 
 import pytest
 
 from cases import case
-from covkb.case import InvalidCase, from_json, from_object, from_yaml
+from covkb.case import Case, InvalidCase, from_json, from_object, from_yaml
 from covkb.lpcase import parse_lp
 
 
@@ -70,10 +71,38 @@ def test_a_byte_order_mark_is_ignored():
     assert from_json(b"\xef\xbb\xbf" + data).case_id == "PA-TEST"
 
 
-def test_more_than_nine_decimal_places_is_refused():
+# SPEC §4.14: "Its written form may hold at most 40 significant digits and an exponent of
+# at most ±40; beyond that it is bad input, refused at once".
+FORTY = "45." + "0" * 37 + "1"      # 40 significant digits
+FORTY_ONE = "45." + "0" * 38 + "1"  # 41
+
+
+def _written(form: str, value: str) -> Case:
+    if form == "json":
+        return from_json('{"case_id": "x", "date_of_service": "2025-03-03", "lvef_percent": %s}' % value)
+    if form == "yaml":
+        return from_yaml("case_id: x\ndate_of_service: 2025-03-03\nlvef_percent: %s\n" % value)
+    return from_object(parse_lp('case_id("x"). date_of_service("2025-03-03"). value("lvef_percent", "%s").' % value))
+
+
+@pytest.mark.parametrize("form", ["json", "yaml", "lp"])
+@pytest.mark.parametrize("value", [FORTY_ONE, "1e41", "1e-41", "1e-999999999", "1e+999999999",
+                                   "1" + "0" * 40, "0." + "0" * 40 + "1" * 41])
+def test_beyond_40_significant_digits_or_an_exponent_of_40_is_refused_at_once(form, value):
+    import time
+
+    started = time.perf_counter()
     with pytest.raises(InvalidCase) as raised:
-        from_json('{"case_id": "x", "date_of_service": "2025-11-12", "lvef_percent": 45.0000000001}')
+        _written(form, value)
+    assert time.perf_counter() - started < 1
     assert raised.value.path == "lvef_percent"
+    assert "40 significant digits" in raised.value.message
+
+
+@pytest.mark.parametrize("form", ["json", "yaml", "lp"])
+@pytest.mark.parametrize("value", [FORTY, "45.0000000001", "4.5e1", "4500e-2", "0.45E+2"])
+def test_up_to_40_significant_digits_and_exponent_40_are_read_exactly(form, value):
+    assert _written(form, value).lvef_percent == Decimal(value)
 
 
 def test_yaml_case_matches_json_case():

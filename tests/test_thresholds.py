@@ -162,3 +162,32 @@ def test_six_calendar_months_back_on_every_kind_of_month(service, first_day_insi
     before = (date.fromisoformat(first_day_inside) - timedelta(days=1)).isoformat()
     outside = decide(case(date_of_service=service, significant_cardiac_disease_dates=[before]), V2024)
     assert (status(inside, "5e"), status(outside, "5e")) == ("not_met", "met")
+
+
+# SPEC §4.14: "a number is compared exactly with any number of decimal places
+# (`45.0000000001` passes 5d)".
+@pytest.mark.parametrize("value, expected", [
+    ("45.0000000001", "met"),
+    ("45.00000000000000000000000000001", "met"),          # 29 decimal places
+    ("45." + "0" * 37 + "1", "met"),                      # 40 significant digits
+    ("44.99999999999999999999999999999999999999", "not_met"),
+    ("45.00000000000000000000000000000000000000", "not_met"),
+])
+def test_creatinine_clearance_compares_exactly_at_any_number_of_decimal_places(value, expected):
+    result = decide(case(creatinine_clearance_ml_min=dec(value), date_of_service=IN_2024))
+    assert status(result, "5d") == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("44.9999999999999999999999", "not_met"), ("45.0000000000000000000000", "met"),
+])
+def test_lvef_compares_exactly_at_any_number_of_decimal_places(value, expected):
+    assert status(decide(case(lvef_percent=dec(value), date_of_service=IN_2024)), "5e") == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("299.99999999999999999999", "not_met"), ("510.00000000000000000001", "not_met"),
+    ("300.00000000000000000000", "met"), ("509.99999999999999999999", "met"),
+])
+def test_dose_compares_exactly_at_any_number_of_decimal_places(value, expected):
+    assert status(decide(case(dose_million_car_t_cells=dec(value))), "dose") == expected

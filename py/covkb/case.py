@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal, Optional
 import msgspec
 
 # Limits of what one case may hold (documented in docs/case-format.md).
-MAX_DECIMALS = 9
+# A number's written form: at most this many significant digits and this exponent (SPEC §4.14).
+MAX_DIGITS = 40
+MAX_EXPONENT = 40
 MAX_NUMBER = Decimal(1_000_000_000)
 MAX_STRING = 512
 MAX_ITEMS = 200
@@ -80,20 +82,45 @@ class Positive(Number):
     expected = "a number > 0"
 
 
+class Unwieldy(Decimal):
+    """A number written with more digits or a larger exponent than a case may hold: kept
+    only to be refused with its field's name."""
+
+
+_WRITTEN = re.compile(r"[+-]?(?P<whole>[0-9_]*)(?:\.(?P<fraction>[0-9_]*))?(?:[eE](?P<exponent>[+-]?[0-9_]+))?")
+_UNWIELDY = f"expected at most {MAX_DIGITS} significant digits and an exponent of at most ±{MAX_EXPONENT}"
+
+
+def written_number(text: str) -> Decimal:
+    """A number as JSON, YAML or .lp writes it, exactly; an Unwieldy one when its written
+    form holds more than MAX_DIGITS significant digits or an exponent beyond ±MAX_EXPONENT."""
+    form = _WRITTEN.fullmatch(text)
+    if form is not None:
+        digits = ((form["whole"] or "") + (form["fraction"] or "")).replace("_", "").lstrip("0")
+        exponent = (form["exponent"] or "0").replace("_", "").lstrip("+-").lstrip("0")
+        if len(digits) > MAX_DIGITS or len(exponent) > 2 or int(exponent or "0") > MAX_EXPONENT:
+            return Unwieldy(text.replace("_", ""))
+    return Decimal(text)
+
+
 def _decode_number(kind: type, obj: Any) -> Number:
     if isinstance(obj, bool) or not isinstance(obj, (int, Decimal)):
         got = {"str": "a string", "bool": "true or false", "list": "a list", "dict": "an object",
                "NoneType": "null"}.get(type(obj).__name__, type(obj).__name__)
         raise ValueError(f"expected {kind.expected}, got {got}")
+    if isinstance(obj, int) and obj.bit_length() > 4 * MAX_DIGITS:
+        raise ValueError(_UNWIELDY)
     value = Decimal(obj)
     if not value.is_finite():
         raise ValueError(f"expected {kind.expected}")
+    # a Decimal given directly, not written: the same bounds on its digits and exponent
+    shape = value.as_tuple()
+    if isinstance(obj, Unwieldy) or len(shape.digits) > MAX_DIGITS \
+            or not -2 * MAX_EXPONENT <= shape.exponent <= MAX_EXPONENT:
+        raise ValueError(_UNWIELDY)
     if value < kind.low or (kind.low_open and value == kind.low) or value > kind.high:
         raise ValueError(f"expected {kind.expected}"
                          + (f" and at most {kind.high}" if kind.high == MAX_NUMBER else ""))
-    exponent = value.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_DECIMALS:
-        raise ValueError(f"expected at most {MAX_DECIMALS} decimal places")
     return kind(value)
 
 
@@ -190,7 +217,7 @@ def case_schema() -> dict:
 # ---------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------
-_json = msgspec.json.Decoder(float_hook=Decimal)
+_json = msgspec.json.Decoder(float_hook=written_number)
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _FIELD = re.compile(r"`([^`]*)`")
 
@@ -309,13 +336,23 @@ def _yaml_loader():
         """YAML's safe loader with floats kept as exact decimals."""
 
     def exact_float(loader, node):
-        text = loader.construct_scalar(node).replace("_", "")
+        text = loader.construct_scalar(node)
         try:
-            return Decimal(text)
+            return written_number(text)
         except InvalidOperation:
             return Decimal(str(loader.construct_yaml_float(node)))
 
+    def bounded_int(loader, node):
+        # more digits than a number may hold: refused by its field, never parsed whole
+        number = written_number(loader.construct_scalar(node)) if loader.construct_scalar(node).isdigit() else None
+        return number if isinstance(number, Unwieldy) else loader.construct_yaml_int(node)
+
     ExactLoader.add_constructor("tag:yaml.org,2002:float", exact_float)
+    ExactLoader.add_constructor("tag:yaml.org,2002:int", bounded_int)
+    # YAML 1.1 reads 1e41 and 4.5e1 as text; a number with an exponent is a number, as in JSON
+    ExactLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                      re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                      list("-+0123456789"))
     return yaml, ExactLoader
 
 

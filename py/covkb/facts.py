@@ -115,11 +115,14 @@ def day(value: datetime.date) -> int:
     return value.year * 10000 + value.month * 100 + value.day
 
 
-def exact(value: Decimal) -> tuple[int, int, int]:
-    """value as integer part, numerator and denominator of the fraction part."""
-    numerator, denominator = Decimal(value).as_integer_ratio()
-    whole, rest = divmod(numerator, denominator)
-    return whole, rest, denominator
+def exact(value: Decimal) -> tuple[int, str]:
+    """value as its integer part (floor) and "whole" or "fraction": exact against
+    integer points, with no big integers whatever its number of decimal places."""
+    value = Decimal(value)
+    part = int(value)  # truncates exactly, whatever the context precision
+    if part > value:
+        part -= 1
+    return part, "whole" if part == value else "fraction"
 
 
 def case_facts(key: int, case: Case, version: Optional[str] = None) -> Iterator[Symbol]:
@@ -141,7 +144,8 @@ def case_rows(key: int, case: Case, version: Optional[str], make: Symbols) -> It
     for path, value in _documented(case, _BOOLEANS):
         yield "bool", [k, text(path), true if value else false]
     for path, value in _documented(case, _NUMBERS):
-        yield "number", [k, text(path), *map(number, exact(value))]
+        part, rest = exact(value)
+        yield "number", [k, text(path), number(part), make.constant(rest)]
     if case.member is not None and case.member.birth_date is not None:
         yield "date", [k, text("member.birth_date"), number(day(case.member.birth_date))]
     for path in LIST_FIELDS:

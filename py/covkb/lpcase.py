@@ -23,7 +23,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from covkb.case import InvalidCase, MAX_CASE_BYTES
+from covkb.case import InvalidCase, MAX_CASE_BYTES, Unwieldy, written_number
 
 VOCABULARY = {
     "case_id": 1,
@@ -97,7 +97,7 @@ def _facts(text: str):
             take("(")
             while True:
                 _, kind, token = take("string", "number", "name")
-                args.append(int(token) if kind == "number" else
+                args.append(_integer(token) if kind == "number" else
                             (_Constant(token) if kind == "name" else token))
                 _, _, token = take(",", ")")
                 if token == ")":
@@ -114,12 +114,18 @@ class _Constant(str):
     """A bare constant such as true or lymphodepletion."""
 
 
+def _integer(token: str) -> Any:
+    # more digits than a number may hold: refused by its field, never parsed whole
+    number = written_number(token)
+    return number if isinstance(number, Unwieldy) else int(token)
+
+
 def _scalar(value: Any) -> Any:
     if isinstance(value, _Constant):
         return {"true": True, "false": False}.get(value, str(value))
     if isinstance(value, str):
         try:
-            number = Decimal(value)
+            number = written_number(value)
         except InvalidOperation:
             return value
         return number if number.is_finite() else value

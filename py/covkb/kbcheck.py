@@ -1,0 +1,89 @@
+"""A cheap self-check of the knowledge base, before any case is decided.
+
+A rule that compares a field with a point no bound declares, or reads a predicate no
+rule defines, would silently never fire: the check names each such statement instead.
+Nothing here knows the policy; it reads kb/ as clingo parses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import clingo
+from clingo import ast
+
+from covkb.decide import kb_files
+
+# Predicates that compare field F (argument 2) with point T (argument 3).
+COMPARING = {("compared", 4), ("bound_met", 4), ("bound_not_met", 4)}
+
+
+def _declared(files: list[Path]) -> tuple[set[tuple[str, int]], list[tuple[str, str, int]]]:
+    control = clingo.Control(["--warn=none"])
+    for path in files:
+        control.load(str(path))
+    control.add("base", [], "#show threshold/2. #show bound/5.")
+    control.ground([("base", [])])
+    points, bounds = set(), []
+    with control.solve(yield_=True) as handle:
+        for symbol in next(iter(handle)).symbols(shown=True):
+            args = symbol.arguments
+            if symbol.name == "threshold":
+                points.add((args[0].string, args[1].number))
+            elif symbol.name == "bound":
+                bounds.append((str(args[1]).strip('"'), args[2].string, args[4].number))
+    return points, bounds
+
+
+def _functions(node, found: list) -> None:
+    """Every function term under node, as (name, arguments, location)."""
+    if node.ast_type == ast.ASTType.Function:
+        found.append((node.name, node.arguments, node.location))
+    for key in node.child_keys:
+        child = getattr(node, key)
+        for item in (child if isinstance(child, (list, ast.ASTSequence)) else [child]):
+            if isinstance(item, ast.AST):
+                _functions(item, found)
+
+
+def _ground(term):
+    if term.ast_type == ast.ASTType.SymbolicTerm:
+        symbol = term.symbol
+        return symbol.string if symbol.type == clingo.SymbolType.String else \
+            symbol.number if symbol.type == clingo.SymbolType.Number else None
+    return None
+
+
+def problems(directory: Optional[Path] = None) -> list[str]:
+    """What is wrong with kb/, one line each naming file and line; empty when sound."""
+    files = kb_files(directory)
+    points, bounds = _declared(files)
+    found: list = []
+    undefined: list[str] = []
+
+    def logger(code, message):
+        if code == clingo.MessageCode.AtomUndefined:
+            undefined.append(" ".join(message.split()))
+
+    ast.parse_files([str(p) for p in files], lambda statement: _functions(statement, found))
+    out = []
+    for name, args, where in found:
+        if (name, len(args)) in COMPARING:
+            field, point = _ground(args[1]), _ground(args[2])
+            if isinstance(field, str) and isinstance(point, int) and (field, point) not in points:
+                out.append(f"{Path(where.begin.filename).name}:{where.begin.line}: {name} compares "
+                           f"{field} with {point}, which no bound/5 declares")
+        if name == "because" and len(args) == 3 and args[2].ast_type == ast.ASTType.Function \
+                and args[2].name == "requires" and len(args[2].arguments) == 2:
+            ident, field, words = _ground(args[1]), _ground(args[2].arguments[0]), _ground(args[2].arguments[1])
+            for criterion, bounded, point in bounds:
+                if (criterion, bounded) == (ident, field) and str(point) not in str(words):
+                    out.append(f"{Path(where.begin.filename).name}:{where.begin.line}: the words "
+                               f"{words!r} of {ident} do not name its bound {point}")
+    control = clingo.Control(logger=logger)
+    for path in files:
+        control.load(str(path))
+    control.ground([("base", [])])
+    out += [f"kb/ reads an atom no rule defines: {message}" for message in undefined]
+    return out

@@ -1,0 +1,56 @@
+"""One bound, one place: each criterion states its bound once (bound/5), and the kb
+self-check refuses a comparison no bound declares (issue 11, item 7)."""
+
+import shutil
+
+import pytest
+
+from covkb import decide
+from covkb.kbcheck import problems
+
+KB = decide.kb_dir()
+
+
+def _with(tmp_path, text: str):
+    copy = tmp_path / "kb"
+    shutil.copytree(KB, copy)
+    version = copy / "v2024-08-21.lp"
+    version.write_text(version.read_text() + text)
+    return copy
+
+
+def test_the_knowledge_base_passes_its_self_check():
+    assert problems() == []
+
+
+def test_a_comparison_with_an_undeclared_point_is_refused(tmp_path):
+    copy = _with(tmp_path, '\nnot_met(K,"5d") :- in2024(K), compared(K,"creatinine_clearance_ml_min",44,below).\n')
+    found = problems(copy)
+    assert len(found) == 1 and "creatinine_clearance_ml_min with 44" in found[0]
+    assert found[0].startswith("v2024-08-21.lp:")
+
+
+def test_a_rule_reading_a_predicate_no_rule_defines_is_refused(tmp_path):
+    # the comparison predicates of an earlier vocabulary are gone: a rule using one never fires
+    copy = _with(tmp_path, '\nnot_met(K,"5d") :- in2024(K), below(K,"creatinine_clearance_ml_min",45).\n')
+    found = problems(copy)
+    assert any("below" in line for line in found)
+
+
+def test_words_that_do_not_name_the_bound_are_refused(tmp_path):
+    copy = tmp_path / "kb"
+    shutil.copytree(KB, copy)
+    version = copy / "v2024-08-21.lp"
+    version.write_text(version.read_text().replace('"more than 45"', '"more than 40"'))
+    assert any("do not name its bound 45" in line for line in problems(copy))
+
+
+@pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])
+def test_each_bound_is_declared_once_per_criterion(version):
+    text = (KB / f"v{version}.lp").read_text()
+    # "18 years of age or older"; "300 to 510 x 1 million CAR-positive T cells"
+    assert text.count(f'bound("{version}","1","age",ge,18).') == 1
+    ident = "9" if version == "2024-08-21" else "dose"
+    assert text.count(f'bound("{version}","{ident}","dose_million_car_t_cells",ge,300).') == 1
+    assert text.count(f'bound("{version}","{ident}","dose_million_car_t_cells",le,510).') == 1
+    assert "threshold(" not in text
