@@ -18,11 +18,11 @@ from typing import Iterable, Optional
 # The rules this module evaluates, as clingo.ast prints them. KEPT stay in the compiled
 # program (fed representative values); the others are dropped and their atoms fed.
 SELECT = 'applies(K,V) :- date_of_service(K,D); version(V,From,To); From <= D; D <= To; not requested(K); not excluded(K).'
-AGE_NUMBER = 'number(K,"age",A,0,1) :- age(K,A).'
+AGE_NUMBER = 'number(K,"age",A,whole) :- age(K,A).'
 KEPT = frozenset({SELECT, AGE_NUMBER})
 RULES = KEPT | {
     'age(K,((D-B)/10000)) :- date_of_service(K,D); date(K,"member.birth_date",B).',
-    'age(K,A) :- number(K,"member.age",A,0,_); not date(K,"member.birth_date",_).',
+    'age(K,A) :- number(K,"member.age",A,whole); not date(K,"member.birth_date",_).',
     'back(K,M,Y2,M2,DD) :- months_back(M); date_of_service(K,D); Y = (D/10000); MM = ((D/100)\\100); '
     'DD = (D\\100); T = ((((Y*12)+MM)-1)-M); Y2 = (T/12); M2 = ((T\\12)+1).',
     'leap(Y) :- back(_,_,Y,2,_); (Y\\4) = 0; (Y\\100) != 0.',
@@ -33,14 +33,14 @@ RULES = KEPT | {
     'month_days(Y,2,28) :- back(_,_,Y,2,_); not leap(Y).',
     'window_start(K,M,(((Y2*10000)+(M2*100))+DD)) :- back(K,M,Y2,M2,DD); month_days(Y2,M2,N); DD <= N.',
     'window_start(K,M,(((Y2*10000)+(M2*100))+N)) :- back(K,M,Y2,M2,DD); month_days(Y2,M2,N); DD > N.',
-    'above(K,F,T) :- threshold(F,T); number(K,F,I,_,_); I > T.',
-    'above(K,F,T) :- threshold(F,T); number(K,F,T,N,_); N > 0.',
-    'equal(K,F,T) :- threshold(F,T); number(K,F,T,0,_).',
-    'below(K,F,T) :- threshold(F,T); number(K,F,I,_,_); I < T.',
+    'compared(K,F,T,above) :- threshold(F,T); number(K,F,I,_); I > T.',
+    'compared(K,F,T,above) :- threshold(F,T); number(K,F,T,fraction).',
+    'compared(K,F,T,equal) :- threshold(F,T); number(K,F,T,whole).',
+    'compared(K,F,T,below) :- threshold(F,T); number(K,F,I,_); I < T.',
 }
 # Predicates whose every rule is in RULES (the engine compares them whole).
 HEADS = frozenset({("age", 2), ("back", 5), ("leap", 1), ("month_days", 3), ("window_start", 3),
-                   ("above", 3), ("equal", 3), ("below", 3), ("number", 5)})
+                   ("compared", 4), ("number", 4)})
 
 # clingo's integers are 32-bit: a value outside is left to clingo itself.
 LOW, HIGH = -(2 ** 31), 2 ** 31 - 1
@@ -61,12 +61,12 @@ def _mod(a: int, b: int) -> int:
     return a - b * _div(a, b)
 
 
-def age(service: int, birth: Optional[int], member_age: Optional[tuple[int, int, int]]) -> Optional[int]:
+def age(service: int, birth: Optional[int], member_age: Optional[tuple[int, str]]) -> Optional[int]:
     """age/2: whole years from the birth date (YYYYMMDD) to the date of service, else the
     documented age when it is a whole number."""
     if birth is not None:
         return _div(service - birth, 10000)
-    if member_age is not None and member_age[1] == 0:
+    if member_age is not None and member_age[1] == "whole":
         return member_age[0]
     return None
 
@@ -87,16 +87,13 @@ def window_start(service: int, months: int) -> Optional[int]:
     return y2 * 10000 + m2 * 100 + min(dd, days)
 
 
-def place(value: tuple[int, int, int], threshold: int) -> Optional[str]:
-    """above/equal/below: where the exact number I + N/M stands against an integer threshold."""
-    whole, numerator, _ = value
-    if whole > threshold or (whole == threshold and numerator > 0):
+def place(value: tuple[int, str], threshold: int) -> str:
+    """compared/4: where a number (integer part, "whole" or "fraction") stands against an
+    integer threshold."""
+    whole, rest = value
+    if whole > threshold or (whole == threshold and rest == "fraction"):
         return "above"
-    if whole == threshold and numerator == 0:
-        return "equal"
-    if whole < threshold:
-        return "below"
-    return None  # whole == threshold with a negative numerator: no rule derives anything
+    return "equal" if whole == threshold else "below"
 
 
 def representatives(versions: Iterable[tuple[int, int]]) -> list[int]:
