@@ -74,13 +74,22 @@ def _known_version(version: Optional[str]) -> Optional[str]:
     return version
 
 
+class CheckFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+    pas = "pas"
+    crd = "crd"
+
+
 @app.command()
 def check(
     case: Path = CASE_ARGUMENT,
     version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
-    format: Format = typer.Option(Format.text, "--format", "-f",
-                                  help="text: decision, a table of criteria, advisories and missing "
-                                       "documentation; json: the result object of the contract."),
+    format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f",
+                                       help="text: decision, a table of criteria, advisories and missing "
+                                            "documentation; json: the result object of the contract; "
+                                            "pas: a Da Vinci PAS ClaimResponse; crd: the CRD "
+                                            "coverage-information extension (FHIR R4 JSON)."),
     log: Optional[Path] = typer.Option(None, "--log", envvar="COVKB_LOG", help=LOG_HELP),
 ) -> None:
     """Decide one request and show every criterion's status and why.
@@ -90,7 +99,7 @@ def check(
     from covkb.render import as_json, as_text
 
     version = _known_version(version)
-    one = _load(case)
+    one, read = _read(case)
     if log is None:
         from covkb.api import check as decide_one
 
@@ -105,7 +114,13 @@ def check(
             audit.append(connection, [audit.prepare(one, version, result, explanation, audit.kb_hash())])
         finally:
             connection.close()
-    typer.echo(as_json(result) if format is Format.json else as_text(result))
+    if format in (CheckFormat.pas, CheckFormat.crd):
+        from covkb import fhir
+
+        answer = fhir.claim_response if format is CheckFormat.pas else fhir.coverage_information
+        typer.echo(fhir.encode(answer(result, read.context if read else None)))
+        return
+    typer.echo(as_json(result) if format is CheckFormat.json else as_text(result))
 
 
 @app.command()
@@ -171,12 +186,25 @@ class ExplainFormat(str, enum.Enum):
 
 
 def _load(case: Path):
+    return _read(case)[0]
+
+
+def _read(case: Path):
+    """The case, and what covkb.fhir read with it when the file is a FHIR resource."""
     from covkb import case as cases
 
     try:
-        if str(case) == "-":
-            return cases.from_json(sys.stdin.buffer.read())
-        return cases.load(case)
+        if str(case) != "-" and case.suffix.lower() in (".yaml", ".yml", ".lp"):
+            return cases.load(case), None
+        raw = cases.parse_json(sys.stdin.buffer.read() if str(case) == "-" else case.read_bytes())
+        if isinstance(raw, dict) and "resourceType" in raw:
+            from covkb import fhir
+            from covkb.result import SOURCES
+
+            read = fhir.case_from_fhir(raw)
+            SOURCES.set(read.named_sources())  # one case per command: its facts name their resources
+            return read.case, read
+        return cases.from_object(raw), None
     except FileNotFoundError:
         raise _fail(f"{case}: no such file") from None
     except IsADirectoryError:
@@ -278,6 +306,19 @@ def criteria(
         typer.echo(f"policy {policy.id}, version {name}")
         for ident, text in policy.criteria[name]:
             typer.echo(f"  {ident:<11}{text}")
+
+
+@app.command()
+def questionnaire(
+    version: Optional[str] = typer.Option(None, "--policy-version",
+                                          help="The policy version to ask for (default: the newest)."),
+) -> None:
+    """Print the FHIR R4 Questionnaire (DTR) asking for every case field: one group per
+    criterion with the policy's words, each field an item whose linkId is its path.
+    `covkb check` reads a QuestionnaireResponse to it, alone or in a Bundle."""
+    from covkb import fhir
+
+    typer.echo(fhir.encode(fhir.questionnaire(_known_version(version))))
 
 
 @app.command()

@@ -63,6 +63,8 @@ class Policy:
     words: dict[tuple[str, str], str] = field(default_factory=dict)
     remedies: dict[tuple[str, str], str] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
+    # version -> criterion -> the case fields it reads (kb reads/3)
+    reads: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 def _control(directory: Optional[Path]) -> clingo.Control:
@@ -150,6 +152,8 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
                 policy.words["no_remedy", ""] = args[0]
             elif name == "known":
                 policy.names.add(args[0])
+            elif name == "reads":
+                policy.reads.setdefault(args[0], {}).setdefault(args[1], []).append(args[2])
             else:
                 policy.words[name, args[0][0]] = args[1]
             continue

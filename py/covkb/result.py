@@ -8,7 +8,8 @@ the case's own values.
 from __future__ import annotations
 
 import datetime
-from typing import Optional
+from contextvars import ContextVar
+from typing import Mapping, Optional
 
 import msgspec
 
@@ -63,6 +64,11 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
     )
 
 
+# Where each field of a case read from FHIR came from, while covkb.fhir.sourced() holds
+# it: a fact is then written "lvef_percent = 58, from Observation/lvef-1".
+SOURCES: ContextVar[Mapping[str, str]] = ContextVar("SOURCES", default={})
+
+
 def _iso(number: int) -> str:
     return datetime.date(number // 10000, number // 100 % 100, number % 100).isoformat()
 
@@ -81,7 +87,8 @@ class Words:
     def value(self, path: str) -> str:
         text = self.values.get(path)
         if text is None:
-            text = self.values[path] = self._value(path)
+            origin = SOURCES.get().get(path)
+            text = self.values[path] = self._value(path) + (f", from {origin}" if origin else "")
         return text
 
     def _value(self, path: str) -> str:

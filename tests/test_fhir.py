@@ -1,0 +1,498 @@
+"""FHIR R4 in and out (issue 15): the DTR Questionnaire built from the knowledge base, a
+QuestionnaireResponse or a PAS-style Bundle read as a case, and the result as a PAS
+ClaimResponse or the CRD coverage-information extension.
+
+Expected values come from the issue and the published Da Vinci profiles (PAS ClaimResponse
+and ReviewAction, CRD ext-coverage-information), LOINC and ICD-10-CM, and SPEC §1–§2;
+fhir.resources (R4B models) validates the resources' base structure."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from covkb import case as cases
+from covkb import fhir
+from covkb.api import check
+from covkb.case import InvalidCase, parse_json
+from covkb.decide import policy
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTS = ROOT / "facts"
+EXAMPLES = FACTS / "fhir"
+PAS_SD = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "covkb", *map(str, args)], capture_output=True,
+                          text=True, input=stdin, cwd=ROOT)
+
+
+def as_fhir_json(resource: dict) -> dict:
+    """Through JSON text and back, as a client would send it (numbers exact)."""
+    return parse_json(fhir.encode(resource))
+
+
+def schema_paths() -> set[str]:
+    """Every case field path, from the case JSON Schema (SPEC §1), not from covkb.fhir."""
+    schema = cases.case_schema()
+    defs = schema["$defs"]
+    paths = set()
+    for name, spec in defs["Case"]["properties"].items():
+        refs = [s.get("$ref") for s in spec.get("anyOf", [spec])]
+        sub = next((r for r in refs if r and r.split("/")[-1] in defs and
+                    "properties" in defs[r.split("/")[-1]] and spec.get("anyOf")), None)
+        if sub and not any(s.get("type") == "array" for s in spec.get("anyOf", [])):
+            paths.update(f"{name}.{field}" for field in defs[sub.split("/")[-1]]["properties"])
+        else:
+            paths.add(name)
+    return paths
+
+
+def walk(items):
+    for item in items:
+        yield item
+        yield from walk(item.get("item", []))
+
+
+def question_items(questionnaire: dict) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for item in walk(questionnaire["item"]):
+        if item["type"] not in ("group", "display") or item.get("repeats"):
+            assert item["linkId"] not in found, f"{item['linkId']} asked twice"
+            found[item["linkId"]] = item
+    return found
+
+
+def every_example() -> list[Path]:
+    return sorted(p for p in FACTS.rglob("*") if p.suffix in (".json", ".yaml", ".lp"))
+
+
+def load_any(path: Path):
+    raw = parse_json(path.read_bytes()) if path.suffix == ".json" else None
+    if fhir.is_fhir(raw):
+        return fhir.case_from_fhir(raw).case
+    return cases.load(path)
+
+
+# ---------------------------------------------------------------------------
+# 1. The Questionnaire
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])
+def test_questionnaire_asks_every_case_field_exactly_once_by_its_path(version):
+    items = question_items(fhir.questionnaire(version))
+    fields = {link for link in items if not link.endswith(".any") and link.count(".") < 2
+              and link not in ("prior_lines.agent", "concurrent_therapies.agent", "concurrent_therapies.purpose")}
+    assert fields == schema_paths()
+
+
+@pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])
+def test_questionnaire_has_one_group_per_criterion_with_the_policys_words(version):
+    groups = [g for g in fhir.questionnaire(version)["item"] if "prefix" in g]
+    assert [(g["prefix"], g["text"]) for g in groups] == policy().criteria[version]
+    assert all(g["type"] == "group" and g["item"] for g in groups)
+
+
+def test_questionnaire_places_each_field_under_the_first_criterion_that_reads_it():
+    groups = {g.get("prefix"): [i["linkId"] for i in g["item"]] for g in fhir.questionnaire("2024-08-21")["item"]}
+    assert "creatinine_clearance_ml_min" in groups["5d"]
+    assert {"lvef_percent", "significant_cardiac_disease_dates"} <= set(groups["5e"])
+    assert "prior_allogeneic_transplant" in groups["5b"]
+    # 5c reads prior cell therapies, already asked under 4
+    assert "prior_cell_therapies" in groups["4"] and "prior_cell_therapies" not in groups["5c"]
+
+
+def test_questionnaire_2025_asks_guideline_values_outside_the_criteria():
+    groups = {g["linkId"]: [i["linkId"] for i in g["item"]] for g in fhir.questionnaire("2025-11-01")["item"]}
+    assert {"creatinine_clearance_ml_min", "lvef_percent", "prior_allogeneic_transplant"} <= set(groups["other"])
+
+
+ITEM_TYPES = {  # issue 15: type from the case schema
+    "case_id": "string", "date_of_service": "date", "member.birth_date": "date", "member.age": "integer",
+    "diagnosis.relapsed": "boolean", "lvef_percent": "decimal", "creatinine_clearance_ml_min": "decimal",
+    "dose_million_car_t_cells": "decimal", "compendium.nccn_category": "choice",
+    "concurrent_therapies.purpose": "choice", "compendium.indication": "string",
+    "prior_cell_therapies": "string", "significant_cardiac_disease_dates": "date",
+}
+
+
+@pytest.mark.parametrize("link, kind", sorted(ITEM_TYPES.items()))
+def test_questionnaire_item_type_follows_the_case_schema(link, kind):
+    assert question_items(fhir.questionnaire())[link]["type"] == kind
+
+
+def test_questionnaire_choices_are_the_spec_values():
+    items = question_items(fhir.questionnaire())
+    options = lambda link: {o["valueCoding"]["code"] for o in items[link]["answerOption"]}
+    assert options("compendium.nccn_category") == {"1", "2A", "2B", "3"}
+    assert options("concurrent_therapies.purpose") == {"lymphodepletion", "bridging", "supportive", "anti_cancer"}
+
+
+def test_questionnaire_codes_lvef_and_creatinine_clearance_with_loinc():
+    items = question_items(fhir.questionnaire("2024-08-21"))
+    assert items["lvef_percent"]["code"][0]["system"] == "http://loinc.org"
+    assert items["lvef_percent"]["code"][0]["code"] == "10230-1"
+    assert items["creatinine_clearance_ml_min"]["code"][0]["code"] == "35591-7"
+
+
+@pytest.mark.parametrize("link", ["prior_cell_therapies", "clinical_trials", "significant_cardiac_disease_dates",
+                                  "prior_lines", "concurrent_therapies"])
+def test_each_list_field_has_an_any_item_and_a_repeating_item_enabled_by_it(link):
+    items = question_items(fhir.questionnaire("2024-08-21"))
+    assert items[f"{link}.any"]["type"] == "boolean"
+    assert items[link]["repeats"] is True
+    assert items[link]["enableWhen"] == [{"question": f"{link}.any", "operator": "=", "answerBoolean": True}]
+
+
+def test_prior_lines_is_a_repeating_group_of_repeating_agent_names():
+    line = question_items(fhir.questionnaire())["prior_lines"]
+    assert line["type"] == "group"
+    assert [(i["linkId"], i["type"], i["repeats"]) for i in line["item"]] == [("prior_lines.agent", "string", True)]
+
+
+def test_concurrent_therapies_is_a_repeating_group_of_agent_and_purpose():
+    group = question_items(fhir.questionnaire())["concurrent_therapies"]
+    assert group["type"] == "group"
+    assert [i["linkId"] for i in group["item"]] == ["concurrent_therapies.agent", "concurrent_therapies.purpose"]
+
+
+@pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])
+def test_questionnaire_is_a_valid_r4_questionnaire(version):
+    from fhir.resources.R4B.questionnaire import Questionnaire
+
+    Questionnaire.model_validate(fhir.questionnaire(version))
+
+
+def test_questionnaire_command_prints_the_questionnaire_of_the_version_asked():
+    result = run("questionnaire", "--policy-version", "2024-08-21")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["resourceType"] == "Questionnaire" and printed["version"] == "2024-08-21"
+    assert run("questionnaire", "--policy-version", "1999-01-01").returncode == 2
+
+
+# ---------------------------------------------------------------------------
+# 2. QuestionnaireResponse → case, and the round trip
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("path", every_example(), ids=lambda p: str(p.relative_to(FACTS)))
+def test_every_example_decides_the_same_through_a_questionnaire_response(path):
+    original = load_any(path)
+    response = as_fhir_json(fhir.questionnaire_response(original))
+    back = fhir.case_from_fhir(response).case
+    assert back == original
+    assert check(back) == check(original)
+
+
+@pytest.mark.parametrize("line", [l for l in (FACTS / "batch.jsonl").read_text().splitlines() if l.strip()])
+def test_every_valid_batch_line_decides_the_same_through_a_questionnaire_response(line):
+    try:
+        original = cases.from_json(line)
+    except InvalidCase:
+        return  # the batch's deliberately invalid lines
+    back = fhir.case_from_fhir(as_fhir_json(fhir.questionnaire_response(original))).case
+    assert check(back) == check(original)
+
+
+def response(*items: dict, ident: str = "qr-1") -> dict:
+    return {"resourceType": "QuestionnaireResponse", "id": ident, "status": "completed", "item": list(items)}
+
+
+def answer(link: str, **value) -> dict:
+    return {"linkId": link, "answer": [value]}
+
+
+REQUEST = [answer("case_id", valueString="QR-1"), answer("date_of_service", valueDate="2024-09-01")]
+
+
+def test_response_items_are_found_at_any_depth_and_group_link_ids_are_ignored():
+    deep = {"linkId": "criterion-5d", "item": [{"linkId": "anything", "item": [
+        answer("creatinine_clearance_ml_min", valueDecimal=Decimal("72.5"))]}]}
+    case = fhir.case_from_fhir(response(*REQUEST, deep)).case
+    assert case.creatinine_clearance_ml_min == Decimal("72.5")
+
+
+def test_a_decimal_item_accepts_value_integer():
+    case = fhir.case_from_fhir(response(*REQUEST, answer("lvef_percent", valueInteger=45))).case
+    assert case.lvef_percent == 45
+
+
+def test_decimals_stay_exact_45_01_passes_5d():
+    # SPEC §4.7: 45 fails 5d, 45.01 passes; the JSON number is read as an exact decimal
+    text = ('{"resourceType": "QuestionnaireResponse", "status": "completed", "item": ['
+            '{"linkId": "case_id", "answer": [{"valueString": "QR-1"}]},'
+            '{"linkId": "date_of_service", "answer": [{"valueDate": "2024-09-01"}]},'
+            '{"linkId": "creatinine_clearance_ml_min", "answer": [{"valueDecimal": 45.01}]}]}')
+    case = fhir.case_from_fhir(parse_json(text)).case
+    assert case.creatinine_clearance_ml_min == Decimal("45.01")
+    assert {c.id: c.status for c in check(case).criteria}["5d"] == "met"
+
+
+def test_any_false_means_an_empty_list_and_unanswered_means_not_documented():
+    case = fhir.case_from_fhir(response(*REQUEST, answer("prior_cell_therapies.any", valueBoolean=False),
+                                        {"linkId": "clinical_trials.any"})).case
+    assert case.prior_cell_therapies == []
+    assert case.clinical_trials is None
+    assert "clinical_trials" in check(case).missing
+
+
+def test_prior_lines_and_concurrent_therapies_read_from_group_repetitions():
+    line = lambda *names: {"linkId": "prior_lines", "item": [
+        {"linkId": "prior_lines.agent", "answer": [{"valueString": n} for n in names]}]}
+    therapy = {"linkId": "concurrent_therapies", "item": [
+        answer("concurrent_therapies.agent", valueString="fludarabine"),
+        answer("concurrent_therapies.purpose", valueCoding={"code": "lymphodepletion"})]}
+    case = fhir.case_from_fhir(response(*REQUEST, answer("prior_lines.any", valueBoolean=True),
+                                        line("VRd"), line("Darzalex", "pomalidomide"), therapy)).case
+    assert case.prior_lines == [["VRd"], ["Darzalex", "pomalidomide"]]
+    assert [(t.agent, t.purpose) for t in case.concurrent_therapies] == [("fludarabine", "lymphodepletion")]
+
+
+def check_fails(resource: dict, *words: str, tmp_path: Path) -> str:
+    path = tmp_path / "input.json"
+    path.write_text(fhir.encode(resource))
+    result = run("check", path)
+    assert result.returncode == 2, result.stdout
+    message = result.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_an_answer_of_the_wrong_type_is_bad_input_naming_resource_and_item(tmp_path):
+    check_fails(response(*REQUEST, answer("diagnosis.relapsed", valueString="yes")),
+                "QuestionnaireResponse/qr-1", "diagnosis.relapsed", "valueBoolean", tmp_path=tmp_path)
+
+
+def test_an_unknown_link_id_with_an_answer_is_bad_input_not_undocumented(tmp_path):
+    check_fails(response(*REQUEST, answer("lvef", valueDecimal=58)), "QuestionnaireResponse/qr-1", "lvef",
+                tmp_path=tmp_path)
+
+
+def test_any_true_without_an_entry_is_bad_input(tmp_path):
+    check_fails(response(*REQUEST, answer("prior_cell_therapies.any", valueBoolean=True)),
+                "prior_cell_therapies", tmp_path=tmp_path)
+
+
+def test_a_value_out_of_range_names_its_source(tmp_path):
+    check_fails(response(*REQUEST, answer("lvef_percent", valueDecimal=120)),
+                "lvef_percent", "QuestionnaireResponse/qr-1", tmp_path=tmp_path)
+
+
+def test_a_resource_of_another_type_is_bad_input(tmp_path):
+    check_fails({"resourceType": "Patient", "id": "p1"}, "resourceType", "Patient", tmp_path=tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# 3. Bundle → case
+# ---------------------------------------------------------------------------
+def bundle(*resources: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+QR = response(*REQUEST, ident="dtr-1")
+PATIENT = {"resourceType": "Patient", "id": "pat-1", "birthDate": "1961-04-30"}
+
+
+def condition(code: str, ident: str = "mm-1") -> dict:
+    return {"resourceType": "Condition", "id": ident,
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code}]}}
+
+
+def observation(code: str, value, unit: str, ident: str = "obs-1") -> dict:
+    return {"resourceType": "Observation", "id": ident, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+
+
+def test_patient_birth_date_is_the_member_birth_date():
+    read = fhir.case_from_fhir(bundle(PATIENT, QR))
+    assert read.case.member.birth_date.isoformat() == "1961-04-30"
+    assert read.sources["member.birth_date"] == "Patient/pat-1"
+
+
+@pytest.mark.parametrize("code, relapsed", [("C90.00", None), ("C90.01", None), ("C90.02", True)])
+def test_icd10cm_multiple_myeloma_codes(code, relapsed):
+    case = fhir.case_from_fhir(bundle(condition(code), QR)).case
+    assert case.diagnosis.multiple_myeloma is True
+    assert case.diagnosis.relapsed is relapsed
+
+
+@pytest.mark.parametrize("code, unit, path", [("10230-1", "%", "lvef_percent"),
+                                              ("35591-7", "mL/min", "creatinine_clearance_ml_min"),
+                                              ("2164-2", "mL/min", "creatinine_clearance_ml_min")])
+def test_loinc_observations_fill_their_fields_exactly(code, unit, path):
+    read = fhir.case_from_fhir(as_fhir_json(bundle(observation(code, Decimal("45.01"), unit), QR)))
+    assert getattr(read.case, path) == Decimal("45.01")
+    assert read.sources[path] == "Observation/obs-1"
+
+
+def test_creatinine_clearance_in_another_unit_is_bad_input_naming_the_resource(tmp_path):
+    check_fails(bundle(observation("2164-2", 1.2, "mL/s"), QR), "Observation/obs-1", "mL/min", tmp_path=tmp_path)
+
+
+def test_lvef_as_a_ratio_is_bad_input(tmp_path):
+    check_fails(bundle(observation("10230-1", 0.58, "1"), QR), "Observation/obs-1", "%", tmp_path=tmp_path)
+
+
+def test_a_bundle_with_two_patients_is_bad_input(tmp_path):
+    check_fails(bundle(PATIENT, dict(PATIENT, id="pat-2"), QR), "Patient/pat-1", "Patient/pat-2",
+                tmp_path=tmp_path)
+
+
+def test_two_sources_that_disagree_are_named_both(tmp_path):
+    disagreeing = response(*REQUEST, answer("lvef_percent", valueDecimal=40), ident="dtr-1")
+    check_fails(bundle(observation("10230-1", 58, "%", "lvef-1"), disagreeing), "lvef_percent",
+                "Observation/lvef-1", "QuestionnaireResponse/dtr-1", tmp_path=tmp_path)
+
+
+def test_two_sources_that_agree_are_one_fact():
+    agreeing = response(*REQUEST, answer("lvef_percent", valueDecimal=58), ident="dtr-1")
+    assert fhir.case_from_fhir(bundle(observation("10230-1", 58, "%"), agreeing)).case.lvef_percent == 58
+
+
+def test_explain_names_each_facts_source(tmp_path):
+    path = tmp_path / "bundle.json"
+    qr = response(*REQUEST, answer("prior_allogeneic_transplant", valueBoolean=False), ident="dtr-1")
+    path.write_text(fhir.encode(bundle(observation("10230-1", 58, "%", "lvef-1"), qr)))
+    result = run("explain", path)
+    assert result.returncode == 0, result.stderr
+    assert "lvef_percent = 58, from Observation/lvef-1" in result.stdout
+    assert "prior_allogeneic_transplant = false, from QuestionnaireResponse/dtr-1" in result.stdout
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.bundle.json")), ids=lambda p: p.name)
+def test_each_pas_bundle_example_decides_as_the_case_it_is_named_for(path):
+    plain = cases.load(FACTS / path.name.replace(".bundle.json", ".json"))
+    assert check(fhir.case_from_fhir(parse_json(path.read_bytes())).case) == check(plain)
+
+
+def test_facts_hold_a_bundle_and_a_questionnaire_response_for_each_decision():
+    decided = {}
+    for path in EXAMPLES.glob("*.json"):
+        kind = "bundle" if path.name.endswith(".bundle.json") else "response"
+        result = check(fhir.case_from_fhir(parse_json(path.read_bytes())).case)
+        decided.setdefault(result.decision, set()).add(kind)
+    assert decided == {d: {"bundle", "response"} for d in ("covered", "not_covered", "pending", "not_applicable")}
+
+
+# ---------------------------------------------------------------------------
+# 4. ClaimResponse (PAS) and coverage information (CRD)
+# ---------------------------------------------------------------------------
+REVIEW_CODES = {"covered": "A1", "not_covered": "A3", "pending": "A4", "not_applicable": "CT"}
+
+
+def decided_examples() -> list:
+    examples = []
+    for path in sorted(EXAMPLES.glob("*.bundle.json")):
+        read = fhir.case_from_fhir(parse_json(path.read_bytes()))
+        examples.append(pytest.param(read, check(read.case), id=path.name))
+    return examples
+
+
+@pytest.mark.parametrize("read, result", decided_examples())
+def test_claim_response_meets_the_pas_profile(read, result):
+    from fhir.resources.R4B.claimresponse import ClaimResponse
+
+    response = fhir.claim_response(result, read.context)
+    ClaimResponse.model_validate(as_fhir_json(response))
+    assert response["meta"]["profile"] == [PAS_SD + "profile-claimresponse"]
+    assert (response["status"], response["use"], response["outcome"]) == ("active", "preauthorization", "complete")
+    assert response["patient"] == {"reference": read.context["patient"]}
+    assert response["request"] == {"reference": read.context["claim"]}
+    assert response["processNote"][0]["number"] == 1 and result.label in response["processNote"][0]["text"]
+    for item in response["item"]:
+        [adjudication] = item["adjudication"]
+        assert adjudication["category"]["coding"] == [
+            {"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": "submitted"}]
+        [review] = adjudication["extension"]
+        assert review["url"] == PAS_SD + "extension-reviewAction"
+        [code] = review["extension"]
+        assert code["url"] == PAS_SD + "extension-reviewActionCode"
+        [coding] = code["valueCodeableConcept"]["coding"]
+        assert coding["system"] == "https://codesystem.x12.org/005010/306"
+        assert coding["code"] == REVIEW_CODES[result.decision]
+
+
+def test_claim_response_of_a_plain_case_has_every_required_element():
+    from fhir.resources.R4B.claimresponse import ClaimResponse
+
+    result = check(cases.load(FACTS / "covered-2025.json"))
+    response = fhir.claim_response(result)
+    ClaimResponse.model_validate(as_fhir_json(response))
+    assert response["preAuthRef"] == result.case_id
+
+
+CRD_SUB = {"coverage", "covered", "pa-needed", "doc-needed", "doc-purpose", "info-needed", "billingCode",
+           "reason", "detail", "dependency", "questionnaire", "response", "date", "coverage-assertion-id",
+           "satisfied-pa-id", "contact"}
+COVERED = {"covered": "covered", "not_covered": "not-covered", "pending": "conditional",
+           "not_applicable": "conditional"}
+
+
+@pytest.mark.parametrize("read, result", decided_examples())
+def test_coverage_information_meets_the_crd_extension(read, result):
+    from fhir.resources.R4B.extension import Extension
+
+    extension = fhir.coverage_information(result, read.context)
+    Extension.model_validate(as_fhir_json(extension))
+    assert extension["url"] == "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+    parts: dict[str, list] = {}
+    for sub in extension["extension"]:
+        assert sub["url"] in CRD_SUB
+        parts.setdefault(sub["url"], []).append(sub)
+    for required in ("coverage", "covered", "date", "coverage-assertion-id"):
+        assert len(parts.get(required, [])) == 1, required
+    for once in ("pa-needed", "satisfied-pa-id"):
+        assert len(parts.get(once, [])) <= 1
+    assert parts["covered"][0]["valueCode"] == COVERED[result.decision]
+    assert "valueReference" in parts["coverage"][0]
+    codes = lambda url: {p["valueCode"] for p in parts.get(url, [])}
+    # crd-ci-q1: a questionnaire only when documentation is needed
+    assert not parts.get("questionnaire") or codes("doc-needed") - {"no-doc"}
+    # crd-ci-q2: pa-needed unless not covered
+    assert bool(parts.get("pa-needed")) == (result.decision != "not_covered")
+    # crd-ci-q3: info-needed only with something conditional
+    assert not parts.get("info-needed") or "conditional" in codes("covered") | codes("pa-needed") | codes("doc-needed")
+    # crd-ci-q5: satisfied-pa-id exactly when pa-needed is satisfied
+    assert bool(parts.get("satisfied-pa-id")) == ("satisfied" in codes("pa-needed"))
+
+
+def test_pending_coverage_information_asks_for_the_questionnaire():
+    result = check(cases.load(FACTS / "pending-2025.json"))
+    parts = {p["url"]: p for p in fhir.coverage_information(result)["extension"]}
+    assert parts["doc-needed"]["valueCode"] == "clinical"
+    assert parts["questionnaire"]["valueCanonical"] == fhir.questionnaire(result.version)["url"]
+
+
+def test_missing_prescriber_facts_are_crd_info_needed():
+    raw = parse_json((FACTS / "covered-2025.json").read_bytes())
+    del raw["prescriber"]
+    result = check(cases.from_object(raw))
+    assert result.decision == "pending"
+    info = {p["valueCode"] for p in fhir.coverage_information(result)["extension"] if p["url"] == "info-needed"}
+    assert info == {"performer", "location"}
+
+
+@pytest.mark.parametrize("form, key", [("pas", "resourceType"), ("crd", "url")])
+def test_check_answers_in_fhir_shapes(form, key):
+    result = run("check", EXAMPLES / "pending-2025.bundle.json", "--format", form)
+    assert result.returncode == 0, result.stderr
+    assert key in json.loads(result.stdout)
+
+
+# ---------------------------------------------------------------------------
+# 5. Start-up: nothing FHIR-related unless a FHIR file is given
+# ---------------------------------------------------------------------------
+def test_check_on_a_plain_case_imports_nothing_fhir():
+    code = ("import sys\nfrom covkb.cli import main\nsys.argv = ['covkb', 'check', 'facts/covered-2025.json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('LOADED' if any('fhir' in m for m in sys.modules) else 'CLEAN', file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stderr.strip().endswith("CLEAN"), result.stderr

@@ -1,0 +1,33 @@
+"""Write facts/fhir/: for one bundled example of each decision, the same case as a PAS-style
+request Bundle and as a DTR QuestionnaireResponse (covkb.fhir's mapping, run backwards).
+
+    python tools/fhir_examples.py
+"""
+
+from pathlib import Path
+
+from covkb import case, fhir
+
+FACTS = Path(__file__).resolve().parents[1] / "facts"
+EXAMPLES = ["covered-2025.json", "covered-by-compendium-2025.json", "not-covered-crcl-45-2024.json",
+            "not-covered-cardiac-2024.json", "pending-2025.json", "not-applicable-walmart.json"]
+
+
+def main() -> None:
+    out = FACTS / "fhir"
+    out.mkdir(exist_ok=True)
+    for name in EXAMPLES:
+        one = case.load(FACTS / name)
+        stem = name.removesuffix(".json")
+        (out / f"{stem}.bundle.json").write_text(_pretty(fhir.pas_bundle(one)) + "\n")
+        (out / f"{stem}.questionnaire-response.json").write_text(_pretty(fhir.questionnaire_response(one)) + "\n")
+
+
+def _pretty(resource: dict) -> str:
+    import msgspec
+
+    return msgspec.json.format(fhir.encode(resource), indent=2)
+
+
+if __name__ == "__main__":
+    main()
