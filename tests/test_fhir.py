@@ -496,3 +496,22 @@ def test_check_on_a_plain_case_imports_nothing_fhir():
             "print('LOADED' if any('fhir' in m for m in sys.modules) else 'CLEAN', file=sys.stderr)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stderr.strip().endswith("CLEAN"), result.stderr
+
+
+def test_answers_nested_under_an_answer_are_read():
+    nested = {"linkId": "prior_allogeneic_transplant", "answer": [
+        {"valueBoolean": False, "item": [answer("lvef_percent", valueDecimal=58)]}]}
+    case = fhir.case_from_fhir(response(*REQUEST, nested)).case
+    assert (case.prior_allogeneic_transplant, case.lvef_percent) == (False, 58)
+
+
+def test_docs_mapping_table_names_every_field_and_the_criteria_that_read_it():
+    rows = [line.split("|")[1:-1] for line in (ROOT / "docs" / "fhir.md").read_text().splitlines()
+            if line.startswith("| ") and line.count("|") == 5 and "`" in line.split("|")[2]]
+    table = {cells[1].strip().strip("`"): [c.strip() for c in cells[2:]] for cells in rows}
+    assert set(table) == schema_paths()
+    reads = policy().reads
+    for path, columns in table.items():
+        for version, cell in zip(("2024-08-21", "2025-11-01"), columns):
+            expected = {ident for ident, fields in reads[version].items() if path in fields}
+            assert (set() if cell == "—" else set(cell.split(", "))) == expected, (path, version)

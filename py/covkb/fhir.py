@@ -588,8 +588,10 @@ def _read_response(resource: dict, name: str, reading: _Reading) -> None:
                     if question.path in values:
                         raise _bad(where, None, "answered twice")
                     values[question.path] = got[0]
+                walk(nested(item))
             elif role == "list":
                 values.setdefault(question.path, []).extend(answers(item, question))
+                walk(nested(item))
             else:
                 values.setdefault(question.path, []).append(_repetition(item, question, name, nested))
 
