@@ -16,12 +16,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
 
 from covkb import case as cases
 from covkb import fhir
 from covkb.api import check
 from covkb.case import InvalidCase, parse_json
 from covkb.decide import policy
+from strategies import cases as any_case
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTS = ROOT / "facts"
@@ -515,3 +517,27 @@ def test_docs_mapping_table_names_every_field_and_the_criteria_that_read_it():
         for version, cell in zip(("2024-08-21", "2025-11-01"), columns):
             expected = {ident for ident, fields in reads[version].items() if path in fields}
             assert (set() if cell == "—" else set(cell.split(", "))) == expected, (path, version)
+
+
+def test_an_observation_value_with_a_comparator_is_not_exact_and_is_bad_input(tmp_path):
+    below = observation("35591-7", 45, "mL/min")
+    below["valueQuantity"]["comparator"] = "<"
+    check_fails(bundle(below, QR), "Observation/obs-1", "comparator", tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.name)
+def test_each_fhir_example_is_a_valid_r4_resource(path):
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+    resource = parse_json(path.read_bytes())
+    model = Bundle if resource["resourceType"] == "Bundle" else QuestionnaireResponse
+    model.model_validate(resource)
+
+
+@given(any_case())
+def test_any_case_decides_the_same_as_a_questionnaire_response_and_as_a_pas_bundle(data):
+    original = cases.from_object(data)
+    expected = check(original)
+    for resource in (fhir.questionnaire_response(original), fhir.pas_bundle(original)):
+        assert check(fhir.case_from_fhir(as_fhir_json(resource)).case) == expected

@@ -465,6 +465,8 @@ def _read_observation(resource: dict, name: str, reading: _Reading) -> None:
         quantity = resource.get("valueQuantity")
         if not isinstance(quantity, dict):
             raise _bad(f"{name} value[x]", None, f"expected a valueQuantity in {unit} for LOINC {code} ({path})")
+        if "comparator" in quantity:
+            raise _bad(f"{name} valueQuantity.comparator", quantity["comparator"], "expected an exact value")
         value = quantity.get("value")
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             raise _bad(f"{name} valueQuantity.value", value, "expected a number")
