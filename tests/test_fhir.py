@@ -541,3 +541,33 @@ def test_any_case_decides_the_same_as_a_questionnaire_response_and_as_a_pas_bund
     expected = check(original)
     for resource in (fhir.questionnaire_response(original), fhir.pas_bundle(original)):
         assert check(fhir.case_from_fhir(as_fhir_json(resource)).case) == expected
+
+
+def test_a_response_without_case_id_says_where_to_give_it(tmp_path):
+    check_fails(response(answer("date_of_service", valueDate="2024-09-01")), "case_id", "Claim.identifier",
+                tmp_path=tmp_path)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, prefix + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _paths(value, prefix + (index,))
+
+
+def test_any_element_of_a_bundle_replaced_by_junk_is_bad_input_or_read_never_a_crash():
+    example = parse_json((EXAMPLES / "pending-2025.bundle.json").read_bytes())
+    for path in list(_paths(example))[1:]:
+        for junk in (None, [], {}, "x", 1, [{"x": 1}]):
+            mutated = copy.deepcopy(example)
+            node = mutated
+            for step in path[:-1]:
+                node = node[step]
+            node[path[-1]] = copy.deepcopy(junk)
+            try:
+                fhir.case_from_fhir(mutated)
+            except InvalidCase:
+                pass

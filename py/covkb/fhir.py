@@ -56,6 +56,9 @@ REVIEW_ACTIONS = {
     "not_applicable": ("CT", "Contact Payer"),
 }
 IGNORED_STATUS = {"entered-in-error", "refuted", "cancelled"}
+# Where a FHIR input may give the fields every case requires.
+REQUIRED_FROM = {"case_id": "a QuestionnaireResponse item case_id or Claim.identifier",
+                 "date_of_service": "a QuestionnaireResponse item date_of_service or Claim.item.servicedDate"}
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -364,7 +367,8 @@ def case_from_fhir(obj: dict) -> FhirCase:
     except InvalidCase as error:
         source = _source_of(error.path, reading.sources)
         where = f" (from {source})" if source else ""
-        missing = " anywhere in the FHIR input" if error.path in ("case_id", "date_of_service") and not source else ""
+        given_by = REQUIRED_FROM.get(error.path) if not source else None
+        missing = f": give it as {given_by}" if given_by else ""
         raise InvalidCase(error.path, error.value, f"{error.expected}{missing}{where}", error.case_id) from None
     return FhirCase(case, reading.sources, context)
 
@@ -434,16 +438,30 @@ def _codings(resource: dict, element: str, name: str) -> list[tuple[str, str]]:
     codings = concept.get("coding") if isinstance(concept, dict) else None
     if not isinstance(codings, list) or not all(isinstance(c, dict) for c in codings):
         raise _bad(f"{name} {element}", concept, "expected a CodeableConcept with a coding list")
-    return [(c.get("system"), c.get("code")) for c in codings]
+    pairs = [(c.get("system"), c.get("code")) for c in codings]
+    for system, code in pairs:
+        if not isinstance(system, (str, type(None))) or not isinstance(code, (str, type(None))):
+            raise _bad(f"{name} {element}.coding", None, "expected system and code as strings")
+    return pairs
+
+
+def _list(node: dict, key: str, where: str) -> list:
+    """node[key] as a list (absent: empty), or bad input naming where."""
+    value = node.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(f"{where}.{key}", value, "expected a list")
+    return value
 
 
 def _status_ignored(resource: dict) -> bool:
-    codes = {resource.get("status")}
+    codes = [resource.get("status")]
     for element in ("clinicalStatus", "verificationStatus"):
         concept = resource.get(element)
-        if isinstance(concept, dict):
-            codes.update(c.get("code") for c in concept.get("coding", ()) if isinstance(c, dict))
-    return bool(codes & IGNORED_STATUS)
+        if isinstance(concept, dict) and isinstance(concept.get("coding"), list):
+            codes += [c.get("code") for c in concept["coding"] if isinstance(c, dict)]
+    return any(isinstance(code, str) and code in IGNORED_STATUS for code in codes)
 
 
 def _read_condition(resource: dict, name: str, reading: _Reading) -> None:
@@ -492,14 +510,12 @@ def _read_claim(resource: dict, name: str, reading: _Reading, context: dict) -> 
         value = identifiers[0].get("value")
         if value is not None:
             reading.put("case_id", value, name)
-    items = resource.get("item") or []
-    if not isinstance(items, list):
-        raise _bad(f"{name} item", items, "expected a list of items")
+    items = _list(resource, "item", name)
     context["items"] = [item.get("sequence") for item in items if isinstance(item, dict)]
     for index, item in enumerate(items):
         if isinstance(item, dict) and "servicedDate" in item:
             reading.put("date_of_service", item["servicedDate"], f"{name} item[{index}]")
-    for insurance in resource.get("insurance") or ():
+    for insurance in _list(resource, "insurance", name):
         if isinstance(insurance, dict) and isinstance(insurance.get("coverage"), dict):
             context.setdefault("coverage_reference", insurance["coverage"])
 
@@ -546,16 +562,14 @@ def _read_response(resource: dict, name: str, reading: _Reading) -> None:
 
     def answers(item: dict, question: Question) -> list:
         where = f"{name} item {item.get('linkId')}"
-        given = item.get("answer") or []
-        if not isinstance(given, list):
-            raise _bad(f"{where}.answer", given, "expected a list of answers")
-        return [_value(a, question, where) for a in given]
+        return [_value(a, question, where) for a in _list(item, "answer", where)]
 
     def nested(item: dict) -> list[dict]:
-        inner = list(item.get("item") or [])
-        for answer in item.get("answer") or ():
+        where = f"{name} item {item.get('linkId')}"
+        inner = list(_list(item, "item", where))
+        for answer in _list(item, "answer", where):
             if isinstance(answer, dict):
-                inner += answer.get("item") or []
+                inner += _list(answer, "item", f"{where}.answer")
         return inner
 
     def walk(items: Any) -> None:
@@ -565,6 +579,8 @@ def _read_response(resource: dict, name: str, reading: _Reading) -> None:
             if not isinstance(item, dict):
                 raise _bad(f"{name} item", item, "expected an item object")
             link = item.get("linkId")
+            if not isinstance(link, str):
+                raise _bad(f"{name} item.linkId", link, "expected a string")
             known = _link_ids().get(link)
             if known is None:
                 if item.get("answer"):
@@ -597,7 +613,7 @@ def _read_response(resource: dict, name: str, reading: _Reading) -> None:
             else:
                 values.setdefault(question.path, []).append(_repetition(item, question, name, nested))
 
-    walk(resource.get("item") or [])
+    walk(_list(resource, "item", name))
     for path, value in values.items():
         if said_any.get(path) is False and value:
             raise _bad(f"{name} item {path}.any", False, f"but {path} has answers")
@@ -617,14 +633,17 @@ def _repetition(item: dict, question: Question, name: str, nested) -> Any:
     found: dict[str, list] = {}
     for inner in nested(item):
         link = inner.get("linkId") if isinstance(inner, dict) else None
-        if link not in parts:
-            raise _bad(f"{where} item {link}", None, f"expected one of {', '.join(parts)}")
+        if not isinstance(link, str) or link not in parts:
+            raise _bad(f"{where} item", link, f"expected one of {', '.join(parts)}")
         member, part = parts[link]
-        found.setdefault(member, []).extend(_value(a, part, f"{where} item {link}") for a in inner.get("answer") or ())
+        found.setdefault(member, []).extend(_value(a, part, f"{where} item {link}")
+                                            for a in _list(inner, "answer", f"{where} item {link}"))
     if question.shape == "lines":
         return found.get("agent", [])
     record = {}
     for member, values in found.items():
+        if not values:
+            continue
         if len(values) > 1:
             raise _bad(f"{where} item {question.path}.{member}", None, "expected one answer")
         record[member] = values[0]
