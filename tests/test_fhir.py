@@ -408,7 +408,10 @@ def test_claim_response_meets_the_pas_profile(read, result):
     assert (response["status"], response["use"], response["outcome"]) == ("active", "preauthorization", "complete")
     assert response["patient"] == {"reference": read.context["patient"]}
     assert response["request"] == {"reference": read.context["claim"]}
-    assert response["processNote"][0]["number"] == 1 and result.label in response["processNote"][0]["text"]
+    reason = response["processNote"][0]
+    assert reason["number"] == 1 and reason["text"] == response["disposition"]
+    # the result's one-sentence reason (SPEC §2, second release) when it has one, else its decision
+    assert reason["text"] == getattr(result, "reason", None) or result.decision in reason["text"]
     for item in response["item"]:
         [adjudication] = item["adjudication"]
         assert adjudication["category"]["coding"] == [
@@ -571,3 +574,10 @@ def test_any_element_of_a_bundle_replaced_by_junk_is_bad_input_or_read_never_a_c
                 fhir.case_from_fhir(mutated)
             except InvalidCase:
                 pass
+
+
+def test_a_questionnaire_response_answers_the_questionnaire_of_the_version_in_force():
+    # SPEC §4.1: 2024-08-21 to 2025-10-31 inclusive -> 2024-08-21; from 2025-11-01 -> 2025-11-01
+    for day, version in (("2025-10-31", "2024-08-21"), ("2025-11-01", "2025-11-01")):
+        one = cases.from_object({"case_id": "V", "date_of_service": day})
+        assert fhir.questionnaire_response(one)["questionnaire"] == fhir.questionnaire(version)["url"]

@@ -267,8 +267,14 @@ def _answered(question: Question, value: Any) -> list[dict]:
 
 
 def questionnaire_response(case: Case, version: Optional[str] = None, ident: Optional[str] = None) -> dict:
-    """The case as a completed QuestionnaireResponse to questionnaire(version)."""
-    from covkb.facts import field
+    """The case as a completed QuestionnaireResponse to questionnaire(version), by default
+    the version in force on its date of service (the newest when none is)."""
+    from covkb.decide import policy
+    from covkb.facts import day, field
+
+    if version is None:
+        version = next((v for v, (start, end) in policy().versions.items()
+                        if start <= day(case.date_of_service) <= end), None)
 
     by_path = {q.path: q for q in questions()}
     groups = []
