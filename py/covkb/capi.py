@@ -136,11 +136,17 @@ def atoms(model: clingo.Model, parse):
         if key is not None:
             args = args[1:]
         rest = tuple(args)
-        read = texts.get(rest)
+        # the policy's own atoms (no case key) are the same in every model: read once a process
+        seen = texts if key is not None else _POLICY_TEXTS
+        read = seen.get(rest)
         if read is None:
             text = ",".join(str(clingo.Symbol(a)) for a in rest) + ")"
-            read = texts[rest] = (text, parse(text))
+            read = seen[rest] = (text, parse(text))
         yield name, key, read
+
+
+# clingo interns symbols for the life of a process, so a handle tuple always reads the same
+_POLICY_TEXTS: dict = {}
 
 
 def _number(symbol, value):

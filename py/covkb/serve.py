@@ -133,6 +133,7 @@ class Decider:
         self.log = log
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.pool = None
+        self.replacing = threading.Lock()
         self.workers = workers
         if workers > 0:
             self.pool = self._pool()
@@ -197,12 +198,16 @@ class Decider:
             return decide_requests(requests, log)
         from concurrent.futures.process import BrokenProcessPool
 
+        pool = self.pool
         try:
-            return self.pool.submit(decide_requests, requests, log).result()
+            return pool.submit(decide_requests, requests, log).result()
         except BrokenProcessPool:
-            # a worker was lost: a new pool for the next requests, this one's error for these
-            self.pool = self._pool()
-            raise
+            # a worker was lost: one new pool, and these requests decided again on it
+            with self.replacing:
+                if self.pool is pool:
+                    self.pool = self._pool()
+                    pool.shutdown(wait=False)
+            return self.pool.submit(decide_requests, requests, log).result()
 
     def _decide(self, batch: list[Pending], connection) -> None:
         try:
@@ -676,7 +681,7 @@ def run(host: str, port: int, log: Optional[Path], workers: int, seconds: float)
     _log_line(f"listening on http://{host}:{server.server_port} ({deciders}"
               f"{', logging to ' + str(log) if log else ''})")
     try:
-        server.serve_forever(poll_interval=0.5)
+        server.serve_forever(poll_interval=0.1)  # how soon a SIGTERM stops accepting
     finally:
         server.server_close()  # no more connections; waits for each handler to answer
         decider.close()  # decides what was submitted, closes the log
