@@ -206,9 +206,10 @@ def test_a_body_that_is_no_valid_case_is_400_naming_the_field(logged, body, name
         assert "Traceback" not in answer["error"]
 
 
-def test_a_body_over_the_case_limit_is_413(logged):
+def test_a_body_over_the_case_limit_is_413_and_the_client_still_reads_it(logged):
     body = b'{"case_id": "' + b"x" * MAX_CASE_BYTES + b'"}'
-    status, _, answer = logged.request("POST", "/v1/check", body)
+    head = b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    status, answer = _status(logged.raw(head + body))
     assert status == 413 and str(MAX_CASE_BYTES) in answer["error"]
 
 

@@ -274,6 +274,7 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.expired = False
+        self.linger = False
 
     def handle_one_request(self) -> None:
         server = self.server
@@ -346,6 +347,12 @@ class Handler(BaseHTTPRequestHandler):
         except Refused as refused:
             headers = (("Allow", refused.allow),) if isinstance(refused, NotAllowed) else ()
             self._send(refused.status, _error_body(refused.message), close=refused.close, headers=headers)
+            self.linger = refused.close
+
+    def finish(self) -> None:
+        if self.linger:
+            _drain(self.connection)
+        super().finish()
 
     def _send_head(self, status: int, body: str) -> None:
         self.wfile.write((f"HTTP/1.1 {status} {_REASONS[status]}\r\nServer: {self.server_version}\r\n"
@@ -550,6 +557,20 @@ class Server(ThreadingMixIn, HTTPServer):
             for handler in self._idle:
                 _cut(handler.connection)
         self.shutdown()
+
+
+def _drain(connection: socket.socket, seconds: float = 1.0) -> None:
+    # Closing with unread input would reset the connection, and the client, still sending,
+    # would lose the answer already written: end our side, then read what comes for a while.
+    try:
+        connection.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            connection.settimeout(left)
+            if not connection.recv(65536):
+                break
+    except OSError:
+        pass
 
 
 def _cut(connection: socket.socket) -> None:
