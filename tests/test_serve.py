@@ -113,6 +113,52 @@ def test_every_bundled_example_is_answered_as_check_explain_and_compare_answer_i
         assert _without_id(answer) == _cli(command, example, "-f", "json"), path
 
 
+FHIR_EXAMPLES = sorted((FACTS / "fhir").glob("*.json"))
+
+
+@pytest.mark.parametrize("example", FHIR_EXAMPLES, ids=lambda p: p.name)
+def test_a_fhir_body_is_read_as_check_and_explain_read_the_file(logged, example):
+    body = example.read_bytes()
+    for path, command in (("/v1/check", "check"), ("/v1/explain", "explain")):
+        status, _, answer = logged.request("POST", path, body)
+        assert status == 200, answer
+        assert _without_id(answer) == _cli(command, example, "-f", "json"), path
+
+
+@pytest.mark.parametrize("example", FHIR_EXAMPLES[:2] + EXAMPLES[:1], ids=lambda p: p.name)
+def test_accept_fhir_json_answers_the_claim_response_of_format_pas(logged, example):
+    status, headers, answer = logged.request("POST", "/v1/check", example.read_bytes(),
+                                             {"Accept": "application/fhir+json"})
+    assert status == 200 and headers["Content-Type"] == "application/fhir+json"
+    expected = _cli("check", example, "--format", "pas")
+    ident = {"system": "urn:covkb:decision-id", "value": headers["Decision-Id"]}
+    assert answer.pop("identifier") == expected.pop("identifier") + [ident]
+    answer.pop("created"), expected.pop("created")  # the time of answering
+    assert answer == expected
+    with sqlite3.connect(logged.log) as connection:
+        row = connection.execute("SELECT case_id FROM determinations WHERE id = ?",
+                                 (int(headers["Decision-Id"]),)).fetchone()
+    assert row == (_cli("check", example, "-f", "json")["case_id"],)
+
+
+@pytest.mark.parametrize("query, option", [("", []), ("?policy_version=2024-08-21", ["--policy-version", "2024-08-21"])])
+def test_questionnaire_is_the_one_the_command_prints(logged, query, option):
+    status, headers, answer = logged.request("GET", "/v1/questionnaire" + query)
+    assert status == 200 and headers["Content-Type"] == "application/fhir+json"
+    assert answer == _cli("questionnaire", *option)
+
+
+def test_bad_fhir_is_400_naming_the_resource_element(logged):
+    status, _, answer = logged.request("POST", "/v1/check", json.dumps({"resourceType": "Patient"}))
+    assert status == 400 and "resourceType" in answer["error"]
+
+
+def test_only_check_answers_fhir_json(logged):
+    status, _, answer = logged.request("POST", "/v1/explain", json.dumps(case()),
+                                       {"Accept": "application/fhir+json"})
+    assert status == 406 and "/v1/check" in answer["error"]
+
+
 def test_policy_version_applies_that_version_as_the_forcing_option_does(logged):
     from covkb.api import check
     from covkb.case import from_object
@@ -315,7 +361,8 @@ def test_schema_and_openapi_are_the_case_schema(logged):
     status, _, document = logged.request("GET", "/openapi.json")
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {"/v1/check", "/v1/explain", "/v1/compare", "/v1/versions",
-                                      "/v1/criteria", "/v1/schema", "/health", "/openapi.json"}
+                                      "/v1/criteria", "/v1/schema", "/v1/questionnaire", "/health",
+                                      "/openapi.json"}
     components = document["components"]["schemas"]
     written = json.dumps(components["Case"]).replace("#/components/schemas/", "#/$defs/")
     assert json.loads(written) == schema["$defs"]["Case"]

@@ -36,9 +36,10 @@ MAX_CONNECTIONS = 256
 # Batches a worker process decides before it is replaced.
 BATCHES_PER_WORKER = 2000
 DECIDE = {"/v1/check": "check", "/v1/explain": "explain", "/v1/compare": "compare"}
-READ = ("/health", "/v1/versions", "/v1/criteria", "/v1/schema", "/openapi.json")
+READ = ("/health", "/v1/versions", "/v1/criteria", "/v1/schema", "/v1/questionnaire", "/openapi.json")
 QUERY = {"/v1/check": {"policy_version"}, "/v1/explain": {"policy_version"}, "/v1/compare": set(),
-         "/v1/criteria": {"policy_version"}}
+         "/v1/criteria": {"policy_version"}, "/v1/questionnaire": {"policy_version"}}
+FHIR_JSON = "application/fhir+json"
 
 
 class Refused(Exception):
@@ -60,17 +61,18 @@ class NotAllowed(Refused):
 # ---------------------------------------------------------------------------
 # Deciding: runs on a decider thread, or in a worker process
 # ---------------------------------------------------------------------------
-def decide_requests(requests: list[tuple], log: bool) -> list[tuple[str, list[dict]]]:
-    """Decide every (kind, case, version) in one grounding: for each, its JSON body and,
-    with log, the decision-log rows to record (one per version decided)."""
+def decide_requests(requests: list[tuple], log: bool) -> list[tuple[object, list[dict]]]:
+    """Decide every (kind, case, version, sources, context, pas) in one grounding: for each,
+    its JSON body (a ClaimResponse dict when pas) and, with log, the decision-log rows to
+    record (one per version decided). sources name the FHIR resource of each field."""
     from covkb import decide
     from covkb.explain import comparison, explain_shown
     from covkb.render import as_json
-    from covkb.result import build
+    from covkb.result import SOURCES, build
 
     every = sorted(decide.policy().versions)
     entries, keys = [], []
-    for kind, case, version in requests:
+    for kind, case, version, *_ in requests:
         asked = every if kind == "compare" else [version]
         start = len(entries)
         keys.append(range(start, start + len(asked)))
@@ -82,12 +84,20 @@ def decide_requests(requests: list[tuple], log: bool) -> list[tuple[str, list[di
 
         kb = kb_hash()
     answers = []
-    for (kind, case, version), own in zip(requests, keys):
+    for (kind, case, version, sources, context, pas), own in zip(requests, keys):
         asked = every if kind == "compare" else [version]
-        explanations = ([explain_shown(case, shown[key], policy) for key in own]
-                        if kind != "check" or log else [])
-        results = [build(case, shown[key], policy) for key in own] if kind == "check" or log else []
-        if kind == "check":
+        token = SOURCES.set(sources)
+        try:
+            explanations = ([explain_shown(case, shown[key], policy) for key in own]
+                            if kind != "check" or log else [])
+            results = [build(case, shown[key], policy) for key in own] if kind == "check" or log else []
+        finally:
+            SOURCES.reset(token)
+        if kind == "check" and pas:
+            from covkb.fhir import claim_response
+
+            body = claim_response(results[0], context)
+        elif kind == "check":
             body = as_json(results[0])
         elif kind == "explain":
             body = as_json(explanations[0])
@@ -111,10 +121,13 @@ def _worker_start() -> None:
 class Pending:
     """One request waiting for its decision."""
 
-    __slots__ = ("kind", "case", "version", "done", "status", "body", "decision_id")
+    __slots__ = ("kind", "case", "version", "sources", "context", "pas", "done", "status", "body",
+                 "decision_id")
 
-    def __init__(self, kind: str, case, version: Optional[str]):
+    def __init__(self, kind: str, case, version: Optional[str], sources: dict, context: Optional[dict],
+                 pas: bool):
         self.kind, self.case, self.version = kind, case, version
+        self.sources, self.context, self.pas = sources, context, pas
         self.done = threading.Event()
         self.status, self.body, self.decision_id = 500, "", None
 
@@ -193,7 +206,7 @@ class Decider:
                 connection.close()
 
     def _answers(self, batch: list[Pending], log: bool) -> list[tuple[str, list[dict]]]:
-        requests = [(p.kind, p.case, p.version) for p in batch]
+        requests = [(p.kind, p.case, p.version, p.sources, p.context, p.pas) for p in batch]
         if self.pool is None:
             return decide_requests(requests, log)
         from concurrent.futures.process import BrokenProcessPool
@@ -256,7 +269,7 @@ def _log_line(message: str) -> None:
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
+            406: "Not Acceptable",             408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
             414: "URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
             501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
 
@@ -307,12 +320,13 @@ class Handler(BaseHTTPRequestHandler):
             code, message = 408, f"the request was not received within {self.server.seconds:g} s"
         self._send(code, _error_body(message or _REASONS.get(code, "error")), close=True)
 
-    def _send(self, status: int, body: str, close: bool = False, headers: tuple = ()) -> None:
+    def _send(self, status: int, body: str, close: bool = False, headers: tuple = (),
+              kind: str = "application/json") -> None:
         data = body.encode()
         close = close or self.close_connection or self.server.closing
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
                 f"Server: {self.server_version}",
-                "Content-Type: application/json",
+                f"Content-Type: {kind}",
                 f"Content-Length: {len(data)}"]
         head.extend(f"{name}: {value}" for name, value in headers)
         if close:
@@ -336,14 +350,15 @@ class Handler(BaseHTTPRequestHandler):
             if method not in allowed.split(", "):
                 raise NotAllowed(f"{method} {path}: use {allowed}", allowed, self._unread())
             query = self._query(path, url.query)
+            kind = FHIR_JSON if path == "/v1/questionnaire" else "application/json"
             if method == "POST":
-                status, body, headers = self._decide(path, query)
+                status, body, headers, kind = self._decide(path, query)
             else:
                 status, body, headers = 200, self.server.read_body(path, query), ()
             if method == "HEAD":
-                self._send_head(status, body)
+                self._send_head(status, body, kind)
             else:
-                self._send(status, body, headers=headers)
+                self._send(status, body, headers=headers, kind=kind)
         except Refused as refused:
             headers = (("Allow", refused.allow),) if isinstance(refused, NotAllowed) else ()
             self._send(refused.status, _error_body(refused.message), close=refused.close, headers=headers)
@@ -354,9 +369,9 @@ class Handler(BaseHTTPRequestHandler):
             _drain(self.connection)
         super().finish()
 
-    def _send_head(self, status: int, body: str) -> None:
+    def _send_head(self, status: int, body: str, kind: str) -> None:
         self.wfile.write((f"HTTP/1.1 {status} {_REASONS[status]}\r\nServer: {self.server_version}\r\n"
-                          f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n\r\n")
+                          f"Content-Type: {kind}\r\nContent-Length: {len(body.encode())}\r\n\r\n")
                          .encode("latin-1"))
 
     def _unread(self) -> bool:
@@ -431,28 +446,47 @@ class Handler(BaseHTTPRequestHandler):
             return Refused(408, f"the request was not received within {self.server.seconds:g} s", True)
         return Refused(400, message, True)
 
-    def _decide(self, path: str, query: dict[str, str]) -> tuple[int, str, tuple]:
+    def _decide(self, path: str, query: dict[str, str]) -> tuple[int, str, tuple, str]:
         kind = DECIDE[path]
+        accept = self.headers.get("Accept", "")
+        pas = kind == "check" and FHIR_JSON in accept
+        if FHIR_JSON in accept and not pas and "json" not in accept.replace(FHIR_JSON, ""):
+            raise Refused(406, f"Accept = {accept!r}: {path} answers application/json; "
+                               f"{FHIR_JSON} (a ClaimResponse) is answered by /v1/check", self._unread())
         try:
             raw = self._body()
         except TimeoutError:
             self.expired = True
             raise self._short("") from None
         self.server.unwatch(self)  # received whole: from here the server's time, not the client's
+        sources, context = {}, None
         try:
-            case = from_object(parse_json(raw))
+            raw = parse_json(raw)
+            if isinstance(raw, dict) and "resourceType" in raw:
+                from covkb import fhir
+
+                read = fhir.case_from_fhir(raw)
+                case, sources, context = read.case, read.named_sources(), read.context
+            else:
+                case = from_object(raw)
         except InvalidCase as error:
             raise Refused(400, error.message) from None
         except RecursionError:
             raise Refused(400, "(case): nested too deeply to be a case") from None
-        pending = Pending(kind, case, query.get("policy_version"))
+        pending = Pending(kind, case, query.get("policy_version"), sources, context, pas)
         self.server.decider.submit(pending)
         pending.done.wait()
         if pending.status != 200:
-            return pending.status, pending.body, ()
+            return pending.status, pending.body, (), "application/json"
+        headers = (("Decision-Id", str(pending.decision_id)),)
+        if pas:
+            from covkb import fhir
+
+            response = pending.body
+            response["identifier"].append({"system": "urn:covkb:decision-id", "value": str(pending.decision_id)})
+            return 200, fhir.encode(response), headers, FHIR_JSON
         ident = json.dumps(pending.decision_id)
-        body = pending.body[:-1] + f',"decision_id":{ident}}}'
-        return 200, body, (("Decision-Id", str(pending.decision_id)),)
+        return 200, pending.body[:-1] + f',"decision_id":{ident}}}', headers, "application/json"
 
 
 for _method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
@@ -593,6 +627,7 @@ class Documents:
         policy = decide.policy()
         self.policy = policy
         self.versions = dict(policy.versions)
+        self.questionnaires: dict[str, str] = {}
         self.static = {
             "/health": json.dumps({"status": "ok", "covkb": __version__, "policy": policy.id,
                                    "kb_sha256": kb_hash(),
@@ -605,6 +640,13 @@ class Documents:
         }
 
     def body(self, path: str, query: dict[str, str]) -> str:
+        if path == "/v1/questionnaire":
+            version = query.get("policy_version") or max(self.versions)
+            if version not in self.questionnaires:
+                from covkb import fhir
+
+                self.questionnaires[version] = fhir.encode(fhir.questionnaire(version))
+            return self.questionnaires[version]
         if path == "/v1/criteria":
             only = query.get("policy_version")
             return json.dumps({"policy": self.policy.id, "criteria": {
@@ -641,18 +683,29 @@ def openapi() -> dict:
     version = {"name": "policy_version", "in": "query", "required": False, "schema": {"type": "string"},
                "description": "Apply this policy version instead of the one in force on the date of service."}
 
-    def decided(summary: str, schema: dict, forced: bool) -> dict:
+    fhir_in = {"schema": {"type": "object", "required": ["resourceType"],
+                          "description": "A FHIR R4 Bundle (PAS Claim bundle or collection) or a DTR "
+                                         "QuestionnaireResponse; see docs/fhir.md."}}
+    claim_response = {"schema": {"type": "object", "description": (
+        "With Accept: application/fhir+json, a Da Vinci PAS ClaimResponse (as `check --format pas`); "
+        "its identifier urn:covkb:decision-id holds the decision_id.")}}
+
+    def decided(summary: str, schema: dict, forced: bool, pas: bool = False) -> dict:
+        answers = {"application/json": {"schema": {"allOf": [schema, {"type": "object", "properties": identified}]}}}
+        if pas:
+            answers[FHIR_JSON] = claim_response
         return {"post": {
             "summary": summary,
             "parameters": [version] if forced else [],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": case}}},
+            "requestBody": {"required": True, "content": {"application/json": {"schema": case},
+                                                          FHIR_JSON: fhir_in}},
             "responses": {
                 "200": {"description": "Decided.", "headers": {"Decision-Id": {"schema": {"type": "string"}}},
-                        "content": {"application/json": {"schema": {
-                            "allOf": [schema, {"type": "object", "properties": identified}]}}}},
+                        "content": answers},
                 "400": {"description": "Not a valid case, or a bad query parameter.", **error},
                 "411": {"description": "No Content-Length.", **error},
                 "413": {"description": "The body is larger than a case may be.", **error},
+                "406": {"description": "Accept names only FHIR JSON, which only /v1/check answers.", **error},
                 "408": {"description": "The request was not received in time.", **error},
                 "503": {"description": "The decision log could not record the decision.", **error}}}}
 
@@ -667,7 +720,8 @@ def openapi() -> dict:
                  "description": "Prior-authorization decisions for idecabtagene vicleucel (Abecma) "
                                 "under coverage policy 2024041."},
         "paths": {
-            "/v1/check": decided("Decide one case (as `covkb check --format json`).", result, True),
+            "/v1/check": decided("Decide one case (as `covkb check --format json`, or `--format pas`).",
+                                 result, True, pas=True),
             "/v1/explain": decided("Explain one decision (as `covkb explain --format json`).", explanation, True),
             "/v1/compare": decided("Decide one case under every version (as `covkb compare --format json`).",
                                    comparison, False),
@@ -675,6 +729,10 @@ def openapi() -> dict:
             "/v1/criteria": read("Every criterion's id and the policy's words, per version.",
                                  {"type": "object"}, (version,)),
             "/v1/schema": read("The JSON Schema of a case.", {"type": "object"}),
+            "/v1/questionnaire": {"get": {
+                "summary": "The FHIR R4 Questionnaire (DTR) asking for every case field (as `covkb questionnaire`).",
+                "parameters": [{**version, "description": "The policy version to ask for (default: the newest)."}],
+                "responses": {"200": {"description": "OK", "content": {FHIR_JSON: {"schema": {"type": "object"}}}}}}},
             "/health": read("Whether the server is up, its covkb version and knowledge base hash.",
                             {"type": "object"}),
             "/openapi.json": read("This document.", {"type": "object"}),
