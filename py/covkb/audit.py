@@ -134,7 +134,7 @@ def append(connection: sqlite3.Connection, prepared: Iterable[dict]) -> int:
 
 def rows(connection: sqlite3.Connection, case_id: Optional[str] = None, since: Optional[str] = None,
          until: Optional[str] = None, decision: Optional[str] = None,
-         ident: Optional[int] = None) -> Iterator[sqlite3.Row]:
+         ident: Optional[int] = None, columns: str = "*") -> Iterator[sqlite3.Row]:
     clauses, values = [], []
     for column, op, value in (("case_id", "=", case_id), ("logged_at", ">=", since),
                               ("logged_at", "<", until), ("decision", "=", decision), ("id", "=", ident)):
@@ -142,7 +142,7 @@ def rows(connection: sqlite3.Connection, case_id: Optional[str] = None, since: O
             clauses.append(f"{column} {op} ?")
             values.append(value)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    yield from connection.execute(f"SELECT * FROM determinations{where} ORDER BY id", values)
+    yield from connection.execute(f"SELECT {columns} FROM determinations{where} ORDER BY id", values)
 
 
 @dataclass
@@ -182,26 +182,42 @@ def verify(connection: sqlite3.Connection) -> Verdict:
 
 def replay(connection: sqlite3.Connection, ident: Optional[int] = None, chunk: int = 500):
     """Re-decide stored inputs with the current knowledge base: (row, now) for each that differs."""
+    current = kb_hash()
+    total = 0
+
+    def stored():
+        nonlocal total
+        for row in rows(connection, ident=ident):
+            total += 1
+            yield dict(row)
+
+    differ = [(row, now, kb_changed) for row, now, _, kb_changed in redecide(stored(), current, chunk)]
+    return total, differ, current
+
+
+def redecide(stored: Iterable[dict], current: str, chunk: int = 500):
+    """Stream stored rows through the current knowledge base a chunk at a time; yield
+    (row, result, explanation, kb_changed) for each decided differently now, in id order."""
+    from itertools import islice
+
     from covkb.api import determine_explained
     from covkb.case import from_json
 
-    current = kb_hash()
-    stored = [dict(row) for row in rows(connection, ident=ident)]
-    differ = []
-    for start in range(0, len(stored), chunk):
-        part = stored[start:start + chunk]
+    stored = iter(stored)
+    while part := list(islice(stored, chunk)):
         by_version: dict = {}
         for row in part:
             by_version.setdefault(row["version_requested"], []).append(row)
+        differ = []
         for version, group in by_version.items():
             results = determine_explained([from_json(row["input_json"]) for row in group], version)
-            for row, (result, _) in zip(group, results):
+            for row, (result, explanation) in zip(group, results):
                 now = (result.version, result.decision, result.label, canonical(result.criteria))
                 before = (row["policy_version"], row["decision"], row["label"], row["criteria_json"])
                 if now != before:
-                    differ.append((row, result, row["kb_sha256"] != current))
-    differ.sort(key=lambda item: item[0]["id"])
-    return len(stored), differ, current
+                    differ.append((row, result, explanation, row["kb_sha256"] != current))
+        differ.sort(key=lambda item: item[0]["id"])
+        yield from differ
 
 
 def export(connection: sqlite3.Connection, format: str, sink) -> int:

@@ -183,6 +183,7 @@ class ExplainFormat(str, enum.Enum):
     text = "text"
     json = "json"
     markdown = "markdown"
+    html = "html"
 
 
 def _load(case: Path):
@@ -218,7 +219,8 @@ def explain(
     case: Path = CASE_ARGUMENT,
     version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
     format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f",
-                                         help="text for a terminal, json for a program, markdown for an audit report."),
+                                         help="text for a terminal, json for a program, markdown for an audit report, "
+                                              "html for one self-contained printable page."),
 ) -> None:
     """Explain a decision for an auditor: the rule that made it, and for every criterion
     the policy's words, the facts and comparisons behind its status, what to document
@@ -232,6 +234,10 @@ def explain(
         typer.echo(as_json(explanation))
     elif format is ExplainFormat.markdown:
         typer.echo(as_markdown(explanation))
+    elif format is ExplainFormat.html:
+        from covkb.report import Provenance, determination_page
+
+        typer.echo(determination_page(explanation, Provenance.current(explanation)), nl=False)
     else:
         typer.echo(as_text(explanation))
 
@@ -400,7 +406,7 @@ def audit_list(
 def audit_show(
     ident: int = typer.Argument(..., metavar="ID", help="The determination's id (from `covkb audit list`)."),
     log: Path = LOG_OPTION,
-    format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", help="text, json or markdown."),
+    format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", help="text, json, markdown or html."),
 ) -> None:
     """The stored explanation of one determination, rendered as `covkb explain` would."""
     import msgspec
@@ -422,6 +428,10 @@ def audit_show(
         typer.echo(row["explanation_json"])
     elif format is ExplainFormat.markdown:
         typer.echo(f"_{head}_\n\n" + as_markdown(explanation))
+    elif format is ExplainFormat.html:
+        from covkb.report import Provenance, determination_page
+
+        typer.echo(determination_page(explanation, Provenance.of_row(row, str(log))), nl=False)
     else:
         typer.echo(head + "\n\n" + as_text(explanation))
 
@@ -491,6 +501,65 @@ def audit_export(
         connection.close()
         if out:
             sink.close()
+
+
+def _day(option: str, value: Optional[str]) -> Optional[str]:
+    import datetime
+    import re
+
+    if value is not None:
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise ValueError
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            raise _fail(f"{option} {value!r}: expected a date YYYY-MM-DD") from None
+    return value
+
+
+@audit_app.command("report")
+def audit_report(
+    log: Path = LOG_OPTION,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the HTML report here instead of standard output."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only determinations logged on or after this date (YYYY-MM-DD)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only determinations logged before this date (YYYY-MM-DD)."),
+    replay_all: bool = typer.Option(False, "--replay-all",
+                                    help="Decide every determination again, not only those logged under "
+                                         "another knowledge base or covkb version."),
+) -> None:
+    """One self-contained HTML page over the logged determinations: decisions and labels
+    per policy version, how often each criterion was not met or unknown, the most
+    frequent missing fields, a chart of decisions per week, and every determination the
+    current knowledge base decides differently, each linked to its page. Exit 0 when
+    written, 3 when the report could not be written."""
+    import os
+    import tempfile
+
+    from covkb.report import audit_report as write_report
+
+    since, until = _day("--since", since), _day("--until", until)
+    connection = _existing_log(log)
+    try:
+        if out is None:
+            write_report(connection, sys.stdout, since, until, replay_all, str(log))
+            return
+        # Written beside the target and renamed at the end: no half-written report.
+        handle, partial = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or Path("."))
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as sink:
+                write_report(connection, sink, since, until, replay_all, str(log))
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(partial, 0o666 & ~mask)  # as open() would have made it, not mkstemp's 0600
+            os.replace(partial, out)
+        except BaseException:
+            os.unlink(partial)
+            raise
+    except OSError as error:
+        typer.echo(f"covkb: {out}: {error.strerror or error}", err=True)
+        raise typer.Exit(3) from None
+    finally:
+        connection.close()
 
 
 def main() -> None:

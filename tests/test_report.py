@@ -1,0 +1,291 @@
+"""HTML for auditors: the page of one determination and the report over a decision log,
+read back with an HTML parser."""
+
+import datetime
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import pytest
+from typer.testing import CliRunner
+
+from cases import DROP, IN_2024, case
+from covkb import __version__, audit
+from covkb.case import from_object
+from covkb.cli import app
+from htmltree import parse
+
+ROOT = Path(__file__).parents[1]
+FACTS = ROOT / "facts"
+# SPEC §2: every criterion of the applied version, in policy order.
+IDS = {"2024-08-21": "specialist center 1 2 3 3a 3b 3c 4 5a 5b 5c 5d 5e 5f 5g 6 7 8 9".split(),
+       "2025-11-01": "specialist center 1 2 3 3a 3b 3c 4 5a 5b 6 7 8 dose".split()}
+HOSTILE = "<script>alert('case')</script>"
+HOSTILE_NAME = "<img src=x onerror=alert(1)>"
+
+runner = CliRunner()
+
+
+def cli(*args) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def page_of(data: dict, tmp_path) -> str:
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(data))
+    return cli("explain", path, "--format", "html")
+
+
+def criterion_rows(tree) -> dict:
+    table = tree.find("table", "criteria")
+    return {row.attrs["data-criterion"]: row for row in table.find_all("tr") if "data-criterion" in row.attrs}
+
+
+def assert_self_contained(tree, html: str) -> None:
+    assert not tree.find_all("script") and "<script" not in html.lower()
+    assert not tree.find_all("link") and not tree.find_all("img") and not tree.find_all("iframe")
+    for element in tree.iter():
+        for name in ("src", "href", "action", "xlink:href"):
+            value = element.attrs.get(name) or ""
+            assert not value or value.startswith("#"), f"<{element.tag} {name}={value!r}> leaves the page"
+    style = "".join(s.text() for s in tree.find_all("style"))
+    assert "url(" not in style and "@import" not in style
+    assert "@media print" in style and "@page" in style
+
+
+# ---------------------------------------------------------------------------
+# The page of one determination
+# ---------------------------------------------------------------------------
+def test_the_page_is_self_contained_and_prints():
+    html = cli("explain", FACTS / "not-covered-crcl-45-2024.json", "--format", "html")
+    assert_self_contained(parse(html), html)
+
+
+@pytest.mark.parametrize("example, version", [("not-covered-crcl-45-2024.json", "2024-08-21"),
+                                              ("covered-2025.json", "2025-11-01")])
+def test_the_page_has_one_row_per_criterion_of_the_version_in_policy_order(example, version):
+    tree = parse(cli("explain", FACTS / example, "--format", "html"))
+    assert list(criterion_rows(tree)) == IDS[version]
+    assert f"version {version}" in tree.find("main").text()
+
+
+def test_creatinine_clearance_of_45_fails_5d_and_the_page_says_so_at_the_top_and_in_its_row():
+    # Policy 2024-08-21 5d: "Creatinine clearance less than or equal to 45 mL/min" is excluded.
+    tree = parse(cli("explain", FACTS / "not-covered-crcl-45-2024.json", "--format", "html"))
+    header = tree.find("header")
+    assert "not_covered" in header.find("span", "decision").classes()
+    assert "does_not_meet_primary_coverage_criteria" in header.text()
+    assert "5d" in header.find("p", "reason").text()
+    row = criterion_rows(tree)["5d"]
+    status, words, facts, remedy = row.find_all("td")[1:]
+    assert "not_met" in row.classes() and "not met" in status.text()
+    assert "Creatinine clearance less than or equal to 45 mL/min" in words.text()
+    assert "creatinine_clearance_ml_min = 45" in facts.text()
+    assert remedy.text().strip()
+
+
+def test_an_undocumented_field_leaves_its_criterion_unknown_and_the_page_names_it(tmp_path):
+    # SPEC §1: an absent field is not documented; the criterion needing it is unknown.
+    tree = parse(page_of(case(organ_function_adequate=DROP), tmp_path))
+    row = criterion_rows(tree)["6"]
+    assert "unknown" in row.classes()
+    assert "organ_function_adequate" in row.find_all("td")[4].text()
+    assert [li.text() for li in tree.find("ul", "missing").find_all("li")] == ["organ_function_adequate"]
+    assert "pending" in tree.find("span", "decision").classes()
+
+
+def test_the_page_states_covkb_the_knowledge_base_and_when():
+    tree = parse(cli("explain", FACTS / "covered-2025.json", "--format", "html"))
+    provenance = tree.find("dl", "provenance")
+    terms = [dt.text() for dt in provenance.find_all("dt")]
+    values = [dd.text() for dd in provenance.find_all("dd")]
+    given = dict(zip(terms, values))
+    assert given["covkb"] == __version__
+    assert given["knowledge base (SHA-256)"] == audit.kb_hash()
+    decided = datetime.datetime.fromisoformat(given["decided at"])
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - decided) < datetime.timedelta(minutes=5)
+
+
+def test_every_string_from_the_case_is_text_not_markup(tmp_path):
+    html = page_of(case(case_id=HOSTILE, prior_lines=[["lenalidomide", "bortezomib"], ["daratumumab", HOSTILE_NAME]]),
+                   tmp_path)
+    tree = parse(html)
+    assert_self_contained(tree, html)
+    assert tree.find("h1").text() == HOSTILE
+    assert HOSTILE in tree.find("title").text()
+    assert HOSTILE_NAME in tree.find("ul", "unrecognised").text()
+
+
+# ---------------------------------------------------------------------------
+# The report over a decision log
+# ---------------------------------------------------------------------------
+def logged_cases() -> list[dict]:
+    """14 determinations whose outcomes SPEC and the policy fix."""
+    out = []
+    for i in range(12):
+        if i % 3 == 0:  # policy 2025-11-01 criterion 6 not met: not covered
+            out.append(case(case_id=f"C{i}", organ_function_adequate=False))
+        elif i % 4 == 1:  # criterion 6 undocumented: pending, organ_function_adequate missing
+            out.append(case(case_id=f"C{i}", organ_function_adequate=DROP))
+        else:
+            out.append(case(case_id=f"C{i}"))
+    out.append(case(case_id="OLD", date_of_service="2024-08-01"))  # SPEC §4.1: criteria_not_on_file
+    out.append(case(case_id="V2024", date_of_service=IN_2024))  # every criterion of 2024-08-21 met
+    return out
+
+
+@pytest.fixture()
+def log(tmp_path):
+    path = tmp_path / "log.db"
+    lines = tmp_path / "in.jsonl"
+    lines.write_text("".join(json.dumps(c) + "\n" for c in logged_cases()))
+    cli("batch", lines, "--out", tmp_path / "out.jsonl", "--log", path, "--workers", "1", "--quiet")
+    return path
+
+
+def report(log, *args) -> str:
+    out = log.parent / "report.html"
+    assert cli("audit", "report", "--log", log, "--out", out, *args) == ""
+    return out.read_text()
+
+
+def cells(table) -> list[list[str]]:
+    return [[td.text().strip() for td in tr.find_all("td")] for tr in table.find("tbody").find_all("tr")]
+
+
+def test_the_report_is_self_contained(log):
+    html = report(log)
+    assert_self_contained(parse(html), html)
+
+
+def test_the_report_counts_decisions_and_labels_per_version(log):
+    tree = parse(report(log))
+    totals = {td.attrs["data-decision"]: int(td.text().split()[0])
+              for td in tree.find("table", "totals").find_all("td") if "data-decision" in td.attrs}
+    assert totals == {"covered": 7, "not_covered": 4, "pending": 2, "not_applicable": 1}
+    rows = {(v, d, label): int(n) for v, d, label, n, _ in cells(tree.find("table", "outcomes"))}
+    assert rows == {("2024-08-21", "covered", "meets_primary_coverage_criteria"): 1,
+                    ("2025-11-01", "covered", "meets_primary_coverage_criteria"): 6,
+                    ("2025-11-01", "not covered", "does_not_meet_primary_coverage_criteria"): 4,
+                    ("2025-11-01", "pending", "documentation_required"): 2,
+                    ("none", "not applicable", "criteria_not_on_file"): 1}
+
+
+def test_the_report_counts_each_criterion_not_met_and_unknown_in_policy_order(log):
+    tree = parse(report(log))
+    table = tree.find("table", "criteria-tally", data_version="2025-11-01")
+    rows = {r[0]: (int(r[2]), int(r[4]), int(r[6])) for r in cells(table)}
+    assert list(rows) == IDS["2025-11-01"]
+    assert rows["6"] == (4, 2, 6)
+    assert all(rows[i] == (0, 0, 12) for i in rows if i != "6")
+    assert "adequate organ and bone marrow function" in cells(table)[IDS["2025-11-01"].index("6")][1]
+    table = tree.find("table", "criteria-tally", data_version="2024-08-21")
+    assert [r[0] for r in cells(table)] == IDS["2024-08-21"]
+
+
+def test_the_report_ranks_the_missing_fields(log):
+    tree = parse(report(log))
+    assert [r[:2] for r in cells(tree.find("table", "missing"))] == [["organ_function_adequate", "2"]]
+
+
+def test_the_week_chart_is_inline_svg_with_every_determination(log):
+    tree = parse(report(log))
+    svg = tree.find("svg", "chart")
+    weeks = svg.find_all("g", "week")
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    assert [g.attrs["data-week"] for g in weeks] == [(today - datetime.timedelta(days=today.weekday())).isoformat()]
+    assert sum(int(g.attrs["data-total"]) for g in weeks) == 14
+    assert len(weeks[0].find_all("rect")) == 4  # one segment per decision that occurred
+
+
+def test_since_and_until_bound_the_period(log):
+    tomorrow = (datetime.datetime.now(datetime.timezone.utc).date() + datetime.timedelta(days=1)).isoformat()
+    tree = parse(report(log, "--since", tomorrow))
+    assert tree.find("p", "period").text().split()[0] == "0"
+    tree = parse(report(log, "--until", tomorrow))
+    assert tree.find("p", "period").text().split()[0] == "14"
+
+
+@pytest.mark.parametrize("option, value", [("--since", "2026-02-30"), ("--until", "yesterday")])
+def test_a_bad_date_is_refused_naming_the_option(log, option, value):
+    result = runner.invoke(app, ["audit", "report", "--log", str(log), option, value])
+    assert result.exit_code == 2
+    assert option in result.output and value in result.output
+
+
+def test_a_log_decided_by_the_current_kb_has_nothing_decided_differently(log):
+    tree = parse(report(log, "--replay-all"))
+    assert not tree.find_all("table", "replayed")
+    assert not tree.find_all("section", "determination")
+
+
+def test_a_determination_decided_differently_now_is_listed_and_linked_to_its_page(log):
+    # A row logged under another kb that covered what SPEC §4.12 now refuses: criterion 6
+    # not met (organ_function_adequate false) leaves the case not covered.
+    one = from_object(case(case_id=HOSTILE, organ_function_adequate=False))
+    from covkb.api import determine_explained
+
+    result, explanation = determine_explained([one])[0]
+    then = msgspec.structs.replace(result, decision="covered", label="meets_primary_coverage_criteria")
+    connection = audit.connect(log)
+    try:
+        audit.append(connection, [audit.prepare(one, None, then, explanation, "0" * 64)])
+        ident = connection.execute("SELECT max(id) FROM determinations").fetchone()[0]
+    finally:
+        connection.close()
+    html = report(log)
+    tree = parse(html)
+    assert_self_contained(tree, html)
+    (row,) = tree.find("table", "replayed").find("tbody").find_all("tr")
+    assert row.attrs["data-row"] == str(ident)
+    assert row.find_all("td")[1].text() == HOSTILE
+    assert "covered" in row.find_all("td")[2].text() and "not covered" in row.find_all("td")[3].text()
+    link = row.find("a").attrs["href"]
+    assert link == f"#d{ident}"
+    page = tree.find(id=f"d{ident}")
+    assert page.find("h3").text() == HOSTILE
+    assert "not_covered" in page.find("p", "now").find("span", "decision").classes()
+    given = dict(zip([dt.text() for dt in page.parent.find_all("dt")], [dd.text() for dd in page.parent.find_all("dd")]))
+    assert given["decision log row"].startswith(str(ident))
+    assert given["knowledge base (SHA-256)"] == "0" * 64
+
+
+def test_audit_show_renders_a_logged_determination_with_its_row(log):
+    tree = parse(cli("audit", "show", "1", "--log", log, "--format", "html"))
+    assert tree.find("h1").text() == "C0"
+    given = dict(zip([dt.text() for dt in tree.find_all("dt")], [dd.text() for dd in tree.find_all("dd")]))
+    assert given["decision log row"].startswith("1 ")
+    assert given["knowledge base (SHA-256)"] == audit.kb_hash()
+
+
+def test_the_report_is_written_whole_or_not_at_all(log, tmp_path):
+    missing_dir = tmp_path / "no" / "such"
+    result = runner.invoke(app, ["audit", "report", "--log", str(log), "--out", str(missing_dir / "r.html")])
+    assert result.exit_code == 3 and "r.html" in result.output
+
+
+# ---------------------------------------------------------------------------
+def test_the_week_chart_keeps_empty_weeks_and_scales_to_a_round_ceiling():
+    from covkb.report import week_chart
+
+    first = datetime.date(2026, 11, 2)
+    chart = week_chart(Counter({(first, "covered"): 3, (first + datetime.timedelta(weeks=3), "pending"): 4}))
+    assert [b.week for b in chart.bars] == ["2026-11-02", "2026-11-09", "2026-11-16", "2026-11-23"]
+    assert [b.total for b in chart.bars] == [3, 0, 0, 4]
+    assert [value for _, value in chart.ticks] == [0, 1, 2, 3, 4, 5]  # 5: the 1-2-5 step at or above 4
+    (pending,) = chart.bars[3].segments
+    assert pending[0] == "pending" and pending[2] == pytest.approx(chart.plot_height * 4 / 5, abs=0.01)
+
+
+def test_covkb_check_does_not_load_the_template_engine():
+    # `covkb check` must start in under 150 ms: Jinja2 loads only for the HTML commands.
+    code = ("import sys, covkb.cli\nsys.argv = ['covkb', 'check', sys.argv[1]]\n"
+            "try:\n    covkb.cli.main()\nexcept SystemExit:\n    pass\nprint('jinja2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(FACTS / "covered-2025.json")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
