@@ -581,3 +581,11 @@ def test_a_questionnaire_response_answers_the_questionnaire_of_the_version_in_fo
     for day, version in (("2025-10-31", "2024-08-21"), ("2025-11-01", "2025-11-01")):
         one = cases.from_object({"case_id": "V", "date_of_service": day})
         assert fhir.questionnaire_response(one)["questionnaire"] == fhir.questionnaire(version)["url"]
+
+
+def test_items_nested_beyond_any_questionnaire_are_bad_input_not_a_crash():
+    item = answer("lvef_percent", valueDecimal=58)
+    for _ in range(3000):
+        item = {"linkId": "group", "item": [item]}
+    with pytest.raises(InvalidCase, match="nested too deeply"):
+        fhir.case_from_fhir(response(*REQUEST, item))

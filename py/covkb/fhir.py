@@ -362,12 +362,15 @@ def case_from_fhir(obj: dict) -> FhirCase:
     kind = obj.get("resourceType") if isinstance(obj, dict) else None
     reading = _Reading()
     context: dict[str, Any] = {}
-    if kind == "QuestionnaireResponse":
-        _read_response(obj, _name(obj), reading)
-    elif kind == "Bundle":
-        _read_bundle(obj, reading, context)
-    else:
+    if kind not in ("QuestionnaireResponse", "Bundle"):
         raise _bad("resourceType", kind, "expected a QuestionnaireResponse or a Bundle")
+    try:
+        if kind == "QuestionnaireResponse":
+            _read_response(obj, _name(obj), reading)
+        else:
+            _read_bundle(obj, reading, context)
+    except RecursionError:
+        raise _bad(_name(obj), None, "items nested too deeply") from None
     try:
         case = from_object(reading.raw_case())
     except InvalidCase as error:
