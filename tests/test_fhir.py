@@ -589,3 +589,12 @@ def test_items_nested_beyond_any_questionnaire_are_bad_input_not_a_crash():
         item = {"linkId": "group", "item": [item]}
     with pytest.raises(InvalidCase, match="nested too deeply"):
         fhir.case_from_fhir(response(*REQUEST, item))
+
+
+def test_resources_entered_in_error_are_not_read():
+    withdrawn = dict(observation("10230-1", 30, "%", "lvef-old"), status="entered-in-error")
+    old_response = dict(response(answer("lvef_percent", valueDecimal=20), ident="dtr-old"),
+                        status="entered-in-error")
+    assert fhir.case_from_fhir(bundle(withdrawn, old_response, QR)).case.lvef_percent is None
+    with pytest.raises(InvalidCase, match="entered-in-error"):
+        fhir.case_from_fhir(dict(QR, status="entered-in-error"))

@@ -432,7 +432,7 @@ def _read_bundle(bundle: dict, reading: _Reading, context: dict) -> None:
             _read_condition(resource, name, reading)
         elif kind == "Observation":
             _read_observation(resource, name, reading)
-        elif kind == "QuestionnaireResponse":
+        elif kind == "QuestionnaireResponse" and not _status_ignored(resource):
             _read_response(resource, name, reading)
         elif kind == "Claim":
             _read_claim(resource, name, reading, context)
@@ -566,6 +566,8 @@ def _value(answer: Any, question: Question, where: str) -> Any:
 
 
 def _read_response(resource: dict, name: str, reading: _Reading) -> None:
+    if resource.get("status") == "entered-in-error":
+        raise _bad(f"{name} status", "entered-in-error", "expected a response that stands")
     values: dict[str, Any] = {}
     said_any: dict[str, bool] = {}
 
