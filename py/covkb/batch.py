@@ -11,6 +11,7 @@ import time
 from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Optional, TextIO
 
@@ -302,8 +303,14 @@ def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
               decide: Callable = decide_chunk) -> Iterator[tuple[Chunk, Decided]]:
     # Workers fork from this process: load the modules and the policy once, here.
     from covkb import api, render  # noqa: F401
+    from covkb.decide import prepare
 
     api.versions()
+    work = iter(work)
+    first = next(work, None)
+    if first is not None:  # compile kb/ here, once, when the chunks are big enough to use it
+        prepare(first[1].count(b"\n"))
+        work = chain([first], work)
     gc.freeze()
     # clingo keeps every symbol for the life of a process: workers are recycled, also one alone.
     pool = _Workers(workers, chunks_per_worker, decide, version, log)

@@ -81,6 +81,17 @@ class CheckFormat(str, enum.Enum):
     crd = "crd"
 
 
+VERBOSE_HELP = ("Say on standard error which engine decides: the compiled engine (kb/ ground once) "
+                "or clingo, and why clingo (COVKB_ENGINE=clingo, too few cases, or a kb/ it refuses).")
+
+
+def _say_engine(verbose: bool, count: int) -> None:
+    if verbose:
+        from covkb.decide import prepare
+
+        typer.echo(f"covkb: {prepare(count)}", err=True)
+
+
 @app.command()
 def check(
     case: Path = CASE_ARGUMENT,
@@ -91,6 +102,7 @@ def check(
                                             "pas: a Da Vinci PAS ClaimResponse; crd: the CRD "
                                             "coverage-information extension (FHIR R4 JSON)."),
     log: Optional[Path] = typer.Option(None, "--log", envvar="COVKB_LOG", help=LOG_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Decide one request and show every criterion's status and why.
 
@@ -100,6 +112,7 @@ def check(
 
     version = _known_version(version)
     one, read = _read(case)
+    _say_engine(verbose, 1)
     if log is None:
         from covkb.api import check as decide_one
 
@@ -138,6 +151,7 @@ def batch(
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="No progress and no summary line on standard error."),
     log: Optional[Path] = typer.Option(None, "--log", envvar="COVKB_LOG", help=LOG_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Decide many requests: one JSON result line per case line, in input order.
 
@@ -156,6 +170,7 @@ def batch(
         source = sys.stdin.buffer if str(cases_file) == "-" else cases_file.open("rb")
     except OSError as error:
         raise _fail(f"{cases_file}: {error.strerror}") from None
+    _say_engine(verbose, chunk)
     connection = _open_log(log) if log else None
     try:
         with output(out, [cases_file, *([log] if log else [])]) as sink:

@@ -74,9 +74,55 @@ def _control(directory: Optional[Path]) -> clingo.Control:
     return control
 
 
+# Fewer cases than this are decided by clingo unless COVKB_ENGINE=compiled: compiling
+# kb/ takes seconds once per process, which one `covkb check` must not pay.
+COMPILED_FROM = 200
+
+
+def engine_name() -> str:
+    """COVKB_ENGINE: clingo (clingo solves everything), compiled, or auto (the default:
+    compiled for batches of COMPILED_FROM cases or more)."""
+    return os.environ.get("COVKB_ENGINE", "auto")
+
+
+def prepare(count: int, directory: Optional[Path] = None) -> str:
+    """Build the compiled engine now (before batch workers fork) when deciding `count`
+    cases at a time will use it; say which engine decides and why."""
+    name = engine_name()
+    if name == "clingo":
+        return "clingo decides (COVKB_ENGINE=clingo)"
+    if name != "compiled" and count < COMPILED_FROM:
+        return (f"clingo decides: {count} case(s) at a time, fewer than the {COMPILED_FROM} "
+                "from which the compiled engine pays for compiling kb/")
+    from covkb import engine
+
+    where = directory or kb_dir()
+    if engine.compiled(where) is None:
+        return f"clingo decides: the compiled engine refuses kb/ ({engine.refusal(where)})"
+    return ("the compiled engine decides (kb/ ground once); clingo decides any case beyond "
+            "its slots for prior lines, names and dates")
+
+
 def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
           directory: Optional[Path] = None) -> tuple[Policy, dict[int, Shown]]:
-    """Decide every (key, case, requested version) in one grounding."""
+    """Decide every (key, case, requested version): compiled when the engine allows and
+    kb/ compiles exactly, else by clingo in one grounding."""
+    name = engine_name()
+    if name != "clingo":
+        cases = list(cases)
+        if name == "compiled" or len(cases) >= COMPILED_FROM:
+            from covkb import engine
+
+            where = directory or kb_dir()
+            compiled = engine.compiled(where)
+            if compiled is not None:
+                return policy(where), compiled.solve(cases, lambda rest: solve_clingo(rest, where)[1])
+    return solve_clingo(cases, directory)
+
+
+def solve_clingo(cases: Iterable[tuple[int, Case, Optional[str]]],
+                 directory: Optional[Path] = None) -> tuple[Policy, dict[int, Shown]]:
+    """Decide every (key, case, requested version) in one grounding: clingo's own solving."""
     fast = capi.enabled()
     control = _control(directory)
     keys: list[int] = []
@@ -133,7 +179,7 @@ def policy(directory: Optional[Path] = None) -> Policy:
 
 @lru_cache(maxsize=8)
 def _policy(directory: Path) -> Policy:
-    return solve((), directory)[0]
+    return solve_clingo((), directory)[0]
 
 
 def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
