@@ -224,20 +224,26 @@ def test_a_log_decided_by_the_current_kb_has_nothing_decided_differently(log):
     assert not tree.find_all("section", "determination")
 
 
-def test_a_determination_decided_differently_now_is_listed_and_linked_to_its_page(log):
-    # A row logged under another kb that covered what SPEC §4.12 now refuses: criterion 6
-    # not met (organ_function_adequate false) leaves the case not covered.
-    one = from_object(case(case_id=HOSTILE, organ_function_adequate=False))
+def logged_then(log, data: dict, decision: str, label: str) -> int:
+    """Append a row as an earlier knowledge base would have logged it, deciding `decision`."""
     from covkb.api import determine_explained
 
+    one = from_object(data)
     result, explanation = determine_explained([one])[0]
-    then = msgspec.structs.replace(result, decision="covered", label="meets_primary_coverage_criteria")
+    then = msgspec.structs.replace(result, decision=decision, label=label)
     connection = audit.connect(log)
     try:
         audit.append(connection, [audit.prepare(one, None, then, explanation, "0" * 64)])
-        ident = connection.execute("SELECT max(id) FROM determinations").fetchone()[0]
+        return connection.execute("SELECT max(id) FROM determinations").fetchone()[0]
     finally:
         connection.close()
+
+
+def test_a_determination_decided_differently_now_is_listed_and_linked_to_its_page(log):
+    # A row logged under another kb that covered what SPEC §4.12 now refuses: criterion 6
+    # not met (organ_function_adequate false) leaves the case not covered.
+    ident = logged_then(log, case(case_id=HOSTILE, organ_function_adequate=False),
+                        "covered", "meets_primary_coverage_criteria")
     html = report(log)
     tree = parse(html)
     assert_self_contained(tree, html)
@@ -253,6 +259,30 @@ def test_a_determination_decided_differently_now_is_listed_and_linked_to_its_pag
     given = dict(zip([dt.text() for dt in page.parent.find_all("dt")], [dd.text() for dd in page.parent.find_all("dd")]))
     assert given["decision log row"].startswith(str(ident))
     assert given["knowledge base (SHA-256)"] == "0" * 64
+
+
+def test_re_deciding_over_worker_processes_finds_what_one_process_finds(log):
+    from covkb.report import redecided, tally
+
+    differ = []
+    for i in range(7):
+        if i % 2:  # logged as covered, but criterion 6 not met: not covered now (SPEC §4.12)
+            differ.append(logged_then(log, case(case_id=f"T{i}", organ_function_adequate=False),
+                                      "covered", "meets_primary_coverage_criteria"))
+        else:  # logged as every criterion met decides it now
+            logged_then(log, case(case_id=f"T{i}"), "covered", "meets_primary_coverage_criteria")
+    connection = audit.connect(log)
+    try:
+        counted = tally(connection)
+        found = [redecided(connection, counted, chunk=2, workers=n) for n in (1, 2)]
+        assert [f.considered for f in found] == [7, 7]
+        assert [e["id"] for e in found[0].entries()] == differ
+        assert list(found[0].entries()) == list(found[1].entries())
+        assert list(found[0].embedded()) == list(found[1].embedded())
+    finally:
+        connection.close()
+        for f in found:
+            f.close()
 
 
 def test_audit_show_renders_a_logged_determination_with_its_row(log):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sqlite3
 import tempfile
 from collections import Counter
@@ -194,10 +195,10 @@ def tally(connection: sqlite3.Connection, since: Optional[str] = None,
 
 def redecided(connection: sqlite3.Connection, counted: Tally, since: Optional[str] = None,
               until: Optional[str] = None, everything: bool = False, log: Optional[str] = None,
-              chunk: int = 500) -> Redecided:
+              chunk: int = 500, workers: Optional[int] = None) -> Redecided:
     """Re-decide the rows logged under another kb or covkb (every row with `everything`);
     a determination logged under the current kb and covkb is what they decide now."""
-    from covkb.audit import kb_hash, redecide, rows
+    from covkb.audit import kb_hash, rows
 
     current = kb_hash()
     found = Redecided()
@@ -216,7 +217,9 @@ def redecided(connection: sqlite3.Connection, counted: Tally, since: Optional[st
     found.pages = tempfile.SpooledTemporaryFile(max_size=1 << 22)
     macro = _environment().get_template("_determination.html").module.determination
     stored_type = _explanation_type()
-    for row, now, explanation, kb_changed in redecide(stored(), current, chunk):
+    if workers is None:
+        workers = 1 if (counted.rows if everything else stale) <= chunk else os.cpu_count() or 1
+    for row, now, explanation, kb_changed in _redecide_parallel(stored(), current, chunk, workers):
         found.count += 1
         found.kb_changed += kb_changed
         then = {c["id"]: c["status"] for c in json.loads(row["criteria_json"])}
@@ -237,6 +240,39 @@ def redecided(connection: sqlite3.Connection, counted: Tally, since: Optional[st
             found.pages.write(page.encode())
             found.page_ends.append(found.pages.tell())
     return found
+
+
+def _redecided_chunk(part: list, current: str) -> list:
+    from covkb.audit import redecide
+
+    return list(redecide(part, current, chunk=len(part) or 1))
+
+
+def _redecide_parallel(stored: Iterator[dict], current: str, chunk: int, workers: int):
+    """audit.redecide over worker processes, a window of chunks in flight, in id order."""
+    from itertools import islice
+
+    if workers <= 1:
+        from covkb.audit import redecide
+
+        yield from redecide(stored, current, chunk)
+        return
+    import gc
+    import multiprocessing
+    from collections import deque
+
+    from covkb import api
+
+    api.versions()  # workers fork with the policy loaded
+    gc.freeze()
+    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=50) as pool:
+        window: deque = deque()
+        while part := list(islice(stored, chunk)):
+            window.append(pool.apply_async(_redecided_chunk, (part, current)))
+            if len(window) >= 2 * workers:
+                yield from window.popleft().get()
+        while window:
+            yield from window.popleft().get()
 
 
 def _explanation_type():
