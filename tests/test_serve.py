@@ -208,6 +208,19 @@ def test_compare_logs_one_row_per_version_numbered_from_its_decision_id(logged):
     assert rows == [("COMPARED-1", side["version"], side["decision"]) for side in answer["versions"]]
 
 
+def test_no_decision_is_answered_that_the_log_could_not_record(tmp_path):
+    log = tmp_path / "audit.db"
+    served = Served("--log", str(log))
+    try:
+        assert served.request("POST", "/v1/check", json.dumps(case()))[0] == 200
+        with sqlite3.connect(log) as connection:
+            connection.execute("DROP TABLE determinations")
+        status, _, answer = served.request("POST", "/v1/check", json.dumps(case()))
+        assert status == 503 and "decision log" in answer["error"] and "decision" not in answer
+    finally:
+        assert served.stop() == 0
+
+
 def test_concurrent_clients_each_get_their_own_case_decided(logged):
     examples = [json.loads(p.read_bytes()) for p in EXAMPLES]
     expected = {p.name: _cli("check", p, "-f", "json") for p in EXAMPLES}

@@ -199,7 +199,13 @@ class Decider:
                         stopping = True
                         break
                     batch.append(more)
-                self._decide(batch, connection)
+                try:
+                    self._decide(batch, connection)
+                except Exception as error:  # never leave a client waiting, never lose the decider
+                    _log_line(f"could not answer: {type(error).__name__}: {error}")
+                    for pending in batch:
+                        if not pending.done.is_set():
+                            pending.answer(500, _error_body(f"could not decide: {type(error).__name__}"))
             self.queue.put(_STOP)  # for the next decider thread
         finally:
             if connection is not None:
