@@ -73,7 +73,7 @@ def cases(draw, documented: bool = False, service=None):
     """A valid case; documented=True fills every field the criteria read."""
     pick = (lambda s: draw(s)) if documented else (lambda s: draw(maybe(s)))
     when = service or draw(service_dates())
-    data: dict = {"case_id": draw(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=20)),
+    data: dict = {"case_id": draw(st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20)),
                   "date_of_service": when.isoformat()}
     plan = {k: draw(st.sampled_from([None, False, True] if k == "primary_coverage_criteria"
                                     else [None, False, False, False, True]))

@@ -16,7 +16,7 @@ from covkb.render import as_json
 from strategies import cases
 
 FACTS = Path(__file__).resolve().parents[1] / "facts"
-IDS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=40)
+IDS = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40)
 
 
 def both(items, version=None, monkeypatch=None) -> tuple[list[str], list[str]]:

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 
 import pytest
 from hypothesis import given, strategies as st
@@ -22,6 +23,7 @@ HOSTILE = st.one_of(
             min_size=1, max_size=60),
 )
 PLAIN = "plainunknownname"
+CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 # Where a string sits in a case, and what it may be compared with there.
 PLACES = {
@@ -48,8 +50,8 @@ def test_a_hostile_string_decides_as_a_plain_unknown_string_would(place, text):
     PLACES[place](plain, PLAIN)
     try:
         outcome = _outcome(hostile)
-    except InvalidCase:
-        assert not text.strip() and place != "case_id"
+    except InvalidCase:  # SPEC §1: a control character in a string is bad input
+        assert CONTROL.search(text) or (not text.strip() and place != "case_id")
         return
     known_names = {"abecma", "ide-cel", "carvykti", "cilta-cel", "kymriah", "revlimid"}
     if place in ("agent", "product", "trial") and " ".join(text.casefold().split()) in known_names:
@@ -58,8 +60,21 @@ def test_a_hostile_string_decides_as_a_plain_unknown_string_would(place, text):
 
 
 def test_case_id_comes_back_exactly():
-    for text in ['x"). covered. %', "a\\b", "\u202e", "line\nbreak"]:
+    for text in ['x"). covered. %', "a\\b", "\u202e"]:
         assert decide(case(case_id=text)).case_id == text
+
+
+@pytest.mark.parametrize("text", ["line\nbreak", "bell\x07", "\x1b[32mCOVERED\x1b[0m", "carriage\rreturn",
+                                  "\x1b]0;title\x07", "del\x7f", "c1\x9b31m"])
+def test_a_control_character_in_any_string_is_refused_naming_the_field(text):
+    # SPEC §1: control characters in a string are bad input; they could rewrite a terminal.
+    # Tab is white space, which names fold: it stays.
+    for changes, path in (({"case_id": text}, "case_id"),
+                          ({"prior_lines": [["Rd", text], ["Vd"]]}, "prior_lines[0][1]"),
+                          ({"compendium": {"indication": text}}, "compendium.indication")):
+        with pytest.raises(InvalidCase) as raised:
+            from_json(json.dumps(case(**changes)))
+        assert raised.value.path == path and "control characters" in raised.value.message
 
 
 def test_a_lone_surrogate_is_refused():

@@ -22,12 +22,17 @@ MAX_NUMBER = Decimal(1_000_000_000)
 MAX_STRING = 512
 MAX_ITEMS = 200
 MAX_CASE_BYTES = 1_000_000
+# Objects and lists inside one another; a case itself needs 3 (case, prior_lines, a line).
+MAX_DEPTH = 8
+# YAML aliases: the case as expanded may hold at most this many nodes.
+MAX_YAML_NODES = 10_000
 
 PURPOSES = ("lymphodepletion", "bridging", "supportive", "anti_cancer")
 NCCN_CATEGORIES = ("1", "2A", "2B", "3")
-# NUL would end a string early inside clingo, and a lone surrogate is no UTF-8 text:
-# no string may hold either.
-NO_NUL = r"^[^\x00\ud800-\udfff]*$"
+# NUL would end a string early inside clingo, other control characters can rewrite what a
+# terminal shows, and a lone surrogate is no UTF-8 text: no string may hold any (SPEC §1).
+# Tab is white space, which names fold.
+NO_NUL = r"^[^\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]*$"
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING, pattern=NO_NUL)]
 
 
@@ -58,6 +63,8 @@ def _show(value: Any) -> str:
             text = msgspec.json.encode(value).decode()
         except (TypeError, ValueError, msgspec.EncodeError):  # a lone surrogate cannot be encoded
             text = repr(value)
+        except RecursionError:
+            text = "[...]" if isinstance(value, list) else "{...}"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -284,7 +291,7 @@ def _plain(message: str, path: str = "") -> str:
         if choices:
             return "expected one of " + ", ".join(choices)
     if "matching regex" in message:
-        return "expected text without NUL characters or lone surrogates"
+        return "expected text without control characters (tab aside) or lone surrogates"
     message = (message.replace("`array` of length >= 1", "a non-empty list")
                .replace("`str` of length >= 1", "a non-empty string"))
     message = re.sub(r"`array` of length <= (\d+)", r"a list of at most \1 items", message)
@@ -318,11 +325,82 @@ def parse_json(text: bytes | str) -> Any:
     if isinstance(text, bytes) and text.startswith(b"\xef\xbb\xbf"):
         text = text[3:]
     try:
-        return _json.decode(text)
+        raw = _json.decode(text)
     except msgspec.DecodeError as error:
         raise InvalidCase("", _ABSENT, f"not valid JSON ({error})") from None
     except UnicodeDecodeError as error:
         raise InvalidCase("", _ABSENT, "the text is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidCase("", _ABSENT, f"objects and lists may be nested at most {MAX_DEPTH} deep") from None
+    if _strings_written(text) != _strings_held(raw):
+        _refuse_repeated_key(text, _case_id_of(raw))
+    return raw
+
+
+def _strings_written(text: bytes | str) -> int:
+    """How many strings (keys too) the JSON text writes; exact unless it holds a '\\\\'."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogatepass")
+    if b"\\\\" in text:  # '\\"' would be miscounted as an escaped quote: count exactly
+        return sum(1 for _ in _STRING.finditer(text))
+    return (text.count(b'"') - text.count(b'\\"')) // 2
+
+
+# A JSON string; scanned from the start, every '"' outside a string opens one.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+
+
+def _strings_held(raw: Any) -> int:
+    """How many strings (keys too) a decoded value holds: fewer than written when an object
+    gives a key twice, the fast decoder keeping only the last. Refuses deep nesting."""
+    count, level, depth = 0, [raw], 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise InvalidCase("", _ABSENT, f"objects and lists may be nested at most {MAX_DEPTH} deep",
+                              _case_id_of(raw))
+        inner = []
+        for node in level:
+            if isinstance(node, dict):
+                count += len(node)
+                node = node.values()
+            elif not isinstance(node, list):
+                continue
+            for value in node:
+                if isinstance(value, str):
+                    count += 1
+                elif isinstance(value, (dict, list)):
+                    inner.append(value)
+        level = inner
+    return count
+
+
+class _Pairs(list):
+    """An object's (key, value) pairs as written, repeats and all."""
+
+
+def _refuse_repeated_key(text: bytes | str, case_id: Optional[str]) -> None:
+    """Name the first key an object gives twice (the fast decoder keeps only the last)."""
+    import json
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, _Pairs):
+            seen = set()
+            for key, value in node:
+                if key in seen:
+                    raise InvalidCase(_dotted(f"{path}.{key}"), _ABSENT,
+                                      "the key is given twice; a case gives each field once", case_id)
+                seen.add(key)
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}[{index}]")
+
+    try:
+        pairs = json.loads(text, object_pairs_hook=_Pairs, parse_float=str, parse_int=str, parse_constant=str)
+    except (ValueError, RecursionError):  # read by the fast decoder, so only a miscount
+        return
+    walk(pairs, "")
 
 
 def from_json(text: bytes | str) -> Case:
@@ -333,7 +411,34 @@ def _yaml_loader():
     import yaml
 
     class ExactLoader(yaml.SafeLoader):
-        """YAML's safe loader with floats kept as exact decimals."""
+        """YAML's safe loader with floats kept as exact decimals, dates kept as their text,
+        nesting capped, aliases held to a small expansion and each key given once."""
+
+        def compose_node(self, parent, index):
+            self.depth = getattr(self, "depth", 0) + 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    raise InvalidCase("", _ABSENT, f"objects and lists may be nested at most {MAX_DEPTH} deep")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def compose_document(self):
+            node = super().compose_document()
+            _expanded(node, {})  # before anything is built from it
+            return node
+
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, bool)) and key in seen:
+                    raise InvalidCase(str(key), _ABSENT, "the key is given twice (lines "
+                                      f"{seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                                      "a case gives each field once")
+                if isinstance(key, (str, int, bool)):
+                    seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
 
     def exact_float(loader, node):
         text = loader.construct_scalar(node)
@@ -348,6 +453,8 @@ def _yaml_loader():
         return number if isinstance(number, Unwieldy) else loader.construct_yaml_int(node)
 
     ExactLoader.add_constructor("tag:yaml.org,2002:float", exact_float)
+    # the case wants the date's text, as JSON gives it, and checks it exists itself
+    ExactLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_scalar)
     ExactLoader.add_constructor("tag:yaml.org,2002:int", bounded_int)
     # YAML 1.1 reads 1e41 and 4.5e1 as text; a number with an exponent is a number, as in JSON
     ExactLoader.add_implicit_resolver("tag:yaml.org,2002:float",
@@ -364,25 +471,34 @@ def from_yaml(text: bytes | str) -> Case:
         raw = yaml.load(text, Loader=loader)
     except yaml.YAMLError as error:
         raise InvalidCase("", _ABSENT, f"not valid YAML ({str(error).splitlines()[0]})") from None
-    return from_object(_dates_as_text(raw))
+    return from_object(raw)
 
 
-def _dates_as_text(raw: Any) -> Any:
-    # YAML reads 2025-11-01 as a date; a case wants the same ISO text JSON gives.
-    if isinstance(raw, dict):
-        return {key: _dates_as_text(value) for key, value in raw.items()}
-    if isinstance(raw, list):
-        return [_dates_as_text(value) for value in raw]
-    if isinstance(raw, datetime.datetime):
-        return raw
-    if isinstance(raw, datetime.date):
-        return raw.isoformat()
-    return raw
+def _expanded(node, sizes: dict) -> tuple[int, int]:
+    """(nodes, depth) of a YAML node with every alias expanded, each shared node counted
+    once per use; refused beyond MAX_YAML_NODES or MAX_DEPTH (an alias bomb)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    nodes, depth = 1, 0
+    if isinstance(node.value, list):
+        for item in node.value:
+            for part in (item if isinstance(item, tuple) else (item,)):
+                size, inner = _expanded(part, sizes)
+                nodes, depth = nodes + size, max(depth, inner)
+        depth += 1
+    if nodes > MAX_YAML_NODES:
+        raise InvalidCase("", _ABSENT, f"the YAML expands (aliases included) to more than "
+                                       f"{MAX_YAML_NODES} values")
+    if depth > MAX_DEPTH:
+        raise InvalidCase("", _ABSENT, f"objects and lists may be nested at most {MAX_DEPTH} deep")
+    sizes[id(node)] = (nodes, depth)
+    return nodes, depth
 
 
 def load(path: Path) -> Case:
-    """Read one case from a .json, .yaml/.yml or .lp file."""
-    data = path.read_bytes()
+    """Read one case from a .json, .yaml/.yml or .lp file (- for JSON on standard input)."""
+    data = read_limited(path)
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         return from_yaml(_text(data))
@@ -391,6 +507,21 @@ def load(path: Path) -> Case:
 
         return from_object(parse_lp(_text(data)))
     return from_json(data)
+
+
+def read_limited(path: Path) -> bytes:
+    """A case file's bytes (- for standard input), never reading more than one byte past
+    the limit: /dev/zero or an endless pipe is refused, not read."""
+    import sys
+
+    if str(path) == "-":
+        data = sys.stdin.buffer.read(MAX_CASE_BYTES + 1)
+    else:
+        with open(path, "rb") as source:
+            data = source.read(MAX_CASE_BYTES + 1)
+    if len(data) > MAX_CASE_BYTES:
+        raise InvalidCase("", _ABSENT, f"a case may hold at most {MAX_CASE_BYTES} bytes")
+    return data
 
 
 def _text(data: bytes) -> str:

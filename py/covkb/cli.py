@@ -4,6 +4,7 @@ vicleucel (Abecma) against coverage policy 2024041."""
 from __future__ import annotations
 
 import enum
+import errno
 import sys
 from pathlib import Path
 from typing import Optional
@@ -212,7 +213,7 @@ def _read(case: Path):
     try:
         if str(case) != "-" and case.suffix.lower() in (".yaml", ".yml", ".lp"):
             return cases.load(case), None
-        raw = cases.parse_json(sys.stdin.buffer.read() if str(case) == "-" else case.read_bytes())
+        raw = cases.parse_json(cases.read_limited(case))
         if isinstance(raw, dict) and "resourceType" in raw:
             from covkb import fhir
             from covkb.result import SOURCES
@@ -225,6 +226,8 @@ def _read(case: Path):
         raise _fail(f"{case}: no such file") from None
     except IsADirectoryError:
         raise _fail(f"{case}: is a directory, not a case file") from None
+    except OSError as error:  # a symlink loop, no permission, an unreadable disk
+        raise (_stop if error.errno == errno.EIO else _fail)(f"{case}: {error.strerror or error}") from None
     except cases.InvalidCase as error:
         raise _fail(f"{case}: {error.message}") from None
 

@@ -23,7 +23,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from covkb.case import InvalidCase, MAX_CASE_BYTES, Unwieldy, written_number
+from covkb.case import InvalidCase, MAX_CASE_BYTES, MAX_DEPTH, Unwieldy, written_number
 
 VOCABULARY = {
     "case_id": 1,
@@ -45,7 +45,6 @@ LIST_OF = {
 _TOKEN = re.compile(r"""
     (?P<space>[ \t\r]+)
   | (?P<newline>\n)
-  | (?P<block>%\*.*?\*%)
   | (?P<comment>%[^\n]*)
   | (?P<string>"(?:[^"\\\n]|\\.)*")
   | (?P<number>-?[0-9]+)
@@ -55,9 +54,35 @@ _TOKEN = re.compile(r"""
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
 
 
+def _block_comment(text: str, position: int, line: int) -> tuple[int, int]:
+    """Where a block comment opened at position ends, and the line there, read as clingo
+    reads it: block comments nest, and inside one a '%' not followed by '*' hides the rest
+    of its line; one not closed is refused (clingo refuses it too)."""
+    opened, depth = line, 0
+    while position < len(text):
+        if text.startswith("%*", position):
+            depth += 1
+            position += 2
+        elif text.startswith("*%", position):
+            depth -= 1
+            position += 2
+            if depth == 0:
+                return position, line
+        elif text[position] == "%":
+            end = text.find("\n", position)
+            position = len(text) if end < 0 else end
+        else:
+            line += text[position] == "\n"
+            position += 1
+    raise InvalidCase(f"line {opened}", "%*", "the block comment opened here is not closed with *%")
+
+
 def _tokens(text: str):
     line, position = 1, 0
     while position < len(text):
+        if text.startswith("%*", position):
+            position, line = _block_comment(text, position, line)
+            continue
         match = _TOKEN.match(text, position)
         if match is None:
             snippet = text[position:position + 20].split("\n")[0]
@@ -138,13 +163,23 @@ def parse_lp(text: str) -> dict:
         raise InvalidCase("", text[:20], f"a case may hold at most {MAX_CASE_BYTES} bytes")
     case: dict[str, Any] = {}
     lines: dict[int, list[str]] = {}
+    given: dict[str, int] = {}  # each field once, as in JSON (SPEC §1)
     for line, name, args in _facts(text):
+        once = {"case_id": name, "date_of_service": name, "value": str(args[0]),
+                "none": f"none({args[0]})"}.get(name)
+        if once is not None:
+            if once in given:
+                raise InvalidCase(f"line {line}", once, f"is given twice (first on line {given[once]}); "
+                                                        "a case gives each field once")
+            given[once] = line
         if name in ("case_id", "date_of_service"):
             case[name] = str(args[0])
         elif name == "value":
             path = str(args[0])
             node = case
             *parents, leaf = path.split(".")
+            if len(parents) >= MAX_DEPTH:
+                raise InvalidCase(f"line {line}", path, "not a field path of the case")
             for part in parents:
                 node = node.setdefault(part, {})
                 if not isinstance(node, dict):
