@@ -22,8 +22,9 @@ MAX_NUMBER = Decimal(1_000_000_000)
 MAX_STRING = 512
 MAX_ITEMS = 200
 MAX_CASE_BYTES = 1_000_000
-# Objects and lists inside one another; a case itself needs 3 (case, prior_lines, a line).
-MAX_DEPTH = 8
+# Objects and lists inside one another: a case needs 3 (case, prior_lines, a line), a FHIR
+# Bundle about 10.
+MAX_DEPTH = 16
 # YAML aliases: the case as expanded may hold at most this many nodes.
 MAX_YAML_NODES = 10_000
 
