@@ -17,6 +17,7 @@ from decimal import Decimal
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from itertools import islice
 from typing import Iterable, Iterator, Optional
 
 import msgspec
@@ -49,6 +50,19 @@ CREATE TABLE IF NOT EXISTS determinations (
 );
 CREATE INDEX IF NOT EXISTS determinations_case ON determinations (case_id);
 """
+# Marks a SQLite file as a covkb decision log ('covk'); logs made before it are known by
+# their table.
+APPLICATION_ID = 0x636F766B
+
+
+class NotALog(Exception):
+    """A file that is not a covkb decision log, or one whose table is gone (damaged); left
+    untouched."""
+
+    def __init__(self, message: str, damaged: bool = False):
+        super().__init__(message)
+        self.damaged = damaged
+
 def _plain_decimal(value):
     if isinstance(value, Decimal):  # covkb's exact-number subclasses
         return Decimal(value)
@@ -82,12 +96,54 @@ def row_hash(row: dict) -> str:
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    """The log open for appending; a new or empty file becomes one. Any other file is refused
+    (NotALog) before anything is written to it."""
+    fresh = not path.exists() or path.stat().st_size == 0
+    if not fresh:
+        open_read(path).close()  # is it a covkb log? asked without writing
     connection = sqlite3.connect(str(path), timeout=60, isolation_level=None)
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
-    connection.executescript(_SCHEMA)
+    if fresh:
+        connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        connection.executescript(_SCHEMA)
     return connection
+
+
+def open_read(path: Path) -> sqlite3.Connection:
+    """The log open read-only (mode=ro): auditing never writes, and works on a read-only
+    copy. A file that is not a covkb log is refused (NotALog) untouched."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+        _check_log(connection)
+    except sqlite3.OperationalError:
+        # a WAL log in a directory we may not write: read it as a file nobody changes
+        connection = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+        _check_log(connection)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+def _check_log(connection: sqlite3.Connection) -> None:
+    try:
+        marked = connection.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        columns = tuple(row[1] for row in connection.execute("PRAGMA table_info(determinations)"))
+    except sqlite3.DatabaseError as error:
+        if isinstance(error, sqlite3.OperationalError) and "unable to open" in str(error):
+            raise
+        connection.close()
+        raise NotALog(f"not a covkb decision log ({error})") from None
+    if columns == COLUMNS:
+        return
+    connection.close()
+    if marked and not columns:
+        raise NotALog("a covkb decision log whose determinations table is gone: it was dropped or the file damaged",
+                      damaged=True)
+    raise NotALog("not a covkb decision log: it has no determinations table of covkb's")
 
 
 def prepare(case: Case, version_requested: Optional[str], result, explanation,
@@ -145,6 +201,12 @@ def rows(connection: sqlite3.Connection, case_id: Optional[str] = None, since: O
     yield from connection.execute(f"SELECT {columns} FROM determinations{where} ORDER BY id", values)
 
 
+def count(connection: sqlite3.Connection, ident: Optional[int] = None) -> int:
+    where = "" if ident is None else " WHERE id = ?"
+    return connection.execute(f"SELECT count(*) FROM determinations{where}",
+                              () if ident is None else (ident,)).fetchone()[0]
+
+
 @dataclass
 class Verdict:
     ok: bool
@@ -153,20 +215,26 @@ class Verdict:
     problem: Optional[str] = None
 
 
-def verify(connection: sqlite3.Connection) -> Verdict:
-    """Recompute the chain; name the first row edited, inserted or deleted.
+def verify(connection: sqlite3.Connection, expect_head: Optional[str] = None,
+           expect_rows: Optional[int] = None) -> Verdict:
+    """Recompute the chain row by row; name the first row edited, inserted or deleted.
 
-    A row cut from the end leaves a shorter valid chain: compare `head` and `rows`
-    with a copy kept elsewhere to notice that.
+    A chain proves only that each row follows the one before it: rows cut from the end,
+    an emptied table or a chain recomputed after an edit still verify. An anchor kept
+    elsewhere (`head`: the row count and head hash) catches those: with expect_head and
+    expect_rows, row number expect_rows must still carry hash expect_head.
     """
-    table = [dict(row) for row in connection.execute("SELECT * FROM determinations ORDER BY id")]
-    before, previous, previous_id = None, GENESIS, 0
-    for index, row in enumerate(table):
+    cursor = connection.execute("SELECT * FROM determinations ORDER BY id")
+    upcoming = (dict(row) for row in cursor)
+    row = next(upcoming, None)
+    count, before, previous, previous_id, anchored = 0, None, GENESIS, 0, None
+    while row is not None:
+        following = next(upcoming, None)
+        count += 1
         if row_hash(row) != row["row_hash"]:
-            return Verdict(False, len(table), previous,
+            return Verdict(False, count, previous,
                            f"row {row['id']} was edited: its content no longer matches its hash")
         if row["prev_hash"] != previous:
-            following = table[index + 1] if index + 1 < len(table) else None
             if before is not None and row["prev_hash"] == before:
                 problem = f"row {previous_id} was inserted: row {row['id']} follows the row before it"
             elif following is not None and following["prev_hash"] == previous:
@@ -175,43 +243,55 @@ def verify(connection: sqlite3.Connection) -> Verdict:
                 problem = f"row(s) {previous_id + 1} to {row['id'] - 1} were deleted before row {row['id']}"
             else:
                 problem = f"row {row['id']} does not follow row {previous_id}: a row between them was deleted or replaced"
-            return Verdict(False, len(table), previous, problem)
+            return Verdict(False, count, previous, problem)
         before, previous, previous_id = previous, row["row_hash"], row["id"]
-    return Verdict(True, len(table), previous)
+        if count == expect_rows:
+            anchored = previous
+        row = following
+    if expect_rows is not None:
+        if count < expect_rows:
+            return Verdict(False, count, previous, f"{expect_rows} rows were anchored but only {count} remain: "
+                                                   "rows were cut from the end or the table emptied")
+        if anchored != expect_head:
+            return Verdict(False, count, previous, f"row {expect_rows} does not carry the anchored head "
+                                                   f"{expect_head}: the chain was rewritten since")
+    return Verdict(True, count, previous)
 
 
 def replay(connection: sqlite3.Connection, ident: Optional[int] = None, chunk: int = 500):
-    """Re-decide stored inputs with the current knowledge base: (row, now) for each that differs."""
-    current = kb_hash()
-    total = 0
-
-    def stored():
-        nonlocal total
-        for row in rows(connection, ident=ident):
-            total += 1
-            yield dict(row)
-
-    differ = [(row, now, kb_changed) for row, now, _, kb_changed in redecide(stored(), current, chunk)]
-    return total, differ, current
+    """Re-decide stored inputs with the current knowledge base, reading the log a chunk at
+    a time: yields (row, now, kb changed) for each that differs, in id order; `now` is an
+    error message when the stored input no longer reads as a case."""
+    stored = (dict(row) for row in rows(connection, ident=ident))
+    for row, now, _, kb_changed in redecide(stored, kb_hash(), chunk, unreadable=True):
+        yield row, now, kb_changed
 
 
-def redecide(stored: Iterable[dict], current: str, chunk: int = 500):
+def redecide(stored: Iterable[dict], current: str, chunk: int = 500, unreadable: bool = False):
     """Stream stored rows through the current knowledge base a chunk at a time; yield
-    (row, result, explanation, kb_changed) for each decided differently now, in id order."""
-    from itertools import islice
-
+    (row, result, explanation, kb_changed) for each decided differently now, in id order.
+    With unreadable, a row whose input no longer reads as a case is yielded with the
+    message in place of the result, rather than stopping the run."""
     from covkb.api import determine_explained
-    from covkb.case import from_json
+    from covkb.case import InvalidCase, from_json
 
     stored = iter(stored)
     while part := list(islice(stored, chunk)):
         by_version: dict = {}
-        for row in part:
-            by_version.setdefault(row["version_requested"], []).append(row)
         differ = []
+        for row in part:
+            try:
+                case = from_json(row["input_json"])
+            except InvalidCase as error:
+                if not unreadable:
+                    raise
+                differ.append((row, f"the stored input no longer reads as a case ({error.message})", None,
+                               row["kb_sha256"] != current))
+                continue
+            by_version.setdefault(row["version_requested"], []).append((row, case))
         for version, group in by_version.items():
-            results = determine_explained([from_json(row["input_json"]) for row in group], version)
-            for row, (result, explanation) in zip(group, results):
+            results = determine_explained([case for _, case in group], version)
+            for (row, _), (result, explanation) in zip(group, results):
                 now = (result.version, result.decision, result.label, canonical(result.criteria))
                 before = (row["policy_version"], row["decision"], row["label"], row["criteria_json"])
                 if now != before:
@@ -220,13 +300,25 @@ def redecide(stored: Iterable[dict], current: str, chunk: int = 500):
         yield from differ
 
 
+class _SafeCells:
+    """A CSV writer whose text cells never start a spreadsheet formula: a cell beginning
+    with = + - @ (or tab, carriage return) is written after a ' as spreadsheets expect."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    def writerow(self, cells) -> None:
+        self.writer.writerow(["'" + cell if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r")
+                              else cell for cell in cells])
+
+
 def export(connection: sqlite3.Connection, format: str, sink) -> int:
     import csv
     import json
 
     count = 0
     if format == "csv":
-        writer = csv.writer(sink)
+        writer = _SafeCells(csv.writer(sink))
         writer.writerow([c for c in COLUMNS if c not in ("criteria_json", "explanation_json")] + ["statuses"])
         for row in rows(connection):
             statuses = "; ".join(f"{c['id']}={c['status']}" for c in json.loads(row["criteria_json"]))

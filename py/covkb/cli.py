@@ -36,7 +36,9 @@ VERSION_HELP = ("Apply this policy version (e.g. 2024-08-21) instead of the one 
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(f"covkb: {message}", err=True)
+    from covkb.terminal import printable
+
+    typer.echo(f"covkb: {printable(message, lines=False)}", err=True)
     return typer.Exit(2)
 
 
@@ -44,7 +46,9 @@ def _stop(message: str) -> typer.Exit:
     """Exit 3: the run could not finish (I/O failure, disk full, a signal)."""
     import os
 
-    typer.echo(f"covkb: {message}", err=True)
+    from covkb.terminal import printable
+
+    typer.echo(f"covkb: {printable(message, lines=False)}", err=True)
     try:  # a reader that went away must not cost a second error at exit
         sys.stdout.flush()
     except OSError:
@@ -60,6 +64,8 @@ def _open_log(path: Path):
 
     try:
         return audit.connect(path)
+    except audit.NotALog as error:
+        raise _fail(f"{path}: {error}") from None
     except sqlite3.DatabaseError as error:
         raise _fail(f"{path}: not a covkb decision log ({error})") from None
 
@@ -110,6 +116,7 @@ def check(
     Exit 0 when decided; 2 when the case is invalid (the message names the field).
     """
     from covkb.render import as_json, as_text
+    from covkb.terminal import printable
 
     version = _known_version(version)
     one, read = _read(case)
@@ -134,7 +141,7 @@ def check(
         answer = fhir.claim_response if format is CheckFormat.pas else fhir.coverage_information
         typer.echo(fhir.encode(answer(result, read.context if read else None)))
         return
-    typer.echo(as_json(result) if format is CheckFormat.json else as_text(result))
+    typer.echo(as_json(result) if format is CheckFormat.json else printable(as_text(result)))
 
 
 @app.command()
@@ -244,6 +251,7 @@ def explain(
     the policy's words, the facts and comparisons behind its status, what to document
     when unknown, and whether a criterion not met can be remedied."""
     from covkb.explain import as_markdown, as_text, explain as explain_case
+    from covkb.terminal import printable
     from covkb.render import as_json
 
     version = _known_version(version)
@@ -251,13 +259,13 @@ def explain(
     if format is ExplainFormat.json:
         typer.echo(as_json(explanation))
     elif format is ExplainFormat.markdown:
-        typer.echo(as_markdown(explanation))
+        typer.echo(printable(as_markdown(explanation)))
     elif format is ExplainFormat.html:
         from covkb.report import Provenance, determination_page
 
         typer.echo(determination_page(explanation, Provenance.current(explanation)), nl=False)
     else:
-        typer.echo(as_text(explanation))
+        typer.echo(printable(as_text(explanation)))
 
 
 @app.command()
@@ -268,6 +276,7 @@ def compare(
 ) -> None:
     """Decide one case under every policy version, side by side."""
     from covkb.explain import compare as compare_case, compare_text, comparison
+    from covkb.terminal import printable
     from covkb.render import as_json
 
     one = _load(case)
@@ -275,7 +284,7 @@ def compare(
     if format is Format.json:
         typer.echo(as_json(comparison(one.case_id, sides)))
     else:
-        typer.echo(compare_text(one.case_id, sides))
+        typer.echo(printable(compare_text(one.case_id, sides)))
 
 
 @app.command("diff")
@@ -394,10 +403,19 @@ app.add_typer(audit_app, name="audit")
 LOG_OPTION = typer.Option(..., "--log", envvar="COVKB_LOG", help="The SQLite decision log.")
 
 
-def _existing_log(log: Path):
+def _existing_log(log: Path, verifying: bool = False):
+    """The log open read-only; a file that is not a covkb log is refused untouched."""
+    from covkb import audit
+
     if not log.exists():
         raise _fail(f"{log}: no such decision log")
-    return _open_log(log)
+    try:
+        return audit.open_read(log)
+    except audit.NotALog as error:
+        if verifying and error.damaged:
+            typer.echo(f"broken: {error}")
+            raise typer.Exit(1) from None
+        raise _fail(f"{log}: {error}") from None
 
 
 @audit_app.command("list")
@@ -410,12 +428,13 @@ def audit_list(
 ) -> None:
     """One line per determination: id, time, case id, version, decision and label."""
     from covkb import audit
+    from covkb.terminal import printable
 
     connection = _existing_log(log)
     try:
         for row in audit.rows(connection, case_id=case_id, since=since, until=until, decision=decision):
-            typer.echo(f"{row['id']:>6}  {row['logged_at']}  {row['case_id']}  "
-                       f"{row['policy_version'] or 'none'}  {row['decision']} ({row['label']})")
+            fields = (row['logged_at'], row['case_id'], row['policy_version'] or 'none', row['decision'], row['label'])
+            typer.echo("{:>6}  {}  {}  {}  {} ({})".format(row['id'], *(printable(f, lines=False) for f in fields)))
     finally:
         connection.close()
 
@@ -431,6 +450,7 @@ def audit_show(
 
     from covkb import audit
     from covkb.explain import Explanation, as_markdown, as_text
+    from covkb.terminal import printable, printable_values
 
     connection = _existing_log(log)
     try:
@@ -439,9 +459,10 @@ def audit_show(
         connection.close()
     if row is None:
         raise _fail(f"{log}: no determination {ident}")
-    explanation = msgspec.json.decode(row["explanation_json"], type=Explanation)
-    head = (f"determination {row['id']}, logged {row['logged_at']}, covkb {row['covkb_version']}, "
-            f"kb {row['kb_sha256'][:16]}, input sha256 {row['input_sha256'][:16]}")
+    # a stored row may hold what an older covkb accepted: each string shown on one line
+    explanation = msgspec.convert(printable_values(msgspec.json.decode(row["explanation_json"])), Explanation)
+    head = printable(f"determination {row['id']}, logged {row['logged_at']}, covkb {row['covkb_version']}, "
+            f"kb {row['kb_sha256'][:16]}, input sha256 {row['input_sha256'][:16]}", lines=False)
     if format is ExplainFormat.json:
         typer.echo(row["explanation_json"])
     elif format is ExplainFormat.markdown:
@@ -463,31 +484,62 @@ def audit_replay(
     """Re-decide stored inputs with the current knowledge base and list every determination
     that would now differ. Exit 0 when none differ, 1 when any does."""
     from covkb import audit
+    from covkb.terminal import printable
 
     connection = _existing_log(log)
+    differ = 0
     try:
-        total, differ, current = audit.replay(connection, None if all_rows else ident)
+        total = audit.count(connection, None if all_rows else ident)
+        for row, now, kb_changed in audit.replay(connection, None if all_rows else ident):
+            differ += 1
+            cause = "the knowledge base changed since" if kb_changed else "same knowledge base"
+            now_text = now if isinstance(now, str) else f"{now.decision} ({now.label}) now"
+            typer.echo(printable(f"{row['id']:>6}  {row['case_id']}: {row['decision']} ({row['label']}) then, "
+                                 f"{now_text}; {cause}", lines=False))
     finally:
         connection.close()
-    for row, now, kb_changed in differ:
-        cause = "the knowledge base changed since" if kb_changed else "same knowledge base"
-        typer.echo(f"{row['id']:>6}  {row['case_id']}: {row['decision']} ({row['label']}) then, "
-                   f"{now.decision} ({now.label}) now; {cause}")
-    typer.echo(f"replayed {total} determination(s) with kb {current[:16]}: {len(differ)} differ", err=True)
+    typer.echo(f"replayed {total} determination(s) with kb {audit.kb_hash()[:16]}: {differ} differ", err=True)
     if differ:
         raise typer.Exit(1)
 
 
-@audit_app.command("verify")
-def audit_verify(log: Path = LOG_OPTION) -> None:
-    """Recompute the hash chain and name the first edited, inserted or deleted row.
-    Exit 0 when intact, 1 when broken. Keep the printed head hash and row count elsewhere
-    to notice rows cut from the end."""
+@audit_app.command("head")
+def audit_head(log: Path = LOG_OPTION) -> None:
+    """Print the row count and head hash: keep them elsewhere (a ticket, another machine),
+    and `audit verify --rows N --expect-head HASH` later proves no row up to there was cut
+    or rewritten since."""
     from covkb import audit
 
     connection = _existing_log(log)
     try:
         verdict = audit.verify(connection)
+    finally:
+        connection.close()
+    if not verdict.ok:
+        typer.echo(f"broken: {verdict.problem}")
+        raise typer.Exit(1)
+    typer.echo(f"rows {verdict.rows} head {verdict.head}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Path = LOG_OPTION,
+    expect_head: Optional[str] = typer.Option(None, "--expect-head", metavar="HASH",
+                                              help="The head hash `covkb audit head` printed earlier (with --rows)."),
+    rows: Optional[int] = typer.Option(None, "--rows", min=0, metavar="N",
+                                       help="The row count `covkb audit head` printed with that hash."),
+) -> None:
+    """Recompute the hash chain and name the first edited, inserted or deleted row.
+    Exit 0 when intact, 1 when broken. The chain alone cannot show rows cut from the end,
+    an emptied table or a chain recomputed after an edit: give the anchor `covkb audit head`
+    printed (--expect-head HASH --rows N) to prove none of that happened since."""
+    from covkb import audit
+
+    if (expect_head is None) != (rows is None):
+        raise _fail("--expect-head and --rows go together: both as `covkb audit head` printed them")
+    connection = _existing_log(log, verifying=True)
+    try:
+        verdict = audit.verify(connection, expect_head, rows)
     finally:
         connection.close()
     if verdict.ok:
@@ -511,14 +563,19 @@ def audit_export(
     """Every determination, for the auditor's spreadsheet."""
     from covkb import audit
 
+    from covkb.batch import CouldNotFinish, output
+    from covkb.case import InvalidCase
+
     connection = _existing_log(log)
-    sink = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
     try:
-        audit.export(connection, format.value, sink)
+        with output(out, [log]) as sink:
+            audit.export(connection, format.value, sink)
+    except InvalidCase as error:
+        raise _fail(error.message) from None
+    except CouldNotFinish as error:
+        raise _stop(f"audit export: {error}") from None
     finally:
         connection.close()
-        if out:
-            sink.close()
 
 
 def _day(option: str, value: Optional[str]) -> Optional[str]:
@@ -581,4 +638,15 @@ def audit_report(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as error:  # never a traceback (SPEC §3): one line, exit 2 or 3
+        from covkb.terminal import printable
+
+        sqlite3 = sys.modules.get("sqlite3")
+        if sqlite3 is not None and isinstance(error, sqlite3.DatabaseError):
+            typer.echo(f"covkb: the decision log cannot be read ({printable(str(error), lines=False)})", err=True)
+            sys.exit(2)
+        typer.echo(f"covkb: could not finish ({type(error).__name__}: "
+                   f"{printable(str(error)[:300], lines=False)})", err=True)
+        sys.exit(3)
