@@ -5,6 +5,7 @@ written for a determination the decision log did not record."""
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -220,3 +221,37 @@ def test_a_killed_batch_leaves_no_worker_behind_and_no_traceback(tmp_path, how):
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
     if how == signal.SIGTERM:
         assert process.returncode == 3 and len(stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_leaves_no_half_written_out_and_the_old_one_in_place(tmp_path):
+    source = tmp_path / "c.jsonl"
+    source.write_text("\n".join(good_lines(4000)) + "\n")
+    out = tmp_path / "results.jsonl"
+    out.write_text("earlier results\n")
+    process = subprocess.Popen([sys.executable, "-m", "covkb", "batch", str(source), "--out", str(out),
+                                "--workers", "2", "--chunk", "50", "-q"], stderr=subprocess.PIPE, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not any(p.name.endswith(".part") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # some results written to the temporary file
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 3
+    assert out.read_text() == "earlier results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "results.jsonl"]
+    assert "Traceback" not in process.stderr.read().decode()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("chattr"), reason="needs chattr as root")
+def test_out_in_a_directory_that_cannot_be_written_is_exit_3(tmp_path):
+    source = tmp_path / "c.jsonl"
+    source.write_text("\n".join(good_lines(2)) + "\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)]).returncode != 0:
+        pytest.skip("chattr +i not supported here")
+    try:
+        done = covkb("batch", source, "--out", locked / "results.jsonl")
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)])
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and list(locked.iterdir()) == []
