@@ -1,7 +1,11 @@
 """covkb's benchmark: batch throughput, peak memory, `check` latency, and the baseline of
 one clingo Control per case — all on seeded synthetic cases (bench/make_cases.py).
 
-    python bench/bench.py [--sizes 10000 100000] [--workers N] [--chunk N] [--repeat N] [--baseline 2000]
+    python bench/bench.py [--sizes 10000 100000] [--engines clingo compiled] [--workers N]
+                          [--chunk N] [--repeat N] [--baseline 2000]
+
+Each batch size runs under each engine in turn (COVKB_ENGINE=clingo: clingo's own solving;
+compiled: the default, kb/ ground once) and checks that their outputs are byte-identical.
 
 Prints a table; nothing here asserts a time. Batch rows give the median of --repeat runs
 with their range, and the CPU time of all processes per case: on a shared machine the
@@ -20,12 +24,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from make_cases import synthetic  # noqa: E402
+
+
+# bench's engine names → COVKB_ENGINE: compiled is covkb's default (auto) for batches.
+ENGINES = {"clingo": "clingo", "compiled": "auto"}
 
 
 def write_cases(path: Path, count: int, seed: int = 2024041) -> None:
@@ -60,10 +69,11 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def timed_with_memory(command: list[str]) -> tuple[float, int, float]:
+def timed_with_memory(command: list[str], env: Optional[dict] = None) -> tuple[float, int, float]:
     """Wall seconds, peak resident memory of the process tree, CPU seconds of the tree."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=None if env is None else {**os.environ, **env})
     peak = 0
     stop = threading.Event()
 
@@ -112,6 +122,7 @@ def _cpu() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--engines", nargs="+", choices=list(ENGINES), default=list(ENGINES))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--chunk", type=int, default=None, help="covkb batch --chunk (default: covkb's)")
     parser.add_argument("--repeat", type=int, default=1, help="batch runs per size; the median is reported")
@@ -131,19 +142,27 @@ def main() -> None:
         for size in options.sizes:
             cases = Path(tmp) / f"cases-{size}.jsonl"
             write_cases(cases, size)
-            runs = [timed_with_memory([covkb, "batch", str(cases), "--out", str(Path(tmp) / "out.jsonl"),
-                                       "--workers", str(options.workers), "--quiet", *chunk])
-                    for _ in range(options.repeat)]
-            seconds = statistics.median(run[0] for run in runs)
-            peak = max(run[1] for run in runs)
-            cpu = statistics.median(run[2] for run in runs)
-            spread = (f" (runs {size / max(r[0] for r in runs):,.0f}-{size / min(r[0] for r in runs):,.0f})"
-                      if len(runs) > 1 else "")
-            rates.append(size / seconds)
-            rows.append((f"batch {size:,} cases", f"{size / seconds:,.0f} cases/s{spread}",
-                         f"{seconds:.1f} s, CPU {1e6 * cpu / size:.0f} us per case, "
-                         f"peak RSS {peak / 2**20:.0f} MiB (all processes)"))
-            print(*rows[-1], sep="  |  ", flush=True)
+            outputs = {}
+            for engine in options.engines:
+                out = outputs[engine] = Path(tmp) / f"out-{engine}.jsonl"
+                runs = [timed_with_memory([covkb, "batch", str(cases), "--out", str(out),
+                                           "--workers", str(options.workers), "--quiet", *chunk],
+                                          {"COVKB_ENGINE": ENGINES[engine]})
+                        for _ in range(options.repeat)]
+                seconds = statistics.median(run[0] for run in runs)
+                peak = max(run[1] for run in runs)
+                cpu = statistics.median(run[2] for run in runs)
+                spread = (f" (runs {size / max(r[0] for r in runs):,.0f}-{size / min(r[0] for r in runs):,.0f})"
+                          if len(runs) > 1 else "")
+                rates.append(size / seconds)
+                rows.append((f"batch {size:,} cases, {engine}", f"{size / seconds:,.0f} cases/s{spread}",
+                             f"{seconds:.1f} s, CPU {1e6 * cpu / size:.0f} us per case, "
+                             f"peak RSS {peak / 2**20:.0f} MiB (all processes)"))
+                print(*rows[-1], sep="  |  ", flush=True)
+            texts = {out.read_bytes() for out in outputs.values()}
+            if len(outputs) > 1:
+                print(f"batch {size:,} cases: output of {' and '.join(outputs)} "
+                      + ("byte-identical" if len(texts) == 1 else "DIFFERS"), flush=True)
         one = Path(tmp) / "one.json"
         write_cases(one, 1)
         times = []

@@ -19,6 +19,7 @@ than the slots) is decided by clingo with the others compiled.
 
 from __future__ import annotations
 
+import marshal
 import re
 import sys
 from dataclasses import dataclass, field
@@ -473,9 +474,8 @@ def _compile(capture: _Capture, inputs: set[int]) -> tuple[Callable, int]:
             assign(a, bodies[a], "|=")
             lines[before:] = ["    " + line for line in lines[before:]]
         lines.append(f"        if ({state},) == old: break")
-    namespace = {"atleast": _atleast}
-    exec(compile("\n".join(lines) + "\n    return v\n", "<covkb.engine>", "exec"), namespace)
-    return namespace["run"], size
+    code = compile("\n".join(lines) + "\n    return v\n", "<covkb.engine>", "exec")
+    return marshal.dumps(code), size
 
 
 # ---------------------------------------------------------------------------------------
@@ -497,7 +497,7 @@ def _text(value) -> str:
 
 @dataclass
 class Compiled:
-    run: Callable
+    program: bytes  # the marshalled code of run(v, M)
     size: int
     inputs: dict[tuple, int]                 # an input atom's key → its program atom
     shown: list[tuple[int, str, str, bool]]  # (atom, name, text after the key, has stand-ins)
@@ -508,6 +508,18 @@ class Compiled:
     thresholds: list[tuple[str, int]]
     facts: list[tuple[str, str]] = field(default_factory=list)  # shown atoms true for every case
     reads: dict[str, tuple] = field(default_factory=dict)
+
+    def __post_init__(self):
+        namespace = {"atleast": _atleast}
+        exec(marshal.loads(self.program), namespace)
+        self.run = namespace["run"]
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("run", "reads")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, reads={})
+        self.__post_init__()
 
     def read(self, text: str) -> tuple:
         got = self.reads.get(text)
@@ -706,7 +718,7 @@ def build(directory: Path) -> Compiled:
             builder.add(ast.External(where, ast.SymbolicAtom(ast.SymbolicTerm(where, symbol)), [], false))
     control.ground([("base", [])])
     inputs = {key: control.symbolic_atoms[symbol].literal for key, symbol in symbols.items()}
-    run, size = _compile(capture, set(inputs.values()))
+    program, size = _compile(capture, set(inputs.values()))
     shown, always = [], []
     for symbol, atom in capture.shown:
         args = symbol.arguments
@@ -722,7 +734,7 @@ def build(directory: Path) -> Compiled:
             always.append((symbol.name, text))
         else:
             shown.append((atom, symbol.name, text, MARK in text))
-    return Compiled(run, size, inputs, shown, frozenset(strings), versions, candidates, months,
+    return Compiled(program, size, inputs, shown, frozenset(strings), versions, candidates, months,
                     thresholds, always)
 
 
@@ -742,11 +754,7 @@ def compiled(directory: Path, verbose: bool = False) -> Optional[Compiled]:
     (and why, with verbose) when it is refused."""
     got = _built.get(directory)
     if got is None:
-        try:
-            got = build(directory)
-        except Refused as error:
-            got = error
-        _built[directory] = got
+        got = _built[directory] = _build_apart(directory)
     if isinstance(got, Refused):
         if verbose:
             print(f"covkb: the compiled engine refuses kb/ ({got}); clingo decides", file=sys.stderr)
@@ -754,6 +762,77 @@ def compiled(directory: Path, verbose: bool = False) -> Optional[Compiled]:
     return got
 
 
+def _cache_file(directory: Path) -> Optional[Path]:
+    """Where the build of this kb/ is kept: named by the hash of everything the build reads
+    (kb/, the modules that define the case vocabulary and its domains, clingo, Python)."""
+    import hashlib
+    import os
+
+    from covkb import case, decide, facts
+
+    root = os.environ.get("COVKB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "covkb")
+    if root == "off":
+        return None
+    digest = hashlib.sha256(f"{clingo.__version__} {sys.version}".encode())
+    for path in [*decide.kb_files(directory), Path(__file__), Path(arith.__file__),
+                 Path(facts.__file__), Path(case.__file__)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return Path(root) / f"engine-{digest.hexdigest()[:32]}.pickle"
+
+
+def _build_apart(directory: Path):
+    """The Compiled (or Refused) for kb/: from the cache when this very kb/ was built
+    before, else built in a child interpreter, so that clingo's ground program and the
+    compiler's memory never enter this process (batch workers fork from it)."""
+    import os
+    import pickle
+
+    try:
+        cache = _cache_file(directory)
+        if cache is not None:
+            return pickle.loads(cache.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+        pass
+    got = _build_child(directory)
+    if cache is not None:
+        try:  # written whole, then renamed: a reader never sees half a file
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            part = cache.with_suffix(f".{os.getpid()}.part")
+            part.write_bytes(pickle.dumps(got))
+            os.replace(part, cache)
+        except OSError:
+            pass
+    return got
+
+
+def _build_child(directory: Path):
+    import pickle
+    import subprocess
+
+    try:
+        done = subprocess.run([sys.executable, "-m", "covkb.engine", str(directory)],
+                              capture_output=True, check=True)
+        return pickle.loads(done.stdout)
+    except (OSError, subprocess.CalledProcessError, pickle.UnpicklingError, EOFError):
+        try:  # whatever stopped the child, the same build here
+            return build(directory)
+        except Refused as error:
+            return error
+
+
 def refusal(directory: Path) -> Optional[str]:
     got = _built.get(directory)
     return str(got) if isinstance(got, Refused) else None
+
+
+if __name__ == "__main__":  # python -m covkb.engine KB_DIR: the pickled Compiled (or Refused) on stdout
+    import pickle
+
+    from covkb import engine  # pickled by their importable names, not __main__'s
+
+    try:
+        result = engine.build(Path(sys.argv[1]))
+    except engine.Refused as error:
+        result = error
+    sys.stdout.buffer.write(pickle.dumps(result))
