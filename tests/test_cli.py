@@ -34,8 +34,9 @@ def test_check_text_puts_decision_and_label_on_top():
 def test_check_json_is_exactly_the_result_object():
     result = run("check", FACTS / "covered-2025.json", "--format", "json")
     data = json.loads(result.stdout)
+    # SPEC §2, then the second release's additions (version_requested only when forced)
     assert list(data) == ["case_id", "policy", "version", "decision", "label", "criteria",
-                          "advisories", "missing"]
+                          "advisories", "missing", "reason", "provenance", "documentation"]
     assert list(data["criteria"][0]) == ["id", "status", "text", "because"]
 
 
@@ -55,12 +56,12 @@ def test_json_yaml_and_lp_forms_of_one_case_decide_alike(name):
 def test_version_option(tmp_path):
     path = write(tmp_path, "c.json", case(prior_allogeneic_transplant=True))
     assert json.loads(run("check", path, "-f", "json").stdout)["decision"] == "covered"
-    old = json.loads(run("check", path, "-f", "json", "--version", "2024-08-21").stdout)
+    old = json.loads(run("check", path, "-f", "json", "--policy-version", "2024-08-21").stdout)
     assert (old["version"], old["decision"]) == ("2024-08-21", "not_covered")
 
 
 def test_unknown_version_is_a_usage_error(tmp_path):
-    result = run("check", write(tmp_path, "c.json", case()), "--version", "2023-01-01")
+    result = run("check", write(tmp_path, "c.json", case()), "--policy-version", "2023-01-01")
     assert result.exit_code == 2
     assert "2024-08-21" in result.stderr
 
@@ -114,7 +115,7 @@ def test_batch_with_duplicate_case_ids_decides_each_line_alone(tmp_path):
 
 
 def test_batch_version_option(tmp_path):
-    _, lines = _batch_lines(tmp_path, [case(prior_allogeneic_transplant=True)], "--version", "2024-08-21")
+    _, lines = _batch_lines(tmp_path, [case(prior_allogeneic_transplant=True)], "--policy-version", "2024-08-21")
     assert lines[0]["decision"] == "not_covered"
 
 
@@ -124,7 +125,7 @@ def test_versions_lists_both_with_dates():
 
 
 def test_criteria_prints_the_policy_words():
-    out = run("criteria", "--version", "2024-08-21").stdout
+    out = run("criteria", "--policy-version", "2024-08-21").stdout
     assert "Creatinine clearance less than or equal to 45 mL/min" in out
     ids = [line.split()[0] for line in out.splitlines()[1:]]
     assert ids == "specialist center 1 2 3 3a 3b 3c 4 5a 5b 5c 5d 5e 5f 5g 6 7 8 9".split()

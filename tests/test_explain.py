@@ -20,14 +20,16 @@ def explained(version=None, **changes):
 
 @pytest.mark.parametrize("changes, sentence", [
     ({}, "covered: every criterion of version 2025-11-01 is met, so it meets primary coverage criteria"),
+    # issue 13.3: the reason names the failing facts and their criterion, not criterion numbers alone
     ({"organ_function_adequate": False, "dose_million_car_t_cells": 600},
-     "not covered: 6 and dose not met, and the contract has primary coverage criteria, "
-     "so it does not meet primary coverage criteria"),
+     "not covered: adequate organ and bone marrow function per the treating oncologist/hematologist: "
+     "no (criterion 6); planned dose 600 x 10^6 CAR-positive T cells is not 300 to 510 (criterion dose)"),
     ({"organ_function_adequate": False, "plan": {"primary_coverage_criteria": False}},
-     "not covered: 6 not met, and the contract has no primary coverage criteria, "
-     "so it is considered investigational"),
+     "not covered: adequate organ and bone marrow function per the treating oncologist/hematologist: "
+     "no (criterion 6); the contract has no primary coverage criteria, so it is considered investigational"),
     ({"lvef_percent": DROP, "organ_function_adequate": DROP},
-     "pending: 6 cannot be decided without documentation of organ_function_adequate"),
+     "pending: criterion 6 cannot be decided without: adequate organ and bone marrow function per the "
+     "treating oncologist/hematologist"),
     ({"plan": {"walmart_associates_plan": True}},
      "not applicable: this policy does not apply to the Wal-Mart Associates Group Health Plan participants"),
     ({"plan": {"group_specific_policy": True}},
@@ -36,12 +38,13 @@ def explained(version=None, **changes):
      "not applicable: the date of service is before August 21, 2024, and the criteria in force then "
      "are kept only as a hardcopy print"),
     ({"compendium": {"fda_approved_indication": True}, "prior_lines": [["Rd"]]},
-     "not covered: 3, 3b and 3c not met, and the contract has primary coverage criteria, so it does not "
-     "meet primary coverage criteria"),
+     "not covered: prior lines of therapy 1 (Rd) is not two or more prior lines (criterion 3); "
+     "Proteasome inhibitor (e.g., bortezomib, carfilzomib, ixazomib): none in any prior line (criterion 3b); "
+     "Anti-CD38 monoclonal antibody (e.g., daratumumab, isatuximab): none in any prior line (criterion 3c)"),
     ({"compendium": {"nccn_category": "1"}, "diagnosis": {"cns_involvement": False},
       "prescriber": {"specialist": True}, "member": {"age": 16}},
-     "pending: center and 2 cannot be decided without documentation of diagnosis.multiple_myeloma, "
-     "diagnosis.refractory, diagnosis.relapsed and prescriber.approved_car_t_center"),
+     "pending: criteria center and 2 cannot be decided without: diagnosis of multiple myeloma; "
+     "one of: myeloma is refractory, or myeloma is relapsed; given in a center approved to administer CAR-T"),
     ({"compendium": {"nccn_category": "2A"}, "diagnosis": {"multiple_myeloma": False, "cns_involvement": False}},
      "covered: an FDA-approved oncologic indication or an NCCN category 1 or 2A recommendation is "
      "asserted for an indication other than relapsed or refractory multiple myeloma (criterion 2 not met) "
@@ -51,9 +54,10 @@ def test_the_decision_in_one_sentence(changes, sentence):
     assert explained(**changes).sentence == sentence
 
 
-def test_the_2024_sentence_names_the_failing_criteria():
+def test_the_2024_sentence_names_the_failing_facts_of_each_criterion():
     e = explained(date_of_service=IN_2024, creatinine_clearance_ml_min=45, lvef_percent=44)
-    assert e.sentence.startswith("not covered: 5d and 5e not met")
+    assert e.sentence == ("not covered: creatinine clearance 45 mL/min is not more than 45 (criterion 5d); "
+                          "left ventricular ejection fraction 44% is not at least 45 (criterion 5e)")
 
 
 ANTI_CANCER = {"concurrent_therapies": [{"agent": "Darzalex", "purpose": "anti_cancer"}]}
@@ -117,7 +121,7 @@ def test_compare_command_marks_differing_rows():
 def test_explain_command_formats(fmt):
     result = runner.invoke(app, ["explain", "-", "-f", fmt], input=json.dumps(case(organ_function_adequate=False)))
     assert result.exit_code == 0
-    assert "6 not met" in result.stdout
+    assert "(criterion 6)" in result.stdout
 
 
 FACTS = Path(__file__).parents[1] / "facts"

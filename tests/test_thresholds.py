@@ -135,7 +135,7 @@ def test_guideline_fields_undocumented_leave_2025_11_01_decided():
 
 
 # The calendar behind "the past 6 months": leap years by the Gregorian rule, and every
-# month length (SPEC §4.7), applied with --version so that any year can be tried.
+# month length (SPEC §4.7), applied with --policy-version so that any year can be tried.
 @pytest.mark.parametrize("service, first_day_inside", [
     ("2000-08-31", "2000-02-29"),   # divisible by 400: leap
     ("2100-08-31", "2100-02-28"),   # divisible by 100 only: common

@@ -15,7 +15,6 @@ import hashlib
 import sqlite3
 from decimal import Decimal
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from itertools import islice
 from typing import Iterable, Iterator, Optional
@@ -24,7 +23,7 @@ import msgspec
 
 from covkb import __version__
 from covkb.case import Case
-from covkb.decide import kb_dir, kb_files
+from covkb.decide import kb_sha256
 
 GENESIS = "0" * 64
 COLUMNS = ("id", "logged_at", "case_id", "input_json", "input_sha256", "kb_sha256", "covkb_version",
@@ -78,15 +77,7 @@ def canonical(value) -> str:
 
 def kb_hash(directory: Optional[Path] = None) -> str:
     """SHA-256 over every kb/ file, name and content."""
-    return _kb_hash(directory or kb_dir())
-
-
-@lru_cache(maxsize=8)
-def _kb_hash(directory: Path) -> str:
-    digest = hashlib.sha256()
-    for path in kb_files(directory):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return kb_sha256(directory)
 
 
 def row_hash(row: dict) -> str:

@@ -11,15 +11,40 @@ from typing import Optional
 
 import typer
 
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     help=__doc__ + "\n\nA case is a JSON object (or YAML, or .lp facts); see `covkb schema`. "
     "Decisions: covered, not_covered, pending (documentation needed), not_applicable.",
-    epilog="Examples: covkb check facts/covered-2025.json | covkb explain case.json -f markdown | "
-           "covkb batch cases.jsonl --out results.jsonl --log audit.db | covkb diff",
+    # rich help keeps a blank-line-separated paragraph on a line of its own
+    epilog="Examples:\n\n"
+           "  covkb check facts/covered-2025.json\n\n"
+           "  covkb explain CASE -f markdown\n\n"
+           "  covkb check CASE --policy-version 2024-08-21\n\n"
+           "  covkb batch CASES --out results.jsonl --log audit.db\n\n"
+           "  covkb diff",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=HELP,
 )
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from covkb import __version__
+    from covkb.decide import kb_dir, kb_sha256
+
+    typer.echo(f"covkb {__version__}\nkb {kb_dir()} sha256 {kb_sha256()}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _program(
+    version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
+                                 help="Print covkb's version and the digest of its knowledge base, then exit."),
+) -> None:
+    pass
 
 
 class Format(str, enum.Enum):
@@ -29,10 +54,11 @@ class Format(str, enum.Enum):
 
 LOG_HELP = ("Record each determination in this SQLite decision log (see `covkb audit`). "
             "Also taken from $COVKB_LOG.")
-CASE_ARGUMENT = typer.Argument(..., help="The case: a .json, .yaml/.yml or .lp file, or - for JSON "
-                                         "on standard input.", allow_dash=True)
+CASE_ARGUMENT = typer.Argument(..., metavar="CASE", help="The case: a .json, .yaml/.yml or .lp file, "
+                                                         "or - for JSON on standard input.", allow_dash=True)
 VERSION_HELP = ("Apply this policy version (e.g. 2024-08-21) instead of the one in force "
                 "on the date of service; `covkb versions` lists them.")
+POLICY_VERSION = "--policy-version"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -70,14 +96,14 @@ def _open_log(path: Path):
         raise _fail(f"{path}: not a covkb decision log ({error})") from None
 
 
-def _known_version(version: Optional[str]) -> Optional[str]:
+def _known_version(version: Optional[str], option: str = POLICY_VERSION) -> Optional[str]:
     if version is None:
         return None
     from covkb.api import versions
 
     known = versions()
     if version not in known:
-        raise _fail(f"--version {version!r}: expected one of {', '.join(sorted(known))}")
+        raise _fail(f"{option} {version!r}: expected one of {', '.join(sorted(known))}")
     return version
 
 
@@ -102,7 +128,7 @@ def _say_engine(verbose: bool, count: int) -> None:
 @app.command()
 def check(
     case: Path = CASE_ARGUMENT,
-    version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
+    version: Optional[str] = typer.Option(None, POLICY_VERSION, help=VERSION_HELP),
     format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f",
                                        help="text: decision, a table of criteria, advisories and missing "
                                             "documentation; json: the result object of the contract; "
@@ -110,8 +136,10 @@ def check(
                                             "coverage-information extension (FHIR R4 JSON)."),
     log: Optional[Path] = typer.Option(None, "--log", envvar="COVKB_LOG", help=LOG_HELP),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
+    every: bool = typer.Option(False, "--all", "-a", help="Show every criterion, met ones too "
+                                                          "(by default only those not met or unknown)."),
 ) -> None:
-    """Decide one request and show every criterion's status and why.
+    """Decide one request: the decision, its reason, and the criteria not met or unknown.
 
     Exit 0 when decided; 2 when the case is invalid (the message names the field).
     """
@@ -141,17 +169,17 @@ def check(
         answer = fhir.claim_response if format is CheckFormat.pas else fhir.coverage_information
         typer.echo(fhir.encode(answer(result, read.context if read else None)))
         return
-    typer.echo(as_json(result) if format is CheckFormat.json else printable(as_text(result)))
+    typer.echo(as_json(result) if format is CheckFormat.json else printable(as_text(result, every=every)))
 
 
 @app.command()
 def batch(
-    cases_file: Path = typer.Argument(..., metavar="CASES.jsonl",
+    cases_file: Path = typer.Argument(..., metavar="CASES",
                                       help="One JSON case per line (- for standard input). Blank lines are skipped.",
                                       allow_dash=True),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="Write result lines here instead of standard output."),
-    version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
+    version: Optional[str] = typer.Option(None, POLICY_VERSION, help=VERSION_HELP),
     chunk: int = typer.Option(500, "--chunk", min=1, max=100_000,
                               help="Lines per chunk: the cases of a chunk are grounded together in one clingo program."),
     workers: int = typer.Option(0, "--workers", "-w", min=0,
@@ -242,7 +270,7 @@ def _read(case: Path):
 @app.command()
 def explain(
     case: Path = CASE_ARGUMENT,
-    version: Optional[str] = typer.Option(None, "--version", help=VERSION_HELP),
+    version: Optional[str] = typer.Option(None, POLICY_VERSION, help=VERSION_HELP),
     format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f",
                                          help="text for a terminal, json for a program, markdown for an audit report, "
                                               "html for one self-contained printable page."),
@@ -303,7 +331,7 @@ def diff_versions(
     from covkb.render import as_json
 
     ordered = sorted(known())
-    pair = [_known_version(from_version) or ordered[0], _known_version(to_version) or ordered[-1]]
+    pair = [_known_version(from_version, "--from") or ordered[0], _known_version(to_version, "--to") or ordered[-1]]
     if pair[0] == pair[1]:
         raise _fail("--from and --to name the same version")
     result = diff(pair)
@@ -326,7 +354,7 @@ def _iso(number: int) -> str:
 
 @app.command()
 def criteria(
-    version: Optional[str] = typer.Option(None, "--version", help="Only this version."),
+    version: Optional[str] = typer.Option(None, POLICY_VERSION, help="Only this version."),
 ) -> None:
     """Print every criterion id of each version with the policy's words."""
     from covkb import decide
@@ -398,7 +426,7 @@ def serve(
 
 audit_app = typer.Typer(help="Read the decision log: list, show, replay, verify and export "
                              "determinations. The log is --log PATH or $COVKB_LOG.",
-                        no_args_is_help=True)
+                        no_args_is_help=True, context_settings=HELP)
 app.add_typer(audit_app, name="audit")
 LOG_OPTION = typer.Option(..., "--log", envvar="COVKB_LOG", help="The SQLite decision log.")
 

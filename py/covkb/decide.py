@@ -35,6 +35,21 @@ def kb_files(directory: Optional[Path] = None) -> list[Path]:
     return sorted((directory or kb_dir()).glob("*.lp"))
 
 
+def kb_sha256(directory: Optional[Path] = None) -> str:
+    """SHA-256 over every kb/ file, name and content: the knowledge base a result came from."""
+    return _kb_sha256((directory or kb_dir()).resolve())
+
+
+@lru_cache(maxsize=8)
+def _kb_sha256(directory: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in kb_files(directory):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 @dataclass
 class Shown:
     """What the knowledge base shows about one case."""
@@ -48,8 +63,13 @@ class Shown:
     # reason terms as (clingo's text, parsed term); the text orders them
     because: dict[str, list[tuple[str, tuple]]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    requested: Optional[str] = None  # the version forced with --policy-version
     document: dict[str, list[str]] = field(default_factory=dict)
     advisories: list[tuple[str, tuple]] = field(default_factory=list)
+    # a not-met criterion's remedy kind, and its date (YYYYMMDD) when met with time
+    remedy: dict[str, str] = field(default_factory=dict)
+    remedy_on: dict[str, int] = field(default_factory=dict)
+    fails: dict[str, set[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +85,9 @@ class Policy:
     names: set[str] = field(default_factory=set)
     # version -> criterion -> the case fields it reads (kb reads/3)
     reads: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    kb_sha256: str = ""
+    # the explanation vocabulary of kb/words.lp: predicate name → its atoms' arguments
+    facts: dict[str, list[tuple]] = field(default_factory=dict)
 
 
 def _control(directory: Optional[Path]) -> clingo.Control:
@@ -126,15 +149,18 @@ def solve_clingo(cases: Iterable[tuple[int, Case, Optional[str]]],
     fast = capi.enabled()
     control = _control(directory)
     keys: list[int] = []
+    requested: dict[int, str] = {}
     with control.backend() as backend:
         symbols, fact = (_C_SYMBOLS, capi.writer(backend)) if fast else (PUBLIC, _public_writer(backend))
         for key, case, version in cases:
             keys.append(key)
+            if version is not None:
+                requested[key] = version
             for name, arguments in case_rows(key, case, version, symbols):
                 fact(name, arguments)
     control.ground([("base", [])])
-    shown = {key: Shown() for key in keys}
-    policy = Policy()
+    shown = {key: Shown(requested=requested.get(key)) for key in keys}
+    policy = Policy(kb_sha256=kb_sha256(directory))
     with control.solve(yield_=True) as handle:
         model = next(iter(handle), None)
         if model is None:
@@ -182,6 +208,9 @@ def _policy(directory: Path) -> Policy:
     return solve_clingo((), directory)[0]
 
 
+EXPLANATION_WORDS = {"field_words", "field_unit", "one_of", "remedy_words", "correspond", "plausible"}
+
+
 def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
     criteria: dict[str, list[tuple[int, str, str]]] = {}
     for name, key, (rest, args) in atoms:
@@ -200,6 +229,8 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
                 policy.names.add(args[0])
             elif name == "reads":
                 policy.reads.setdefault(args[0], {}).setdefault(args[1], []).append(args[2])
+            elif name in EXPLANATION_WORDS:
+                policy.facts.setdefault(name, []).append(args)
             else:
                 policy.words[name, args[0][0]] = args[1]
             continue
@@ -222,6 +253,12 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
             one.missing.append(args[0])
         elif name == "advisory":
             one.advisories.append((rest, args[0]))
+        elif name == "remedy_kind":
+            one.remedy[args[0]] = args[1][0]
+        elif name == "remedy_on":
+            one.remedy_on[args[0]] = args[1]
+        elif name == "failed_by":
+            one.fails.setdefault(args[0], set()).add(args[1])
     for version, rows in criteria.items():
         orders = [order for order, _, _ in rows]
         if len(set(orders)) != len(orders):

@@ -11,7 +11,8 @@ import msgspec
 
 from covkb.case import Case
 from covkb.decide import Policy, Shown, solve
-from covkb.result import Result, Words, build
+from covkb.render import documentation_lines, version_line
+from covkb.result import Document, Provenance, Result, Words, build
 
 
 class Step(msgspec.Struct):
@@ -22,6 +23,8 @@ class Step(msgspec.Struct):
     document: list[str]
     remediable: Optional[bool]
     remedy: Optional[str]
+    remedy_kind: Optional[str] = None  # request, on_date, clinical or history
+    remedy_date: Optional[str] = None
 
 
 class Name(msgspec.Struct):
@@ -42,10 +45,11 @@ class Explanation(msgspec.Struct):
     advisories: list[str]
     unrecognised: list[Name]
     missing: list[str]
-
-
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+    # added in the second release; defaults keep older logged explanations readable
+    documentation: list[Document] = []
+    provenance: Optional[Provenance] = None
+    version_requested: Optional[str] = None
+    version_by_date: Optional[str] = None
 
 
 def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
@@ -53,35 +57,36 @@ def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
     return _explanation(case, shown, policy, result)
 
 
+def remedy_words(policy: Policy, version: Optional[str], ident: str, kind: str, date: Optional[str]) -> str:
+    """What would meet a criterion not met, in the knowledge base's words for its kind."""
+    if kind == "request":
+        return policy.remedies.get((version, ident), "")
+    words = {k[0]: w for k, w in policy.facts.get("remedy_words", ())}
+    if kind == "on_date":
+        return words["on_date"].format(date=date) if date else words["on_date_unknown"]
+    return words.get(kind, kind)
+
+
 def _explanation(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
-    words = Words(case)
+    words = Words(case, policy)
     names = []
-    for _, term in sorted(shown.advisories):
-        if term[0] == "unrecognised":
-            close = difflib.get_close_matches(term[2], sorted(policy.names), n=1, cutoff=0.6)
-            names.append(Name(words.place(term[1]), words.name(term[2]), close[0] if close else None))
+    for where, name in words.unrecognised(shown):
+        close = difflib.get_close_matches(name, sorted(policy.names), n=1, cutoff=0.6)
+        names.append(Name(words.place(where), words.name(name), close[0] if close else None))
     steps = []
     for criterion in result.criteria:
-        remedy = None
-        remediable = None
-        if criterion.status == "not_met":
-            remedy = policy.remedies.get((result.version, criterion.id))
-            remediable = remedy is not None
-            remedy = remedy or policy.words.get(("no_remedy", ""))
-        steps.append(Step(criterion.id, criterion.status, criterion.text, criterion.because,
-                          sorted(shown.document.get(criterion.id, [])), remediable, remedy))
-    not_met = [c.id for c in result.criteria if c.status == "not_met"]
-    unknown = [c.id for c in result.criteria if c.status == "unknown"]
-    to_document = list(result.missing) or [f"the name {n.name!r}" for n in names]
-    template = policy.words.get(("rule_words", shown.rule), shown.rule or "")
-    sentence = template.format(
-        not_met=_join(not_met), unknown=_join(unknown), missing=_join(to_document),
-        contract=policy.words.get(("contract_words", shown.contract or ""), ""),
-        label=policy.words.get(("label_words", result.label), result.label),
-        version=result.version,
-    )
+        step = Step(criterion.id, criterion.status, criterion.text, criterion.because,
+                    sorted(shown.document.get(criterion.id, [])), None, None)
+        if criterion.remedy is not None:
+            kind, date = criterion.remedy.kind, criterion.remedy.date
+            step.remediable = kind == "request"
+            step.remedy = remedy_words(policy, result.version, criterion.id, kind, date)
+            step.remedy_kind, step.remedy_date = kind, date
+        steps.append(step)
     return Explanation(result.case_id, result.policy, result.version, result.decision, result.label,
-                       shown.rule or "", sentence, steps, result.advisories, names, result.missing)
+                       shown.rule or "", result.reason, steps, result.advisories, names, result.missing,
+                       result.documentation, result.provenance, result.version_requested,
+                       result.version_by_date)
 
 
 def explain(case: Case, version: Optional[str] = None) -> Explanation:
@@ -106,7 +111,7 @@ def as_text(explanation: Explanation, width: int = 100) -> str:
 
     e = explanation
     lines = [f"{e.case_id}: {e.decision.upper().replace('_', ' ')} ({e.label})",
-             f"policy {e.policy}, version {e.version or 'none'}",
+             version_line(e.policy, e.version, e.version_requested, e.version_by_date),
              "", textwrap.fill(e.sentence, width)]
     for step in e.criteria:
         lines.append("")
@@ -119,8 +124,7 @@ def as_text(explanation: Explanation, width: int = 100) -> str:
         if step.document:
             lines.append("  document: " + ", ".join(step.document))
         if step.remedy:
-            head = "  remedy: " if step.remediable else "  remedy: none; "
-            lines.append(textwrap.fill(step.remedy, width, initial_indent=head,
+            lines.append(textwrap.fill(step.remedy, width, initial_indent=f"  remedy ({step.remedy_kind}): ",
                                        subsequent_indent="          "))
     if e.advisories:
         lines += ["", "advisories:"]
@@ -129,8 +133,11 @@ def as_text(explanation: Explanation, width: int = 100) -> str:
     for name in e.unrecognised:
         hint = f"; did you mean {name.nearest!r}?" if name.nearest else ""
         lines.append(f"  - {name.field}: {name.name!r} may be a typo{hint}")
-    if e.missing:
+    lines += documentation_lines(e.documentation, width)
+    if e.missing and not e.documentation:
         lines += ["", "documentation missing: " + ", ".join(e.missing)]
+    if e.provenance is not None:
+        lines += ["", f"covkb {e.provenance.covkb}, kb sha256 {e.provenance.kb_sha256}"]
     return "\n".join(lines)
 
 
@@ -141,7 +148,8 @@ def _cell(text: str) -> str:
 def as_markdown(explanation: Explanation) -> str:
     e = explanation
     lines = [f"### {_cell(e.case_id)}: {e.decision.replace('_', ' ')} ({e.label})", "",
-             f"Policy {e.policy}, version {e.version or 'none'}.", "", f"**{_cell(e.sentence)}**", ""]
+             version_line(e.policy, e.version, e.version_requested, e.version_by_date).capitalize() + ".",
+             "", f"**{_cell(e.sentence)}**", ""]
     if e.criteria:
         lines += ["| criterion | status | policy words | facts | action |",
                   "|---|---|---|---|---|"]
@@ -150,7 +158,7 @@ def as_markdown(explanation: Explanation) -> str:
             if s.document:
                 action = "document " + ", ".join(f"`{f}`" for f in s.document)
             elif s.remedy:
-                action = s.remedy if s.remediable else "none: " + s.remedy
+                action = f"{s.remedy_kind}: {s.remedy}"
             lines.append(f"| {s.id} | {s.status} | {_cell(s.text)} | "
                          f"{_cell('; '.join(s.because))} | {_cell(action)} |")
         lines.append("")
@@ -161,8 +169,14 @@ def as_markdown(explanation: Explanation) -> str:
         lines += [f"- {_cell(n.field)}: `{_cell(n.name)}`"
                   + (f" (nearest known name: `{n.nearest}`)" if n.nearest else "") for n in e.unrecognised]
         lines.append("")
-    if e.missing:
+    if e.documentation:
+        lines += ["To document (any one field of an item settles it):", ""]
+        lines += [f"- {_cell(d.words)} (" + ", ".join(f"`{f}`" for f in d.fields) + ")" for d in e.documentation]
+        lines.append("")
+    elif e.missing:
         lines += ["Documentation missing: " + ", ".join(f"`{m}`" for m in e.missing), ""]
+    if e.provenance is not None:
+        lines += [f"_covkb {e.provenance.covkb}, kb sha256 `{e.provenance.kb_sha256}`_", ""]
     return "\n".join(lines)
 
 

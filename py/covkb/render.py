@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import textwrap
+from typing import Optional
 
 import msgspec
 
-from covkb.result import Result
+from covkb.result import Document, Result
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -15,26 +16,55 @@ def as_json(result: msgspec.Struct) -> str:
     return _encoder.encode(result).decode()
 
 
-def as_text(result: Result, width: int = 100) -> str:
-    version = result.version or "none"
+def version_line(policy: str, version: Optional[str], requested: Optional[str] = None,
+                 by_date: Optional[str] = None) -> str:
+    """`policy 2024041, version 2024-08-21`, saying so when the version was forced."""
+    line = f"policy {policy}, version {version or 'none'}"
+    if requested is not None:
+        line += f", requested; the date of service selects {by_date or 'no version'}"
+    return line
+
+
+def documentation_lines(documentation: list[Document], width: int = 100) -> list[str]:
+    """What to send, one item a line, in words with the case field paths."""
+    if not documentation:
+        return []
+    lines = ["", "to document (any one field of an item settles it):"]
+    for item in documentation:
+        lines.append(textwrap.fill(f"{item.words} [{', '.join(item.fields)}]", width,
+                                   initial_indent="  - ", subsequent_indent="    "))
+    return lines
+
+
+def as_text(result: Result, width: int = 100, every: bool = False) -> str:
+    """The decision, its reason, and the criteria not met or unknown (every one with
+    `every`), then how many are met."""
     lines = [
         f"{result.case_id}: {result.decision.upper().replace('_', ' ')} ({result.label})",
-        f"policy {result.policy}, version {version}",
+        version_line(result.policy, result.version, result.version_requested, result.version_by_date),
+        textwrap.fill(result.reason, width),
     ]
     if result.criteria:
-        lines.append("")
-        lines.append(f"{'criterion':<11}{'status':<9}reason")
-        for criterion in result.criteria:
+        rows = [c for c in result.criteria if every or c.status != "met"]
+        if rows:
+            lines.append("")
+            lines.append(f"{'criterion':<11}{'status':<9}reason")
+        for criterion in rows:
             reason = "; ".join(criterion.because) or criterion.text
             wrapped = textwrap.wrap(reason, width - 20) or [""]
             lines.append(f"{criterion.id:<11}{criterion.status:<9}{wrapped[0]}")
             lines.extend(f"{'':<20}{more}" for more in wrapped[1:])
+            if criterion.remedy is not None:
+                dated = f" from {criterion.remedy.date}" if criterion.remedy.date else ""
+                lines.append(f"{'':<20}remedy: {criterion.remedy.kind}{dated}")
+        met = sum(c.status == "met" for c in result.criteria)
+        lines.append("")
+        hint = "" if every else " (--all shows every criterion)"
+        lines.append(f"{met} of {len(result.criteria)} criteria met{hint}")
     if result.advisories:
         lines.append("")
         lines.append("advisories:")
         lines.extend(textwrap.fill(a, width, initial_indent="  - ", subsequent_indent="    ")
                      for a in result.advisories)
-    if result.missing:
-        lines.append("")
-        lines.append("documentation missing: " + ", ".join(result.missing))
+    lines += documentation_lines(result.documentation, width)
     return "\n".join(lines)

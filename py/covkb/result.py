@@ -18,14 +18,36 @@ from covkb.decide import Policy, Shown
 from covkb.facts import field, fold
 
 
-class Criterion(msgspec.Struct):
+class Remedy(msgspec.Struct, omit_defaults=True):
+    """How a criterion not met could come to be met: `request` (change the request),
+    `on_date` (it is met from `date`), `clinical` (a new documented clinical status),
+    `history` (it cannot change)."""
+
+    kind: str
+    date: Optional[str] = None
+
+
+class Criterion(msgspec.Struct, omit_defaults=True):
     id: str
     status: str
     text: str
     because: list[str]
+    remedy: Optional[Remedy] = None
 
 
-class Result(msgspec.Struct):
+class Provenance(msgspec.Struct):
+    covkb: str
+    kb_sha256: str
+
+
+class Document(msgspec.Struct):
+    """What to send, in words: `fields` are case field paths, any one of them settles it."""
+
+    fields: list[str]
+    words: str
+
+
+class Result(msgspec.Struct, omit_defaults=True):
     case_id: str
     policy: str
     version: Optional[str]
@@ -34,6 +56,11 @@ class Result(msgspec.Struct):
     criteria: list[Criterion]
     advisories: list[str]
     missing: list[str]
+    reason: str
+    provenance: Provenance
+    documentation: list[Document]
+    version_requested: Optional[str] = None
+    version_by_date: Optional[str] = None
 
 
 class Failure(msgspec.Struct):
@@ -45,13 +72,29 @@ class Failure(msgspec.Struct):
 
 
 def build(case: Case, shown: Shown, policy: Policy) -> Result:
-    words = Words(case)
+    from covkb import __version__
+
+    words = Words(case, policy)
     criteria = []
     if shown.version is not None:
         for ident, text in policy.criteria[shown.version]:
             reasons = sorted(shown.because.get(ident, ()))
+            kind = shown.remedy.get(ident) if shown.status[ident] == "not_met" else None
+            remedy = None
+            if kind:
+                on = shown.remedy_on.get(ident)
+                remedy = Remedy(kind, _iso(on) if on and on <= 99991231 else None)
             criteria.append(Criterion(ident, shown.status[ident], text,
-                                      [words.because(ident, term) for _, term in reasons]))
+                                      [words.because(ident, term) for _, term in reasons], remedy))
+    documentation = words.documentation(sorted(shown.missing))
+    if shown.decision == "pending":
+        documentation += [Document(["prior_lines" if where[0] == "line" else where],
+                                   f"a clarification of {words.name(name)!r} in {words.place(where)}, not a recognised name")
+                          for where, name in words.unrecognised(shown)]
+    by_date = None
+    if shown.requested is not None:
+        service = int(case.date_of_service.strftime("%Y%m%d"))
+        by_date = next((v for v, (start, end) in policy.versions.items() if start <= service <= end), None)
     return Result(
         case_id=case.case_id,
         policy=policy.id,
@@ -61,7 +104,16 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         criteria=criteria,
         advisories=[words.advisory(term) for _, term in sorted(shown.advisories)],
         missing=sorted(shown.missing),
+        reason=words.reason(shown, criteria, documentation),
+        provenance=Provenance(__version__, policy.kb_sha256),
+        documentation=documentation,
+        version_requested=shown.requested,
+        version_by_date=by_date if shown.requested is not None else None,
     )
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
 # Where each field of a case read from FHIR came from, while covkb.fhir.sourced() holds
@@ -79,10 +131,95 @@ class Words:
     A term is a tuple (name, *arguments) as covkb.terms reads it.
     """
 
-    def __init__(self, case: Case):
+    def __init__(self, case: Case, policy: Optional[Policy] = None):
         self.case = case
+        self.policy = policy
         self.spelling: Optional[dict[str, str]] = None
         self.values: dict[str, str] = {}
+        facts = policy.facts if policy else {}
+        self.labels = {f: w for f, w in facts.get("field_words", ())}
+        self.units = {f: u for f, u in facts.get("field_unit", ())}
+        self.group = {f: g[0] for g, f in facts.get("one_of", ())}
+
+    def label(self, path: str) -> str:
+        return self.labels.get(path, path)
+
+    def measured(self, path: str) -> str:
+        """The field's value with its unit: `creatinine clearance 45 mL/min`."""
+        unit = self.units.get(path, "")
+        value = self.value(path)
+        if value in ("true", "false"):
+            return f"{self.label(path)}: {'yes' if value == 'true' else 'no'}"
+        return f"{self.label(path)} {value}{'' if unit in ('', '%') else ' '}{unit}"
+
+    def sendable(self, path: str) -> str:
+        """The field as a reviewer asks for it: `left ventricular ejection fraction (%)`."""
+        unit = self.units.get(path)
+        return f"{self.label(path)} ({unit})" if unit else self.label(path)
+
+    def documentation(self, missing: list[str]) -> list["Document"]:
+        """The missing fields in words, alternatives of one group as "one of"."""
+        out: list[Document] = []
+        seen: dict[str, Document] = {}
+        for path in missing:
+            group = self.group.get(path)
+            if group and group in seen:
+                seen[group].fields.append(path)
+                continue
+            item = Document([path], self.sendable(path))
+            out.append(item)
+            if group:
+                seen[group] = item
+        for item in out:
+            if len(item.fields) > 1:
+                item.words = "one of: " + ", or ".join(self.sendable(f) for f in item.fields)
+        return out
+
+    @staticmethod
+    def unrecognised(shown: Shown) -> list[tuple]:
+        return [(term[1], term[2]) for _, term in sorted(shown.advisories) if term[0] == "unrecognised"]
+
+    def fact(self, ident: str, text: str, term: tuple) -> str:
+        """One fact that failed a criterion, in a reviewer's words."""
+        kind, args = term[0], term[1:]
+        if kind == "is":
+            return self.measured(args[0])
+        if kind == "requires":
+            return f"{self.measured(args[0])} is not {args[1]}"
+        if kind == "derived":
+            return f"{args[0]} {args[1]} is not {args[2]}"
+        if kind == "named":
+            where = args[0]
+            place = f"prior line {where[1]}" if isinstance(where, tuple) else self.label(where)
+            return f"{place}: {self.name(args[1])!r} {args[2]}"
+        if kind == "none_of_class":
+            return f"{text}: none in any prior line"
+        if kind == "within":
+            return f"{self.label(args[0])}: {_iso(args[1])} is on or after {_iso(args[2])}, within the window"
+        return self.because(ident, term)
+
+    def failed(self, shown: Shown, criterion: "Criterion") -> str:
+        """The facts that failed a criterion, and its id: `... (criterion 5d)`."""
+        terms = [term for _, term in sorted(shown.because.get(criterion.id, ()))]
+        fails = shown.fails.get(criterion.id)
+        if fails:
+            terms = [t for t in terms if _field_of(t) in fails] or terms
+        facts = [self.fact(criterion.id, criterion.text, t) for t in terms]
+        return f"{'; '.join(facts) or criterion.text} (criterion {criterion.id})"
+
+    def reason(self, shown: Shown, criteria: list["Criterion"], documentation: list["Document"]) -> str:
+        """The decision in one sentence, naming the deciding facts (kb rule_words)."""
+        policy = self.policy
+        not_met = [c for c in criteria if c.status == "not_met"]
+        unknown = [c.id for c in criteria if c.status == "unknown"]
+        template = policy.words.get(("rule_words", shown.rule or ""), shown.rule or "")
+        return template.format(
+            facts="; ".join(self.failed(shown, c) for c in not_met),
+            unknown=("criterion " if len(unknown) == 1 else "criteria ") + _join(unknown),
+            documents="; ".join(d.words for d in documentation),
+            contract=policy.words.get(("contract_words", shown.contract or ""), ""),
+            version=shown.version,
+        )
 
     def value(self, path: str) -> str:
         text = self.values.get(path)
@@ -154,3 +291,11 @@ class Words:
         if kind == "unrecognised":
             return f"{self.place(args[0])}: {self.name(args[1])!r} is not a recognised name; please clarify it"
         return repr(term)
+
+
+def _field_of(term: tuple) -> Optional[str]:
+    if term[0] in ("is", "absent", "requires", "none_of_class", "within"):
+        return term[1]
+    if term[0] == "named":
+        return "prior_lines" if isinstance(term[1], tuple) else term[1]
+    return None
