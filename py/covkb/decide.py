@@ -66,9 +66,9 @@ class Shown:
     requested: Optional[str] = None  # the version forced with --policy-version
     document: dict[str, list[str]] = field(default_factory=dict)
     advisories: list[tuple[str, tuple]] = field(default_factory=list)
-    # a not-met criterion's remedy kind, and its date (YYYYMMDD) when met with time
+    # a not-met criterion's remedy kind, and for one met with time what its date is from
     remedy: dict[str, str] = field(default_factory=dict)
-    remedy_on: dict[str, int] = field(default_factory=dict)
+    on_date: dict[str, list[tuple]] = field(default_factory=dict)
     fails: dict[str, set[str]] = field(default_factory=dict)
 
 
@@ -131,16 +131,19 @@ def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
     """Decide every (key, case, requested version): compiled when the engine allows and
     kb/ compiles exactly, else by clingo in one grounding."""
     name = engine_name()
-    if name != "clingo":
-        cases = list(cases)
-        if name == "compiled" or len(cases) >= COMPILED_FROM:
-            from covkb import engine
+    cases = list(cases)
+    decided = None
+    if name != "clingo" and (name == "compiled" or len(cases) >= COMPILED_FROM):
+        from covkb import engine
 
-            where = directory or kb_dir()
-            compiled = engine.compiled(where)
-            if compiled is not None:
-                return policy(where), compiled.solve(cases, lambda rest: solve_clingo(rest, where)[1])
-    return solve_clingo(cases, directory)
+        where = directory or kb_dir()
+        compiled = engine.compiled(where)
+        if compiled is not None:
+            decided = policy(where), compiled.solve(cases, lambda rest: solve_clingo(rest, where)[1])
+    decided = decided or solve_clingo(cases, directory)
+    for key, _, version in cases:
+        decided[1][key].requested = version
+    return decided
 
 
 def solve_clingo(cases: Iterable[tuple[int, Case, Optional[str]]],
@@ -149,17 +152,14 @@ def solve_clingo(cases: Iterable[tuple[int, Case, Optional[str]]],
     fast = capi.enabled()
     control = _control(directory)
     keys: list[int] = []
-    requested: dict[int, str] = {}
     with control.backend() as backend:
         symbols, fact = (_C_SYMBOLS, capi.writer(backend)) if fast else (PUBLIC, _public_writer(backend))
         for key, case, version in cases:
             keys.append(key)
-            if version is not None:
-                requested[key] = version
             for name, arguments in case_rows(key, case, version, symbols):
                 fact(name, arguments)
     control.ground([("base", [])])
-    shown = {key: Shown(requested=requested.get(key)) for key in keys}
+    shown = {key: Shown() for key in keys}
     policy = Policy(kb_sha256=kb_sha256(directory))
     with control.solve(yield_=True) as handle:
         model = next(iter(handle), None)
@@ -255,8 +255,8 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
             one.advisories.append((rest, args[0]))
         elif name == "remedy_kind":
             one.remedy[args[0]] = args[1][0]
-        elif name == "remedy_on":
-            one.remedy_on[args[0]] = args[1]
+        elif name == "on_date":
+            one.on_date.setdefault(args[0], []).append(args[1])
         elif name == "failed_by":
             one.fails.setdefault(args[0], set()).add(args[1])
     for version, rows in criteria.items():

@@ -82,8 +82,7 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
             kind = shown.remedy.get(ident) if shown.status[ident] == "not_met" else None
             remedy = None
             if kind:
-                on = shown.remedy_on.get(ident)
-                remedy = Remedy(kind, _iso(on) if on and on <= 99991231 else None)
+                remedy = Remedy(kind, _met_on(shown.on_date.get(ident, ()), case, reasons))
             criteria.append(Criterion(ident, shown.status[ident], text,
                                       [words.because(ident, term) for _, term in reasons], remedy))
     documentation = words.documentation(sorted(shown.missing))
@@ -110,6 +109,51 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         version_requested=shown.requested,
         version_by_date=by_date if shown.requested is not None else None,
     )
+
+
+def _met_on(sources: list[tuple], case: Case, reasons: list) -> Optional[str]:
+    """The first date of service on which core.lp's arithmetic (as covkb.arith evaluates
+    it) meets a criterion met with time: `age(F, A)`, the age from the birth date in F
+    reaches A; `window(M)`, the window of M months back no longer holds the latest date
+    the criterion's within/3 reasons name."""
+    from covkb import arith
+
+    found = None
+    for source in sources:
+        if source[0] == "age":
+            birth, least = field(case, source[1]), source[2]
+            if birth is None:
+                continue
+            first = birth.year * 10000 + birth.month * 100 + birth.day
+            day, met = _add_months(birth, 12 * least), lambda d: arith.age(d, first, None) >= least
+        else:
+            months = source[1]
+            latest = max((term[2] for _, term in reasons if term[0] == "within"), default=None)
+            if latest is None:
+                continue
+            start = datetime.date(latest // 10000, latest // 100 % 100, latest % 100)
+            day, met = _add_months(start, months), lambda d: (arith.window_start(d, months) or 0) > latest
+        if day is None:
+            continue
+        day -= datetime.timedelta(days=3)
+        for _ in range(10):  # the date lies within a few days of the plain calendar sum
+            number = day.year * 10000 + day.month * 100 + day.day
+            if met(number):
+                found = max(found or day, day)
+                break
+            day += datetime.timedelta(days=1)
+    return found.isoformat() if found else None
+
+
+def _add_months(day: datetime.date, months: int) -> Optional[datetime.date]:
+    """The calendar sum, the day clamped to its month; None beyond year 9999."""
+    import calendar
+
+    total = day.year * 12 + day.month - 1 + months
+    year, month = total // 12, total % 12 + 1
+    if year > 9998:
+        return None
+    return datetime.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def _join(items: list[str]) -> str:
