@@ -31,14 +31,16 @@ runner = CliRunner()
 class Served:
     """A `covkb serve` subprocess on a free port of 127.0.0.1."""
 
-    def __init__(self, *options: str):
+    def __init__(self, *options: str, engine: str = "clingo"):
+        # clingo starts at once; the compiled engine spends seconds compiling kb/ first
         self.process = subprocess.Popen(
             [sys.executable, "-m", "covkb", "serve", "--port", "0", "--timeout", str(TIMEOUT), *options],
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "COVKB_ENGINE": engine})
         line = self.process.stderr.readline()
         found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         assert found, line
         self.port = int(found.group(1))
+        self.engine = self.process.stderr.readline()  # which engine decides
 
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -88,7 +90,7 @@ def _status(response: bytes) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "audit.db"
-    served = Served("--log", str(log))
+    served = Served("--log", str(log), engine="auto")  # as deployed: the compiled engine decides
     served.log = log
     yield served
     assert served.stop() == 0
@@ -381,6 +383,15 @@ def test_schema_and_openapi_are_the_case_schema(logged):
     assert json.loads(written) == schema["$defs"]["Case"]
     assert set(components["Result"]["required"]) >= {"case_id", "policy", "version", "decision", "label",
                                                      "criteria", "advisories", "missing"}
+
+
+def test_the_compiled_engine_decides_unless_covkb_engine_says_otherwise(logged):
+    assert "compiled engine decides" in logged.engine
+    served = Served()
+    try:
+        assert "clingo decides" in served.engine and "COVKB_ENGINE=clingo" in served.engine
+    finally:
+        assert served.stop() == 0
 
 
 def test_health_names_the_knowledge_base(logged):

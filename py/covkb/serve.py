@@ -116,6 +116,20 @@ def _worker_start() -> None:
     from covkb import decide
 
     decide.policy()
+    decide.prepare(MAX_BATCH)
+
+
+def prefer_compiled() -> str:
+    """A server lives long enough for the compiled engine to pay for itself: unless
+    COVKB_ENGINE says otherwise, kb/ is compiled once at start and decides every batch,
+    however small. Which engine decides, and why."""
+    import os
+
+    from covkb import decide
+
+    if decide.engine_name() == "auto":
+        os.environ["COVKB_ENGINE"] = "compiled"  # worker processes inherit it
+    return decide.prepare(MAX_BATCH)
 
 
 class Pending:
@@ -751,6 +765,7 @@ def openapi() -> dict:
 def run(host: str, port: int, log: Optional[Path], workers: int, seconds: float) -> None:
     """Serve until SIGTERM or SIGINT; then answer what is in flight, close the log, return."""
     documents = Documents(workers)  # loads the policy here, before any decider runs
+    engine = prefer_compiled()
     decider = Decider(workers, log)
     try:
         server = Server((host, port), decider, seconds, documents)
@@ -765,6 +780,7 @@ def run(host: str, port: int, log: Optional[Path], workers: int, seconds: float)
     deciders = f"{workers} decider processes" if workers else "one decider thread"
     _log_line(f"listening on http://{host}:{server.server_port} ({deciders}"
               f"{', logging to ' + str(log) if log else ''})")
+    _log_line(engine)
     try:
         server.serve_forever(poll_interval=0.1)  # how soon a SIGTERM stops accepting
     finally:
