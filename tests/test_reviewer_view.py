@@ -3,6 +3,7 @@ remedies say their kind, pending says what to send in words, the short view, the
 forced version and the provenance (SPEC §2, second release)."""
 
 import json
+from decimal import Decimal
 
 import pytest
 from typer.testing import CliRunner
@@ -158,3 +159,149 @@ def test_json_and_markdown_carry_the_provenance(tmp_path):
     data = json.loads(run("check", path, "-f", "json").stdout)
     assert data["provenance"] == {"covkb": __version__, "kb_sha256": kb_hash()}
     assert kb_hash() in run("explain", path, "-f", "markdown").stdout
+
+
+# --- 1. exclusions read as requirements ---------------------------------------------------
+# Policy: "5. Individual does not have any of the following circumstances: ... b. Prior
+# allogeneic stem cell transplant; OR"
+@pytest.mark.parametrize("version, ids", [(V2024, "5a 5b 5c 5d 5e 5f 5g"), (V2025, "5a 5b")])
+def test_every_sub_item_of_criterion_5_reads_individual_does_not_have(version, ids):
+    texts = {c.id: c.text for c in decide(case(), version).criteria}
+    assert all(texts[i].startswith("Individual does not have: ") for i in ids.split())
+    assert sum(t.startswith("Individual does not have: ") for t in texts.values()) == len(ids.split())
+
+
+def test_prior_transplant_reads_as_the_requirement_in_criteria_and_markdown(tmp_path):
+    words = "Individual does not have: Prior allogeneic stem cell transplant"
+    assert words in run("criteria", "--policy-version", V2024).stdout
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(case(date_of_service=IN_2024)))
+    assert words in run("explain", path, "-f", "markdown").stdout
+    assert words in run("explain", path).stdout
+
+
+# --- 2. compare lines up by meaning ----------------------------------------------------------
+def test_compare_lines_up_the_versions_requirement_by_requirement():
+    from covkb.case import from_object
+    from covkb.explain import compare, requirements
+
+    rows = requirements(compare(from_object(case())))
+    # the issue: 2024 5c and 2025 5b are prior CAR-T; 2024 9 and 2025 dose the dose;
+    # 2024 5d-5f became 2025 Policy Guidelines advisories; 2024 5b (transplant) is 2024's only
+    assert {V2024: "5c", V2025: "5b"} in rows
+    assert {V2024: "9", V2025: "dose"} in rows
+    assert {V2024: "5b", V2025: None} in rows
+    assert all({V2024: i, V2025: "guidelines"} in rows for i in ("5d", "5e", "5f"))
+    # SPEC §2: every criterion of each version stands in exactly one row
+    assert [r[V2024] for r in rows] == "specialist center 1 2 3 3a 3b 3c 4 5a 5b 5c 5d 5e 5f 5g 6 7 8 9".split()
+    assert [r[V2025] for r in rows if r[V2025] not in (None, "guidelines")] == \
+        "specialist center 1 2 3 3a 3b 3c 4 5a 5b 6 7 8 dose".split()
+
+
+def test_compare_text_puts_each_versions_id_in_the_row():
+    out = run("compare", "-", input=json.dumps(case(prior_cell_therapies=["Carvykti"]))).stdout
+    [row] = [line for line in out.splitlines() if line.startswith("5c ")]
+    assert "5b not_met" in row and "5c not_met" in row and "differs" not in row
+    [dose] = [line for line in out.splitlines() if line.startswith("9 ")]
+    assert "dose met" in dose
+
+
+# --- 9. every validation error at once ---------------------------------------------------------
+def test_every_validation_error_is_reported_at_once_each_naming_field_and_value():
+    from covkb.case import InvalidCase, from_object
+
+    with pytest.raises(InvalidCase) as caught:
+        from_object(case(prescriber={"specialist": "yes", "approved_car_t_center": True},
+                         diagnosis={"relapse": True}, lvef_percent=120))
+    error = caught.value
+    assert len(error.errors) == 3
+    assert 'prescriber.specialist = "yes"' in error.message
+    assert "diagnosis.relapse = true: unknown field; did you mean `diagnosis.relapsed`?" in error.message
+    assert "lvef_percent = 120" in error.message
+    assert "\n" not in error.message
+    # callers reading the first error's attributes still can
+    assert (error.path, error.value) == (error.errors[0].path, error.errors[0].value)
+
+
+def test_a_field_given_at_the_wrong_level_is_offered_its_place():
+    from covkb.case import InvalidCase, from_object
+
+    with pytest.raises(InvalidCase) as caught:
+        from_object({**case(), "relapsed": True})
+    assert "did you mean `diagnosis.relapsed`?" in caught.value.message
+
+
+def test_a_batch_error_line_names_every_error_too(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(case(member={"birth_date": "2030-01-01"}, dose_million_car_t_cells=0,
+                                      infections={"hiv": False, "hepatits_b": False})) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert run("batch", source, "--out", out, "-q").exit_code == 1
+    error = json.loads(out.read_text())["error"]
+    assert "dose_million_car_t_cells = 0" in error
+    assert "infections.hepatits_b" in error and "did you mean `infections.hepatitis_b`?" in error
+
+
+# --- 10. audit filters, show --case-id, json keeps the record -------------------------------------
+@pytest.fixture()
+def log(tmp_path):
+    path = tmp_path / "log.db"
+    first = tmp_path / "a.json"
+    first.write_text(json.dumps(case(case_id="A")))
+    second = tmp_path / "b.json"
+    second.write_text(json.dumps(case(case_id="B")))
+    assert run("check", first, "--log", path).exit_code == 0
+    assert run("check", second, "--log", path).exit_code == 0
+    assert run("check", first, "--log", path, "--policy-version", V2024).exit_code == 0
+    return path
+
+
+@pytest.mark.parametrize("option, value", [("--decision", "not covered"), ("--decision", "denied"),
+                                           ("--since", "2026-13-01"), ("--until", "2026-02-30"),
+                                           ("--since", "yesterday")])
+def test_audit_list_refuses_a_filter_nothing_could_match(log, option, value):
+    result = run("audit", "list", "--log", log, option, value)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert ("covered, not_covered, pending, not_applicable" if option == "--decision" else "YYYY-MM-DD") in result.stderr
+
+
+def test_audit_show_case_id_shows_every_determination_of_the_case_newest_first(log):
+    out = run("audit", "show", "--case-id", "A", "--log", log).stdout
+    heads = [line.split(",")[0] for line in out.splitlines() if line.startswith("determination ")]
+    assert heads == ["determination 3", "determination 1"]
+
+
+def test_audit_show_json_keeps_the_logged_time_and_the_digests(log):
+    records = [json.loads(line) for line in
+               run("audit", "show", "--case-id", "A", "--log", log, "-f", "json").stdout.splitlines()]
+    assert [r["id"] for r in records] == [3, 1]
+    newest = records[0]
+    assert newest["logged_at"] and len(newest["input_sha256"]) == 64
+    assert newest["kb_sha256"] == kb_hash()
+    # 7: the forced version and the provenance travel with the log too
+    assert newest["version_requested"] == V2024
+    assert newest["explanation"]["version_requested"] == V2024
+    assert newest["explanation"]["provenance"]["kb_sha256"] == kb_hash()
+
+
+# --- 11. plausibility advisories ----------------------------------------------------------------
+@pytest.mark.parametrize("changes, field, decision", [
+    ({"lvef_percent": 1}, "lvef_percent", "covered"),
+    ({"lvef_percent": Decimal("0.55")}, "lvef_percent", "covered"),
+    ({"creatinine_clearance_ml_min": Decimal("250.01")}, "creatinine_clearance_ml_min", "covered"),
+    # the dose is the policy's criterion: not covered by it, and flagged as a likely unit slip
+    ({"dose_million_car_t_cells": Decimal("0.45")}, "dose_million_car_t_cells", "not_covered"),
+    ({"member": {"birth_date": "1924-11-12"}}, "member.birth_date", "covered"),   # 101 that day
+])
+def test_an_implausible_value_gets_an_advisory_and_the_decision_stays_the_policys(changes, field, decision):
+    result = decide(case(**changes))
+    assert result.decision == decision
+    assert any(a.startswith(f"{field} = ") and "please check" in a for a in result.advisories)
+
+
+@pytest.mark.parametrize("changes", [
+    {"lvef_percent": Decimal("1.000001")}, {"creatinine_clearance_ml_min": 250},
+    {"dose_million_car_t_cells": 1}, {"member": {"birth_date": "1924-11-13"}},   # 100 that day
+])
+def test_a_value_on_the_plausible_side_of_its_bound_gets_none(changes):
+    assert not [a for a in decide(case(**changes)).advisories if "please check" in a]

@@ -38,19 +38,28 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING, patt
 
 
 class InvalidCase(ValueError):
-    """A case that cannot be decided as given; `path` names the field."""
+    """A case that cannot be decided as given; `path` names the field. `errors` holds every
+    error the case has, this one first; `message` says them all on one line."""
 
-    def __init__(self, path: str, value: Any, expected: str, case_id: Optional[str] = None):
+    def __init__(self, path: str, value: Any, expected: str, case_id: Optional[str] = None,
+                 hint: str = "", errors: Optional[list["InvalidCase"]] = None):
         self.path = path
         self.value = value
         self.expected = expected
         self.case_id = case_id
+        self.hint = hint  # e.g. "did you mean `diagnosis.relapsed`?"
+        self.errors = errors or [self]
         super().__init__(self.message)
 
     @property
-    def message(self) -> str:
+    def one(self) -> str:
         shown = "" if self.value is _ABSENT else f" = {_show(self.value)}"
-        return f"{self.path or '(case)'}{shown}: {self.expected}"
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{self.path or '(case)'}{shown}: {self.expected}{hint}"
+
+    @property
+    def message(self) -> str:
+        return "; ".join(error.one for error in self.errors)
 
 
 _ABSENT = object()
@@ -257,7 +266,7 @@ def from_object(raw: Any) -> Case:
     try:
         case = msgspec.convert(raw, Case, dec_hook=_dec_hook, strict=True)
     except msgspec.ValidationError as error:
-        raise _explain(raw, str(error), case_id) from None
+        raise _every_error(raw, _explain(raw, str(error), case_id)) from None
     _check_dates(case)
     return case
 
@@ -268,7 +277,8 @@ def _explain(raw: Any, text: str, case_id: Optional[str]) -> InvalidCase:
     name = _FIELD.search(message)
     if message.startswith("Object contains unknown field") and name:
         full = f"{path}.{name.group(1)}"
-        return InvalidCase(_dotted(full), _lookup(raw, full), "unknown field", case_id)
+        return InvalidCase(_dotted(full), _lookup(raw, full), "unknown field", case_id,
+                           _did_you_mean(_dotted(full)))
     if message.startswith("Object missing required field") and name:
         full = f"{path}.{name.group(1)}"
         return InvalidCase(_dotted(full), _ABSENT, "required field is missing", case_id)
@@ -310,13 +320,107 @@ def _plain(message: str, path: str = "") -> str:
 
 def _check_dates(case: Case) -> None:
     service = case.date_of_service
+    found = []
     if case.member and case.member.birth_date and case.member.birth_date > service:
-        raise InvalidCase("member.birth_date", case.member.birth_date.isoformat(),
-                          f"must not be after date_of_service {service.isoformat()}", case.case_id)
+        found.append(InvalidCase("member.birth_date", case.member.birth_date.isoformat(),
+                                 f"must not be after date_of_service {service.isoformat()}", case.case_id))
     for index, day in enumerate(case.significant_cardiac_disease_dates or ()):
         if day > service:
-            raise InvalidCase(f"significant_cardiac_disease_dates[{index}]", day.isoformat(),
-                              f"must not be after date_of_service {service.isoformat()}", case.case_id)
+            found.append(InvalidCase(f"significant_cardiac_disease_dates[{index}]", day.isoformat(),
+                                     f"must not be after date_of_service {service.isoformat()}", case.case_id))
+    if found:
+        raise _together(found)
+
+
+# ---------------------------------------------------------------------------
+# Every error at once: msgspec stops at the first, so an invalid case is walked field by
+# field, each value converted alone, and every error reported.
+# ---------------------------------------------------------------------------
+def _together(found: list[InvalidCase]) -> InvalidCase:
+    first = found[0]
+    return InvalidCase(first.path, first.value, first.expected, first.case_id, first.hint, found)
+
+
+def _every_error(raw: Any, first: InvalidCase) -> InvalidCase:
+    found = [first]
+    if isinstance(raw, dict):
+        _walk(raw, Case, "", raw, first.case_id, found)
+    paths, unique = set(), []
+    for error in found:
+        if error.path not in paths:
+            paths.add(error.path)
+            unique.append(error)
+    return _together(unique)
+
+
+def _part_of(kind: Any) -> Optional[type]:
+    """The struct a field holds (through Optional and Annotated), if it holds one."""
+    import typing
+
+    while typing.get_origin(kind) in (typing.Union, typing.Annotated) or type(kind).__name__ == "UnionType":
+        kind = next((a for a in typing.get_args(kind) if a is not type(None)), None)
+    return kind if isinstance(kind, type) and issubclass(kind, _Part) else None
+
+
+def _walk(node: dict, kind: type, prefix: str, raw: Any, case_id: Optional[str],
+          found: list[InvalidCase]) -> None:
+    fields = {f.name: f for f in msgspec.structs.fields(kind)}
+    for key, value in node.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            found.append(InvalidCase(path, value, "unknown field", case_id, _did_you_mean(path, list(fields))))
+            continue
+        part = _part_of(fields[key].type)
+        if part is not None and isinstance(value, dict):
+            _walk(value, part, path, raw, case_id, found)
+            continue
+        try:
+            msgspec.convert(value, fields[key].type, dec_hook=_dec_hook, strict=True)
+        except msgspec.ValidationError as error:
+            text = str(error)
+            at = f"$.{path}"
+            text = text.replace(" - at `$", f" - at `{at}", 1) if " - at `$" in text else f"{text} - at `{at}`"
+            found.append(_explain(raw, text, case_id))
+    for name, info in fields.items():
+        if info.required and name not in node:
+            path = f"{prefix}.{name}" if prefix else name
+            found.append(InvalidCase(path, _ABSENT, "required field is missing", case_id))
+
+
+def _known_paths() -> list[str]:
+    paths = []
+
+    def walk(kind: type, prefix: str) -> None:
+        for info in msgspec.structs.fields(kind):
+            path = f"{prefix}{info.name}"
+            part = _part_of(info.type)
+            if part is not None:
+                walk(part, path + ".")
+            else:
+                paths.append(path)
+
+    walk(Case, "")
+    return paths
+
+
+def _did_you_mean(path: str, siblings: Optional[list[str]] = None) -> str:
+    """A known field close to an unknown one: a sibling first, else a field anywhere of
+    (nearly) that name (`relapsed` given at the top is `diagnosis.relapsed`)."""
+    import difflib
+
+    prefix, _, leaf = path.rpartition(".")
+    if siblings is None:
+        siblings = [p.rpartition(".")[2] for p in _known_paths() if p.rpartition(".")[0] == _indexless(prefix)]
+    near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.7)
+    if near:
+        return f"did you mean `{prefix + '.' if prefix else ''}{near[0]}`?"
+    leaves = {p.rpartition(".")[2]: p for p in _known_paths()}
+    near = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.8)
+    return f"did you mean `{leaves[near[0]]}`?" if near else ""
+
+
+def _indexless(path: str) -> str:
+    return re.sub(r"\[\d+\]", "", path)
 
 
 def parse_json(text: bytes | str) -> Any:

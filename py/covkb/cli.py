@@ -446,6 +446,27 @@ def _existing_log(log: Path, verifying: bool = False):
         raise _fail(f"{log}: {error}") from None
 
 
+DECISIONS = ("covered", "not_covered", "pending", "not_applicable")  # SPEC §2
+
+
+def _audit_filters(since: Optional[str], until: Optional[str], decision: Optional[str]) -> None:
+    """Refuse a filter no determination could match, naming what is accepted: an empty
+    list must mean "none logged", never "you mistyped"."""
+    import datetime
+
+    if decision is not None and decision not in DECISIONS:
+        raise _fail(f"--decision {decision!r}: expected one of {', '.join(DECISIONS)}")
+    for option, value in (("--since", since), ("--until", until)):
+        if value is None:
+            continue
+        try:
+            if len(value) != 10:
+                raise ValueError
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            raise _fail(f"{option} {value!r}: expected a date YYYY-MM-DD that exists") from None
+
+
 @audit_app.command("list")
 def audit_list(
     log: Path = LOG_OPTION,
@@ -458,6 +479,7 @@ def audit_list(
     from covkb import audit
     from covkb.terminal import printable
 
+    _audit_filters(since, until, decision)
     connection = _existing_log(log)
     try:
         for row in audit.rows(connection, case_id=case_id, since=since, until=until, decision=decision):
@@ -469,30 +491,47 @@ def audit_list(
 
 @audit_app.command("show")
 def audit_show(
-    ident: int = typer.Argument(..., metavar="ID", help="The determination's id (from `covkb audit list`)."),
+    ident: Optional[int] = typer.Argument(None, metavar="[ID]", help="The determination's id (from `covkb audit list`)."),
     log: Path = LOG_OPTION,
     format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", help="text, json, markdown or html."),
+    case_id: Optional[str] = typer.Option(None, "--case-id", help="Every determination of this case, newest first."),
 ) -> None:
-    """The stored explanation of one determination, rendered as `covkb explain` would."""
+    """The stored explanation of one determination (or of every determination of one case),
+    rendered as `covkb explain` would; json keeps the logged time and the kb and input digests."""
+    from covkb import audit
+
+    if (ident is None) == (case_id is None):
+        raise _fail("give one determination ID or --case-id, not both or neither")
+    connection = _existing_log(log)
+    try:
+        found = list(audit.rows(connection, ident=ident, case_id=case_id))[::-1]
+    finally:
+        connection.close()
+    if not found:
+        raise _fail(f"{log}: no determination {ident}" if case_id is None else f"{log}: no determination of case {case_id!r}")
+    for number, row in enumerate(found):
+        if number and format is not ExplainFormat.json:
+            typer.echo("")
+        _show_row(row, format, log)
+
+
+def _show_row(row, format: "ExplainFormat", log: Path) -> None:
+    import json
+
     import msgspec
 
-    from covkb import audit
     from covkb.explain import Explanation, as_markdown, as_text
     from covkb.terminal import printable, printable_values
 
-    connection = _existing_log(log)
-    try:
-        row = next(audit.rows(connection, ident=ident), None)
-    finally:
-        connection.close()
-    if row is None:
-        raise _fail(f"{log}: no determination {ident}")
     # a stored row may hold what an older covkb accepted: each string shown on one line
     explanation = msgspec.convert(printable_values(msgspec.json.decode(row["explanation_json"])), Explanation)
     head = printable(f"determination {row['id']}, logged {row['logged_at']}, covkb {row['covkb_version']}, "
             f"kb {row['kb_sha256'][:16]}, input sha256 {row['input_sha256'][:16]}", lines=False)
     if format is ExplainFormat.json:
-        typer.echo(row["explanation_json"])
+        record = {key: row[key] for key in ("id", "logged_at", "case_id", "covkb_version", "kb_sha256",
+                                            "input_sha256", "version_requested", "policy_version")}
+        record["explanation"] = json.loads(row["explanation_json"])
+        typer.echo(json.dumps(record))
     elif format is ExplainFormat.markdown:
         typer.echo(f"_{head}_\n\n" + as_markdown(explanation))
     elif format is ExplainFormat.html:

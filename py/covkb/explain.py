@@ -198,32 +198,82 @@ class Comparison(msgspec.Struct):
     versions: list[Explanation]
     criteria_differ: list[str]
     decisions_differ: bool
+    # one row per requirement: each version's criterion id for it (null where the version
+    # has none, "guidelines" where it became a Policy Guidelines advisory)
+    requirements: list[dict[str, Optional[str]]] = []
 
 
 def comparison(case_id: str, sides: list[Explanation]) -> Comparison:
-    return Comparison(case_id, sides, criteria_differ(sides), decisions_differ(sides))
+    return Comparison(case_id, sides, criteria_differ(sides), decisions_differ(sides),
+                      requirements(sides))
+
+
+GUIDELINES = "guidelines"
+
+
+def requirements(sides: list[Explanation]) -> list[dict[str, Optional[str]]]:
+    """The versions' criteria lined up by meaning: kb/words.lp's correspond/4 first, else
+    the same id when neither side's criterion corresponds to another."""
+    from covkb.decide import policy as kb_policy
+
+    pairs = kb_policy().facts.get("correspond", ())
+    rows: list[dict[str, Optional[str]]] = []
+    previous: Optional[str] = None
+    for side in sides:
+        version = side.version or "none"
+        if previous is None:
+            rows = [{version: step.id} for step in side.criteria]
+            previous = version
+            continue
+        mapped = {p[1]: (p[3] if isinstance(p[3], str) else p[3][0])
+                  for p in pairs if p[0] == previous and p[2] == version}
+        taken = set(mapped.values())
+        for row in rows:
+            before = row.get(previous)
+            if before in mapped and mapped[before] == GUIDELINES:
+                row[version] = GUIDELINES
+        at = -1
+        for step in side.criteria:
+            match = next((i for i, row in enumerate(rows)
+                          if version not in row and row.get(previous) is not None
+                          and (mapped.get(row[previous]) == step.id
+                               or (row[previous] == step.id and row[previous] not in mapped
+                                   and step.id not in taken))), None)
+            if match is None:
+                rows.insert(at + 1, {version: step.id})
+                at += 1
+            else:
+                rows[match][version] = step.id
+                at = match
+        previous = version
+    versions = [side.version or "none" for side in sides]
+    return [{v: row.get(v) for v in versions} for row in rows]
 
 
 def compare_text(case_id: str, sides: list[Explanation]) -> str:
-    order: list[str] = []
-    for side in sides:
-        for step in side.criteria:
-            if step.id not in order:
-                order.append(step.id)
+    versions = [side.version or "none" for side in sides]
     status = [{s.id: s.status for s in side.criteria} for side in sides]
-    header = f"{'criterion':<11}" + "".join(f"{side.version or 'none':<14}" for side in sides)
-    lines = [f"{case_id}: compared under {', '.join(s.version or 'none' for s in sides)}", "", header]
-    for ident in order:
-        cells = [row.get(ident, "-") for row in status]
-        present = [side.version for side, row in zip(sides, status) if ident in row]
-        mark = ("" if len(set(cells)) == 1 else
-                f"  (only in {', '.join(present)})" if len(present) < len(sides) else "  <- differs")
-        lines.append(f"{ident:<11}" + "".join(f"{c:<14}" for c in cells) + mark)
-    words = [{s.id: s.text for s in side.criteria} for side in sides]
-    reworded = [i for i in order if all(i in w for w in words) and len({w[i] for w in words}) > 1]
-    if reworded:
-        lines.append(f"(the policy's words under {', '.join(reworded)} differ between the versions: "
-                     "`covkb criteria` shows them)")
+    header = "".join(f"{v:<22}" for v in versions).rstrip()
+    lines = [f"{case_id}: compared under {', '.join(versions)}, one row per requirement", "", header]
+    for row in requirements(sides):
+        cells, states = [], []
+        for version, known in zip(versions, status):
+            ident = row[version]
+            if ident is None:
+                cells.append("-")
+            elif ident == GUIDELINES:
+                cells.append("Policy Guidelines")
+            else:
+                cells.append(f"{ident} {known[ident]}")
+                states.append(known[ident])
+        present = [v for v in versions if row[v] not in (None, GUIDELINES)]
+        if len(present) < len(versions):
+            advisory = [v for v in versions if row[v] == GUIDELINES]
+            mark = (f"  (a Policy Guidelines advisory in {', '.join(advisory)}, not a criterion)" if advisory
+                    else f"  (only in {', '.join(present)})")
+        else:
+            mark = "  <- differs" if len(set(states)) > 1 else ""
+        lines.append("".join(f"{c:<22}" for c in cells).rstrip() + mark)
     lines.append("")
     for side in sides:
         lines.append(f"{side.version or 'none'}: {side.decision} ({side.label}) — {side.sentence}")

@@ -101,7 +101,8 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         decision=shown.decision,
         label=shown.label,
         criteria=criteria,
-        advisories=[words.advisory(term) for _, term in sorted(shown.advisories)],
+        advisories=[words.advisory(term) for _, term in sorted(shown.advisories)]
+                   + (implausible(case, policy) if shown.version is not None else []),
         missing=sorted(shown.missing),
         reason=words.reason(shown, criteria, documentation),
         provenance=Provenance(__version__, policy.kb_sha256),
@@ -109,6 +110,41 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         version_requested=shown.requested,
         version_by_date=by_date if shown.requested is not None else None,
     )
+
+
+# Where a value may stand to a plausibility bound, by relation (kb/words.lp plausible/4).
+_PLACES = {"gt": {"above"}, "ge": {"above", "equal"}, "lt": {"below"}, "le": {"below", "equal"}}
+
+
+def implausible(case: Case, policy: Policy) -> list[str]:
+    """Advisories for documented values beyond kb/words.lp's plausibility bounds, compared
+    exactly as core.lp compares a number with a point (covkb.arith.place). They never
+    change a status or the decision: the compiled engine grounds kb/ once, and these
+    comparisons are kept out of the rules that decide."""
+    from covkb import arith
+
+    out = []
+    for path, relation, bound, words in policy.facts.get("plausible", ()):
+        if path == "age":  # the age a documented birth date gives on the date of service
+            birth = case.member.birth_date if case.member else None
+            if birth is None:
+                continue
+            years = arith.age(_yyyymmdd(case.date_of_service), _yyyymmdd(birth), None)
+            place, shown = arith.place((years, "whole"), bound), f"member.birth_date = {birth.isoformat()}"
+        else:
+            value = field(case, path)
+            if value is None:
+                continue
+            whole = int(value // 1)
+            place = arith.place((whole, "whole" if value == whole else "fraction"), bound)
+            shown = f"{path} = {value}"
+        if place not in _PLACES[relation[0]]:
+            out.append(f"{shown}: {words}")
+    return out
+
+
+def _yyyymmdd(day: datetime.date) -> int:
+    return day.year * 10000 + day.month * 100 + day.day
 
 
 def _met_on(sources: list[tuple], case: Case, reasons: list) -> Optional[str]:
