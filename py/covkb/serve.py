@@ -651,7 +651,7 @@ class Documents:
         self.static = {
             "/health": json.dumps({"status": "ok", "covkb": __version__, "policy": policy.id,
                                    "kb_sha256": kb_hash(),
-                                   "deciders": f"{workers} processes" if workers else "1 thread"}),
+                                   "deciders": f"{workers} process{'es' if workers > 1 else ''}" if workers else "1 thread"}),
             "/v1/versions": json.dumps({"policy": policy.id, "versions": [
                 {"version": name, "from": _iso(start), "to": None if end >= 99991231 else _iso(end)}
                 for name, (start, end) in sorted(policy.versions.items())]}),
@@ -777,7 +777,7 @@ def run(host: str, port: int, log: Optional[Path], workers: int, seconds: float)
         threading.Thread(target=server.stop, name="covkb-stop").start()
 
     previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
-    deciders = f"{workers} decider processes" if workers else "one decider thread"
+    deciders = f"{workers} decider process{'es' if workers > 1 else ''}" if workers else "one decider thread"
     _log_line(f"listening on http://{host}:{server.server_port} ({deciders}"
               f"{', logging to ' + str(log) if log else ''})")
     _log_line(engine)
