@@ -262,14 +262,14 @@ def compare_text(case_id: str, sides: list[Explanation]) -> str:
             if ident is None:
                 cells.append("-")
             elif ident == GUIDELINES:
-                cells.append("Policy Guidelines")
+                cells.append("advisory")
             else:
                 cells.append(f"{ident} {known[ident]}")
                 states.append(known[ident])
         present = [v for v in versions if row[v] not in (None, GUIDELINES)]
         if len(present) < len(versions):
             advisory = [v for v in versions if row[v] == GUIDELINES]
-            mark = (f"  (a Policy Guidelines advisory in {', '.join(advisory)}, not a criterion)" if advisory
+            mark = (f"  (Policy Guidelines in {', '.join(advisory)}: an advisory, not a criterion)" if advisory
                     else f"  (only in {', '.join(present)})")
         else:
             mark = "  <- differs" if len(set(states)) > 1 else ""
