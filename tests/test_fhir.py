@@ -598,3 +598,12 @@ def test_resources_entered_in_error_are_not_read():
     assert fhir.case_from_fhir(bundle(withdrawn, old_response, QR)).case.lvef_percent is None
     with pytest.raises(InvalidCase, match="entered-in-error"):
         fhir.case_from_fhir(dict(QR, status="entered-in-error"))
+
+
+def test_a_facts_source_is_named_in_the_criterion_not_inside_the_decisions_sentence():
+    read = fhir.case_from_fhir(parse_json((EXAMPLES / "not-covered-crcl-45-2024.bundle.json").read_bytes()))
+    with fhir.sourced(read) as case:
+        result = check(case)
+    [five_d] = [c for c in result.criteria if c.id == "5d"]
+    assert five_d.because[0].startswith("creatinine_clearance_ml_min = 45, from Observation/")
+    assert "from Observation" not in (getattr(result, "reason", None) or "")

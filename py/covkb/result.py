@@ -304,9 +304,13 @@ class Words:
     def value(self, path: str) -> str:
         text = self.values.get(path)
         if text is None:
-            origin = SOURCES.get().get(path)
-            text = self.values[path] = self._value(path) + (f", from {origin}" if origin else "")
+            text = self.values[path] = self._value(path)
         return text
+
+    def stated(self, path: str) -> str:
+        """`path = value`, and the resource it came from when the case was read from FHIR."""
+        origin = SOURCES.get().get(path)
+        return f"{path} = {self.value(path)}" + (f", from {origin}" if origin else "")
 
     def _value(self, path: str) -> str:
         value = field(self.case, path)
@@ -344,11 +348,11 @@ class Words:
     def because(self, ident: str, term: tuple) -> str:
         kind, args = term[0], term[1:]
         if kind == "is":
-            return f"{args[0]} = {self.value(args[0])}"
+            return self.stated(args[0])
         if kind == "absent":
             return f"{args[0]} not documented"
         if kind == "requires":
-            return f"{args[0]} = {self.value(args[0])}, and {ident} requires {args[1]}"
+            return f"{self.stated(args[0])}, and {ident} requires {args[1]}"
         if kind == "derived":
             return f"{args[0]} = {args[1]}, and {ident} requires {args[2]}"
         if kind == "named":
@@ -363,7 +367,7 @@ class Words:
     def advisory(self, term: tuple) -> str:
         kind, args = term[0], term[1:]
         if kind == "guideline":
-            return f"{args[0]} = {self.value(args[0])}: {args[1]}"
+            return f"{self.stated(args[0])}: {args[1]}"
         if kind == "note":
             return f"{args[0]}: {args[1]}"
         if kind == "guideline_date":
