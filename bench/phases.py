@@ -1,11 +1,11 @@
 """Where one process's time goes, per case, phase by phase.
 
-    python bench/phases.py [--cases 2000] [--repeat 10]
+    python bench/phases.py [--cases 2000] [--repeat 10] [--engine clingo|compiled]
 
-Decides the same seeded synthetic cases (bench/make_cases.py) in one grounding,
---repeat times, timing each phase of covkb's batch path separately; prints the best
-time of each phase in microseconds per case (the least disturbed by other load).
-Nothing here asserts a time.
+Decides the same seeded synthetic cases (bench/make_cases.py) in one grounding (clingo)
+or one bit-parallel evaluation (compiled), --repeat times, timing each phase of covkb's
+batch path separately; prints the best time of each phase in microseconds per case (the
+least disturbed by other load). Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -36,19 +36,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--engine", choices=["clingo", "compiled"], default="clingo")
     options = parser.parse_args()
+    if options.engine == "compiled":
+        return compiled_phases(options)
     if not capi.enabled():
         raise SystemExit("this measures the C-API path; unset COVKB_PUBLIC_API")
-    rng = random.Random(2024041)
-    lines = [json.dumps(synthetic(rng, i)).encode() for i in range(options.cases)]
-    count = len(lines)
-    best: dict[str, float] = {}
-
-    def took(phase: str, started: float) -> float:
-        now = time.perf_counter()
-        best[phase] = min(best.get(phase, float("inf")), (now - started) / count * 1e6)
-        return now
-
+    lines, count, best, took = _setup(options)
     gc.disable()  # as covkb batch decides a chunk
     for _ in range(options.repeat):
         started = time.perf_counter()
@@ -71,16 +65,69 @@ def main() -> None:
             policy = decide.Policy()
             decide._read(capi.atoms(model, parse_arguments), shown, policy)
             started = took("read the model", started)
-        results = [build(case, shown[key], policy) for key, case in enumerate(cases)]
-        started = took("build results", started)
-        "\n".join(as_json(result) for result in results)
-        took("encode JSON", started)
-        gc.collect()
+        _finish(cases, shown, policy, took, started)
+    _report(best, f"best of {options.repeat} runs of {count:,} cases in one grounding each")
+
+
+def _setup(options):
+    """The seeded cases' lines, their count, and a timer keeping each phase's best."""
+    rng = random.Random(2024041)
+    lines = [json.dumps(synthetic(rng, i)).encode() for i in range(options.cases)]
+    count = len(lines)
+    best: dict[str, float] = {}
+
+    def took(phase: str, started: float) -> float:
+        now = time.perf_counter()
+        best[phase] = min(best.get(phase, float("inf")), (now - started) / count * 1e6)
+        return now
+
+    return lines, count, best, took
+
+
+def _finish(cases, shown, policy, took, started) -> None:
+    """The phases after the engine: result objects, then their JSON."""
+    results = [build(case, shown[key], policy) for key, case in enumerate(cases)]
+    started = took("build results", started)
+    "\n".join(as_json(result) for result in results)
+    took("encode JSON", started)
+    gc.collect()
+
+
+def _report(best: dict[str, float], how: str) -> None:
     width = max(map(len, best))
     for phase, micros in best.items():
         print(f"{phase:<{width}}  {micros:6.0f} us per case")
-    print(f"{'all':<{width}}  {sum(best.values()):6.0f} us per case "
-          f"(best of {options.repeat} runs of {count:,} cases in one grounding each)")
+    print(f"{'all':<{width}}  {sum(best.values()):6.0f} us per case ({how})")
+
+
+def compiled_phases(options) -> None:
+    """The same phases through covkb.engine: cases → input atoms → evaluation → atoms read back."""
+    from covkb import engine
+
+    lines, count, best, took = _setup(options)
+    compiled = engine.compiled(decide.kb_dir())
+    if compiled is None:
+        raise SystemExit(f"the compiled engine refuses kb/: {engine.refusal(decide.kb_dir())}")
+    policy = decide.policy()
+    gc.disable()
+    for _ in range(options.repeat):
+        started = time.perf_counter()
+        cases = [from_json(line) for line in lines]
+        started = took("decode JSON", started)
+        encoded = [(key, compiled.encode(case, None)) for key, case in enumerate(cases)]
+        started = took("case → input atoms", started)
+        v = [0] * compiled.size
+        everyone = (1 << count) - 1
+        for bit, (_, (atoms, _)) in enumerate(encoded):
+            for atom in atoms:
+                v[atom] |= 1 << bit
+        compiled.run(v, everyone)
+        started = took("evaluate", started)
+        shown = {key: decide.Shown() for key in range(count)}
+        decide._read(compiled._atoms(v, everyone, encoded), shown, decide.Policy())
+        started = took("read shown atoms back", started)
+        _finish(cases, shown, policy, took, started)
+    _report(best, f"best of {options.repeat} runs of {count:,} cases evaluated together")
 
 
 if __name__ == "__main__":

@@ -164,3 +164,13 @@ def test_verbose_says_why_clingo_decides(tmp_path, capsys):
     kb = _kb_with(tmp_path, "\n{ chosen(K) } :- case(K).\n")
     assert engine.compiled(kb, verbose=True) is None
     assert "clingo decides" in capsys.readouterr().err
+
+
+def test_explanations_alike(monkeypatch):
+    from covkb.api import determine_explained
+
+    cases = _sample()
+    monkeypatch.setenv("COVKB_ENGINE", "clingo")
+    clingo = determine_explained(cases)
+    monkeypatch.setenv("COVKB_ENGINE", "compiled")
+    assert determine_explained(cases) == clingo
