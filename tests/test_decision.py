@@ -167,7 +167,9 @@ def test_concurrent_purposes():
         therapy = [{"agent": "daratumumab", "purpose": purpose}]
         return status(decide(case(concurrent_therapies=therapy)), "5a")
     assert five_a("anti_cancer") == "not_met"
-    assert five_a("bridging") == five_a("lymphodepletion") == five_a("supportive") == "met"
+    assert five_a("bridging") == "met"
+    # SPEC §4.6: daratumumab is no lymphodepleting chemotherapy, and a myeloma agent
+    assert five_a("lymphodepletion") == five_a("supportive") == "not_met"
     assert status(decide(case(concurrent_therapies=[])), "5a") == "met"
 
 

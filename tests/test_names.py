@@ -138,12 +138,143 @@ def test_other_car_t_products_are_recognised_prior_cell_therapies(name):
     assert result.advisories == []
 
 
-@pytest.mark.parametrize("trial, advisory", [
-    ("Kymriah", False), ("teclistamab", False), ("VRd", False), ("mystery-cel", True),
+# SPEC §4.5: "A clinical_trials entry is read by product or trial name (§1); a recognised
+# name of anything else (another agent or product) is no listed therapy; an unrecognised
+# name leaves 4 unknown (unless something else fails it) and is listed for clarification."
+@pytest.mark.parametrize("trial, expected", [
+    ("Kymriah", "met"), ("teclistamab", "met"), ("VRd", "met"), ("mystery-cel", "unknown"),
+    ("KarMMa-4", "unknown"), ("CARTITUDE-3", "unknown"),
 ])
-def test_an_unrecognised_trial_name_is_reported(trial, advisory):
-    result = decide(case(clinical_trials=[trial]))
-    assert status(result, "4") == "met"
-    assert bool(result.advisories) is advisory
-    if advisory:
+@pytest.mark.parametrize("service", [IN_2024, IN_2025])
+def test_a_trial_entry_is_read_by_product_or_trial_name(trial, expected, service):
+    result = decide(case(clinical_trials=[trial], date_of_service=service))
+    assert status(result, "4") == expected
+    if expected == "unknown":
+        assert result.decision == "pending"
         assert result.advisories == [f"clinical_trials: '{trial}' is not a recognised name; please clarify it"]
+    else:
+        assert result.advisories == []
+
+
+# SPEC §1: "KarMMa, KarMMa-2, KarMMa-3 are ide-cel trials; CARTITUDE-1, -2, -4, -5, -6 are
+# cilta-cel trials"; §4.5: ide-cel and cilta-cel are listed in 2024-08-21, ide-cel alone in
+# 2025-11-01.
+@pytest.mark.parametrize("trial, in_2024, in_2025", [
+    ("KarMMa", "not_met", "not_met"), ("KarMMa-2", "not_met", "not_met"),
+    ("KarMMa-3", "not_met", "not_met"), ("karmma-3", "not_met", "not_met"),
+    ("CARTITUDE-1", "not_met", "met"), ("CARTITUDE-2", "not_met", "met"),
+    ("CARTITUDE-4", "not_met", "met"), ("Cartitude-5", "not_met", "met"),
+    ("CARTITUDE-6", "not_met", "met"),
+])
+def test_a_trial_name_is_a_trial_of_its_product(trial, in_2024, in_2025):
+    assert status(decide(case(clinical_trials=[trial], date_of_service=IN_2024)), "4") == in_2024
+    assert status(decide(case(clinical_trials=[trial], date_of_service=IN_2025)), "4") == in_2025
+
+
+def test_an_unrecognised_trial_does_not_hide_a_failure_of_4():
+    result = decide(case(clinical_trials=["mystery-cel"], prior_cell_therapies=["Kymriah"]))
+    assert status(result, "4") == "not_met" and result.decision == "not_covered"
+
+
+# SPEC §4.13: "A recognised CAR-T product named in prior_lines is a prior cell therapy as if
+# it were in prior_cell_therapies (it fails 4, 5b/5c, and 5g/8 by product), with an
+# advisory saying where it was found; it is not an unrecognised agent."
+@pytest.mark.parametrize("product, service, expected", [
+    ("Abecma", IN_2024, {"4": "not_met", "5c": "not_met", "5g": "not_met", "8": "not_met"}),
+    ("Abecma", IN_2025, {"4": "not_met", "5b": "not_met", "8": "not_met"}),
+    ("cilta-cel", IN_2024, {"4": "not_met", "5c": "not_met", "5g": "not_met", "8": "not_met"}),
+    ("cilta-cel", IN_2025, {"4": "not_met", "5b": "not_met", "8": "met"}),
+    ("Kymriah", IN_2024, {"4": "not_met", "5c": "not_met", "5g": "met", "8": "met"}),
+    ("Kymriah", IN_2025, {"4": "not_met", "5b": "not_met", "8": "met"}),
+])
+def test_a_car_t_product_in_prior_lines_is_a_prior_cell_therapy(product, service, expected):
+    result = decide(case(prior_lines=[["VRd"], ["DPd"], [product]], date_of_service=service))
+    assert {k: status(result, k) for k in expected} == expected
+    assert result.decision == "not_covered"
+    assert [status(result, c) for c in ("3a", "3b", "3c")] == ["met"] * 3
+    assert not any("not a recognised name" in a for a in result.advisories)
+    assert any(a.startswith(f"prior_lines line 3: '{product}'") and "prior cell therapy" in a
+               for a in result.advisories)
+
+
+# SPEC §4.6: "purpose lymphodepletion is exempt only for a lymphodepleting chemotherapy
+# agent (§1). A recognised agent of any other kind given for lymphodepletion, or a myeloma
+# agent of §1 (the three classes and the other myeloma agents, less dexamethasone and
+# prednisone) given as supportive, is combination use: 5a not met, the reason naming the
+# agent and its stated purpose. An unrecognised agent given for lymphodepletion leaves 5a
+# unknown (unless something else fails it)."
+@pytest.mark.parametrize("agent, purpose, expected", [
+    ("fludarabine", "lymphodepletion", "met"), ("Cyclophosphamide", "lymphodepletion", "met"),
+    ("bendamustine", "lymphodepletion", "met"), ("Treanda", "lymphodepletion", "met"),
+    ("daratumumab", "lymphodepletion", "not_met"), ("melphalan", "lymphodepletion", "not_met"),
+    ("Abecma", "lymphodepletion", "not_met"), ("VCd", "lymphodepletion", "not_met"),
+    ("pomalidomide", "supportive", "not_met"), ("Darzalex", "supportive", "not_met"),
+    ("teclistamab", "supportive", "not_met"), ("Rd", "supportive", "not_met"),
+    ("dexamethasone", "supportive", "met"), ("prednisone", "supportive", "met"),
+    ("tocilizumab", "supportive", "met"), ("fludarabine", "supportive", "met"),
+    ("daratumumab", "bridging", "met"), ("VRd", "bridging", "met"),
+    ("fludarabine", "anti_cancer", "not_met"), ("tocilizumab", "anti_cancer", "not_met"),
+    ("mystery-mab", "lymphodepletion", "unknown"),
+])
+@pytest.mark.parametrize("service", [IN_2024, IN_2025])
+def test_lymphodepletion_is_exempt_only_for_lymphodepleting_chemotherapy(agent, purpose, expected, service):
+    therapies = [{"agent": "fludarabine", "purpose": "lymphodepletion"}, {"agent": agent, "purpose": purpose}]
+    result = decide(case(concurrent_therapies=therapies, date_of_service=service))
+    assert status(result, "5a") == expected
+    five_a = next(c for c in result.criteria if c.id == "5a")
+    if expected == "not_met":
+        assert any(f"'{agent}'" in b for b in five_a.because)
+        if purpose != "anti_cancer":
+            assert any(f"'{agent}' is given {'for lymphodepletion' if purpose == 'lymphodepletion' else 'as supportive care'}"
+                       in b for b in five_a.because)
+    if expected == "unknown":
+        assert result.decision == "pending"
+        assert any(f"'{agent}'" in a and "recognised" in a for a in result.advisories)
+
+
+def test_an_unrecognised_lymphodepleting_agent_does_not_hide_combination_use():
+    therapies = [{"agent": "mystery-mab", "purpose": "lymphodepletion"},
+                 {"agent": "pomalidomide", "purpose": "supportive"}]
+    assert status(decide(case(concurrent_therapies=therapies)), "5a") == "not_met"
+
+
+# SPEC §1: "Before matching, ® and ™ are dropped; in a regimen abbreviation hyphens, spaces
+# and / are ignored (Isa-Pd = IsaPd, D-VRd = DVRd), Dara stands for D, and RVd is VRd. A
+# name written X (Y) is recognised when X or Y is and the two do not name different things."
+@pytest.mark.parametrize("spelling, classes", [
+    ("Revlimid®", {IMID}), ("Velcade™", {PI}), ("DARZALEX FASPRO®", {CD38}),
+    ("Isa-Pd", {CD38, IMID}), ("Isa Pd", {CD38, IMID}), ("Isa/Pd", {CD38, IMID}),
+    ("D-VRd", {CD38, PI, IMID}), ("D VRd", {CD38, PI, IMID}), ("V/R/d", {PI, IMID}),
+    ("RVd", {PI, IMID}), ("R-V-d", {PI, IMID}), ("Dara-VRd", {CD38, PI, IMID}),
+    ("Dara-Rd", {CD38, IMID}), ("DaraPd", {CD38, IMID}), ("Dara-Kd", {CD38, PI}),
+    ("Dara-Vd", {CD38, PI}), ("D-RVd", {CD38, PI, IMID}), ("Dara-RVd", {CD38, PI, IMID}),
+    ("bortezomib (Velcade)", {PI}), ("Velcade (bortezomib)", {PI}), ("Velcade (Velcaid)", {PI}),
+    ("Velcaid (bortezomib)", {PI}), ("VRd (bortezomib, lenalidomide, dexamethasone)", {PI, IMID}),
+    ("Darzalex® (daratumumab)", {CD38}),
+])
+def test_spellings_reviewers_write_are_recognised(spelling, classes):
+    result = decide(case(prior_lines=[[spelling], ["melphalan"]]))
+    assert {c for c in CLASS_OF if status(result, c) == "met"} == classes
+    assert not any("recognised" in a for a in result.advisories)
+
+
+@pytest.mark.parametrize("spelling", ["Velcade (Revlimid)", "VRd (KRd)", "Velcade-x", "Isa-Pd-X"])
+def test_names_that_contradict_or_do_not_match_are_unrecognised(spelling):
+    result = decide(case(prior_lines=[[spelling], ["melphalan"]]))
+    assert any(f"'{spelling}'" in a and "not a recognised name" in a for a in result.advisories)
+
+
+@pytest.mark.parametrize("name, service, failing", [
+    ("idecabtagene vicleucel (Abecma)", IN_2025, "8"), ("Abecma®", IN_2025, "8"),
+    ("Carvykti™", IN_2024, "5g"), ("ciltacabtagene autoleucel (Carvykti)", IN_2024, "8"),
+])
+def test_product_spellings_fail_5g_and_8(name, service, failing):
+    result = decide(case(prior_cell_therapies=[name], date_of_service=service))
+    assert status(result, failing) == "not_met"
+    assert result.advisories == []
+
+
+def test_hyphens_are_ignored_only_in_regimen_abbreviations():
+    # "ide cel" is no name the policy uses; hyphens and spaces matter outside abbreviations
+    result = decide(case(prior_cell_therapies=["ide cel"]))
+    assert status(result, "8") == "met" and status(result, "4") == "not_met"

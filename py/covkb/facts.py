@@ -7,6 +7,7 @@ case data is never formatted into program text.
 from __future__ import annotations
 
 import datetime
+import re
 from decimal import Decimal
 from functools import lru_cache
 from typing import Iterator, Optional
@@ -105,9 +106,30 @@ def _parts(path: str) -> tuple[str, ...]:
     return tuple(path.split("."))
 
 
+_MARKS = str.maketrans("", "", "\u00ae\u2122")  # ® and ™
+_PARTS = re.compile(r"^(?P<x>[^()]*[^\s()])\s*\((?P<y>[^()]+)\)$")
+
+
 def fold(name: str) -> str:
-    """A name as the knowledge base matches it: case-folded, white space collapsed."""
-    return " ".join(name.casefold().split())
+    """A name as the knowledge base matches it: case-folded, ® and ™ dropped, white space collapsed."""
+    return " ".join(name.translate(_MARKS).casefold().split())
+
+
+def compacted(folded: str) -> str:
+    """A folded name without hyphens, spaces and `/`: the form regimen abbreviations match in."""
+    return folded.replace("-", "").replace(" ", "").replace("/", "")
+
+
+@lru_cache(maxsize=1 << 16)
+def spellings(folded: str) -> tuple[tuple[str, str, str], ...]:
+    """The forms of a folded name the knowledge base may match: (predicate, of, form) for
+    its compacted form and, written `X (Y)`, each part and the part's compacted form."""
+    forms = [("compact", folded, compacted(folded))]
+    written = _PARTS.match(folded)
+    if written:
+        for part in (written["x"], written["y"].strip()):
+            forms += [("part", folded, part), ("compact", part, compacted(part))]
+    return tuple(forms)
 
 
 def day(value: datetime.date) -> int:
@@ -151,17 +173,24 @@ def case_rows(key: int, case: Case, version: Optional[str], make: Symbols) -> It
     for path in LIST_FIELDS:
         if getattr(case, path) is not None:
             yield "listed", [k, text(path)]
+    names = set()
     for index, line in enumerate(case.prior_lines or (), start=1):
         i = number(index)
         yield "prior_line", [k, i]
         for agent in line:
+            names.add(agent)
             yield "agent", [k, i, name(agent)]
     for product in case.prior_cell_therapies or ():
+        names.add(product)
         yield "cell_therapy", [k, name(product)]
     for therapy in case.clinical_trials or ():
+        names.add(therapy)
         yield "trial", [k, name(therapy)]
     for therapy in case.concurrent_therapies or ():
+        names.add(therapy.agent)
         yield "concurrent", [k, name(therapy.agent), make.constant(therapy.purpose)]
+    for predicate, of, form in {f for written in names for f in spellings(fold(written))}:
+        yield predicate, [k, text(of), text(form)]
     for when in case.significant_cardiac_disease_dates or ():
         yield "cardiac", [k, number(day(when))]
     if case.compendium is not None and case.compendium.nccn_category is not None:

@@ -370,6 +370,8 @@ class Words:
             return f"{self.stated(args[0])}: {args[1]}"
         if kind == "note":
             return f"{args[0]}: {args[1]}"
+        if kind == "named":
+            return self.because("", term)
         if kind == "guideline_date":
             return f"{args[0]} has {_iso(args[1])}: {args[2]}"
         if kind == "unrecognised":
