@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 
 from hypothesis import strategies as st
 
@@ -28,10 +28,23 @@ def service_dates(draw, low=date(2024, 1, 1), high=date(2028, 12, 31)):
 
 def near(*thresholds: int, low: Decimal = Decimal(0), high: Decimal = Decimal(1000)):
     """Numbers exactly at, ±0.01, ±1 around each threshold, and anywhere in range."""
-    edges = [Decimal(t) + Decimal(d) for t in thresholds
-             for d in ("0", "0.01", "-0.01", "1", "-1", "0.000000001", "-0.000000001")]
+    with localcontext(Context(prec=80)):  # exact sums, never rounded to 28 digits
+        edges = [Decimal(t) + Decimal(d) for t in thresholds
+                 for d in ("0", "0.01", "-0.01", "1", "-1", "0.000000001", "-0.000000001",
+                           "0.0000000001", "-0.0000000001", "0." + "0" * 35 + "1", "-0." + "0" * 35 + "1")]
     anywhere = st.decimals(low, high, places=2, allow_nan=False, allow_infinity=False)
-    return st.one_of(st.sampled_from([e for e in edges if low <= e <= high]), anywhere)
+    return st.one_of(st.sampled_from([e for e in edges if low <= e <= high]), anywhere,
+                     long_decimals(thresholds, low, high))
+
+
+@st.composite
+def long_decimals(draw, thresholds, low: Decimal, high: Decimal):
+    """A threshold plus or minus a fraction of 10 to 35 decimal places (SPEC §4.14)."""
+    places = draw(st.integers(10, 35))
+    step = Decimal(draw(st.integers(1, 10 ** 4))).scaleb(-places)
+    with localcontext(Context(prec=80)):
+        value = Decimal(draw(st.sampled_from(thresholds))) + (step if draw(st.booleans()) else -step)
+    return min(max(value, low), high)
 
 
 CREATININE = near(45, high=Decimal(200))
@@ -50,6 +63,19 @@ REGIMENS = ["VRd", "KRd", "DRd", "IRd", "DVRd", "D-VRd", "DPd", "DKd", "DVd", "I
 AGENTS = IMID + PI + CD38 + OTHER + REGIMENS
 PRODUCTS = ["Abecma", "ide-cel", "idecabtagene vicleucel", "Carvykti", "cilta-cel",
             "ciltacabtagene autoleucel", "Kymriah", "tisagenlecleucel", "Breyanzi"]
+# SPEC §1: trial names of ide-cel and of cilta-cel, and names no table holds.
+TRIALS = {"KarMMa": "ide-cel", "KarMMa-2": "ide-cel", "KarMMa-3": "ide-cel",
+          "CARTITUDE-1": "cilta-cel", "CARTITUDE-2": "cilta-cel", "CARTITUDE-4": "cilta-cel",
+          "CARTITUDE-5": "cilta-cel", "CARTITUDE-6": "cilta-cel"}
+UNRECOGNISED = ["mystery-cel", "KarMMa-9", "Velcaid"]
+# SPEC §1 and §4.6: the lymphodepleting chemotherapy agents, and agents given around the
+# infusion that are none.
+LYMPHODEPLETING = ["fludarabine", "cyclophosphamide", "bendamustine", "Treanda"]
+SUPPORTIVE = ["tocilizumab", "dexamethasone", "prednisone"]
+# Names of one thing, each X (Y) spelling of which names it too.
+SAME = [("bortezomib", "Velcade"), ("lenalidomide", "Revlimid"), ("daratumumab", "Darzalex"),
+        ("idecabtagene vicleucel", "Abecma"), ("ciltacabtagene autoleucel", "Carvykti"),
+        ("VRd", "RVd"), ("DVRd", "Dara-VRd"), ("IsaPd", "Isa-Pd")]
 
 
 @st.composite
@@ -61,6 +87,22 @@ def spelled(draw, names):
     if draw(st.booleans()):
         name = " " + name.replace(" ", "  ") + "\t"
     return name
+
+
+@st.composite
+def written(draw, name: str, same: str | None = None, regimen: bool = False):
+    """name as reviewers write it (SPEC §1): ® or ™ after it; a regimen abbreviation broken
+    by hyphens, spaces or `/`; or `X (Y)` with a name `same` of the same thing."""
+    kind = draw(st.sampled_from(["mark", "broken", "paired"] if same else ["mark", "broken"]))
+    if kind == "mark":
+        return name + draw(st.sampled_from(["®", "™", " ®"]))
+    if kind == "paired":
+        pair = (name, same) if draw(st.booleans()) else (same, name)
+        return f"{pair[0]} ({pair[1]})"
+    if not regimen:
+        return name  # only regimen abbreviations ignore hyphens, spaces and /
+    breaks = [draw(st.sampled_from(["", "-", " ", "/"])) for _ in name]
+    return "".join(c + b for c, b in zip(name, breaks)).rstrip("-/ ")
 
 
 def maybe(strategy, absent_weight: int = 1):
@@ -86,12 +128,14 @@ def cases(draw, documented: bool = False, service=None):
     data["prescriber"] = {"specialist": pick(likely_true()), "approved_car_t_center": pick(likely_true())}
     data["diagnosis"] = {"multiple_myeloma": pick(likely_true()), "relapsed": pick(st.booleans()),
                          "refractory": pick(st.booleans()), "cns_involvement": pick(likely_false())}
-    data["prior_lines"] = pick(st.lists(st.lists(spelled(AGENTS), min_size=1, max_size=4),
-                                        max_size=5))
+    # a CAR-T product now and then in a line (SPEC §4.13)
+    line_names = st.one_of(*[spelled(AGENTS)] * 12, spelled(PRODUCTS), spelled(UNRECOGNISED))
+    data["prior_lines"] = pick(st.lists(st.lists(line_names, min_size=1, max_size=4), max_size=5))
     data["prior_cell_therapies"] = pick(st.lists(spelled(PRODUCTS), max_size=2) | st.just([]))
-    data["clinical_trials"] = pick(st.lists(spelled(PRODUCTS + OTHER), max_size=2) | st.just([]))
+    data["clinical_trials"] = pick(st.lists(spelled(PRODUCTS + OTHER + list(TRIALS) + UNRECOGNISED[:2]),
+                                            max_size=2) | st.just([]))
     data["concurrent_therapies"] = pick(st.lists(st.fixed_dictionaries({
-        "agent": spelled(AGENTS + ["fludarabine", "tocilizumab"]),
+        "agent": spelled(AGENTS + LYMPHODEPLETING * 4 + SUPPORTIVE + PRODUCTS[:1] + UNRECOGNISED[:1]),
         "purpose": st.sampled_from(["lymphodepletion", "bridging", "supportive", "anti_cancer"])}),
         max_size=3))
     data["prior_allogeneic_transplant"] = pick(likely_false())

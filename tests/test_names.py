@@ -149,9 +149,11 @@ def test_other_car_t_products_are_recognised_prior_cell_therapies(name):
 def test_a_trial_entry_is_read_by_product_or_trial_name(trial, expected, service):
     result = decide(case(clinical_trials=[trial], date_of_service=service))
     assert status(result, "4") == expected
+    four = next(c for c in result.criteria if c.id == "4")
     if expected == "unknown":
         assert result.decision == "pending"
         assert result.advisories == [f"clinical_trials: '{trial}' is not a recognised name; please clarify it"]
+        assert any(f"'{trial}' is not a recognised therapy or trial name" in b for b in four.because)
     else:
         assert result.advisories == []
 
@@ -167,8 +169,11 @@ def test_a_trial_entry_is_read_by_product_or_trial_name(trial, expected, service
     ("CARTITUDE-6", "not_met", "met"),
 ])
 def test_a_trial_name_is_a_trial_of_its_product(trial, in_2024, in_2025):
-    assert status(decide(case(clinical_trials=[trial], date_of_service=IN_2024)), "4") == in_2024
+    result = decide(case(clinical_trials=[trial], date_of_service=IN_2024))
+    assert status(result, "4") == in_2024
     assert status(decide(case(clinical_trials=[trial], date_of_service=IN_2025)), "4") == in_2025
+    four = next(c for c in result.criteria if c.id == "4")
+    assert f"clinical_trials: '{trial}' is a clinical trial of a therapy listed in this policy" in four.because
 
 
 def test_an_unrecognised_trial_does_not_hide_a_failure_of_4():
@@ -214,7 +219,7 @@ def test_a_car_t_product_in_prior_lines_is_a_prior_cell_therapy(product, service
     ("tocilizumab", "supportive", "met"), ("fludarabine", "supportive", "met"),
     ("daratumumab", "bridging", "met"), ("VRd", "bridging", "met"),
     ("fludarabine", "anti_cancer", "not_met"), ("tocilizumab", "anti_cancer", "not_met"),
-    ("mystery-mab", "lymphodepletion", "unknown"),
+    ("mystery-mab", "lymphodepletion", "unknown"), ("Flu/Cy", "lymphodepletion", "met"),
 ])
 @pytest.mark.parametrize("service", [IN_2024, IN_2025])
 def test_lymphodepletion_is_exempt_only_for_lymphodepleting_chemotherapy(agent, purpose, expected, service):
@@ -230,6 +235,8 @@ def test_lymphodepletion_is_exempt_only_for_lymphodepleting_chemotherapy(agent, 
     if expected == "unknown":
         assert result.decision == "pending"
         assert any(f"'{agent}'" in a and "recognised" in a for a in result.advisories)
+        assert any(f"'{agent}' is given for lymphodepletion and is not a recognised agent name" in b
+                   for b in five_a.because)
 
 
 def test_an_unrecognised_lymphodepleting_agent_does_not_hide_combination_use():

@@ -13,8 +13,9 @@ from decimal import Decimal
 from hypothesis import assume, given, note, strategies as st
 
 from cases import V2024, V2025, decide, decide_all, statuses
-from strategies import (CREATININE, DOSE, LVEF, cases, eligible, service_dates,
-                        six_months_back, spelled, PRODUCTS)
+from strategies import (CD38, CREATININE, DOSE, IMID, LVEF, LYMPHODEPLETING, OTHER, PI, PRODUCTS,
+                        REGIMENS, SAME, TRIALS, UNRECOGNISED, cases, eligible, service_dates,
+                        six_months_back, spelled, written)
 
 FIRST, SECOND = date(2024, 8, 21), date(2025, 11, 1)
 
@@ -71,8 +72,11 @@ def _carries_a_difference(data: dict) -> list[str]:
     if any(infections.get(k) is not False for k in ("hepatitis_b", "hepatitis_c", "hiv", "uncontrolled")):
         found.append("5f infection")
     names = [" ".join(n.casefold().split()) for n in
-             (data.get("prior_cell_therapies") or []) + (data.get("clinical_trials") or [])]
-    if any(n in ("cilta-cel", "carvykti", "ciltacabtagene autoleucel") for n in names):
+             (data.get("prior_cell_therapies") or []) + (data.get("clinical_trials") or [])
+             + [a for line in data.get("prior_lines") or [] for a in line]]
+    cilta = ("cilta-cel", "carvykti", "ciltacabtagene autoleucel") + tuple(
+        t.casefold() for t, product in TRIALS.items() if product == "cilta-cel")
+    if any(n in cilta for n in names):
         found.append("cilta-cel (5g, 8, 4)")
     return found
 
@@ -145,8 +149,18 @@ WORSE = {
     "crcl_down": lambda d: d.update(creatinine_clearance_ml_min=min(d.get("creatinine_clearance_ml_min") or Decimal(45), Decimal(45)) - Decimal("0.01") if (d.get("creatinine_clearance_ml_min") or 1) > 0 else Decimal(0)),
     "lvef_down": lambda d: d.update(lvef_percent=max(Decimal(0), (d.get("lvef_percent") or Decimal(45)) - 1)),
     "infection": lambda d: d.update(infections={**(d.get("infections") or {}), "hiv": True}),
-    "drop_line": lambda d: d.update(prior_lines=(d.get("prior_lines") or [])[:-1]),
+    "drop_line": lambda d: d.update(prior_lines=_drop_last_line(d.get("prior_lines") or [])),
 }
+
+
+def _folded(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+def _drop_last_line(lines: list) -> list:
+    # a CAR-T product in a line is a prior cell therapy: dropping it would make the case better
+    kept = [a for a in (lines[-1] if lines else []) if _folded(a) in {_folded(p) for p in PRODUCTS}]
+    return lines[:-1] + ([kept] if kept else [])
 
 
 @given(cases(), st.sampled_from(sorted(WORSE)))
@@ -253,7 +267,8 @@ def test_missing_names_exactly_the_undocumented_fields_behind_unknown_criteria(d
             diagnosis = data.get("diagnosis") or {}
             if diagnosis.get("relapsed") is True or diagnosis.get("refractory") is True:
                 fields = [f for f in fields if f not in ("diagnosis.relapsed", "diagnosis.refractory")]
-        assert fields or ident in ("3a", "3b", "3c"), f"{ident} unknown with nothing missing"
+        # an unrecognised name leaves 3a-3c, 4 (a trial) or 5a (lymphodepletion) open
+        assert fields or ident in ("3a", "3b", "3c", "4", "5a"), f"{ident} unknown with nothing missing"
         expected.update(fields)
     assert set(result.missing) == expected
     assert result.missing == sorted(result.missing)
@@ -300,3 +315,109 @@ def test_check_equals_batch_and_runs_repeat_exactly(items):
     alone = [decide(d) for d in items]
     assert together == alone
     assert decide_all(items) == together
+
+
+# -- names as reviewers write them (SPEC §1, §4.5, §4.6, §4.13) ------------------------
+
+PRIOR_CELL = {"2024-08-21": ("4", "5b", "5c", "5g", "8"), "2025-11-01": ("4", "5b", "8")}
+
+
+@given(cases(), st.sampled_from(PRODUCTS), st.data())
+def test_a_car_t_product_in_a_prior_line_counts_as_in_prior_cell_therapies(data, product, more):
+    data = {**data, "prior_cell_therapies": data.get("prior_cell_therapies") or []}
+    lines = copy.deepcopy(data.get("prior_lines") or [])
+    at = more.draw(st.integers(0, len(lines)))
+    in_line = copy.deepcopy(data)
+    in_line["prior_lines"] = lines[:at] + [lines[at] + [product] if at < len(lines) else [product]] + lines[at + 1:]
+    in_list = copy.deepcopy(in_line)
+    in_list["prior_lines"] = lines[:at] + [lines[at] if at < len(lines) else ["dexamethasone"]] + lines[at + 1:]
+    in_list["prior_cell_therapies"] = in_list["prior_cell_therapies"] + [product]
+    one, other = decide(in_line), decide(in_list)
+    assume(one.version is not None)
+    ids = PRIOR_CELL[one.version]
+    assert {i: statuses(one)[i] for i in ids} == {i: statuses(other)[i] for i in ids}
+    assert statuses(one)["4"] == "not_met"
+    assert any(a.startswith(f"prior_lines line {at + 1}: ") and "prior cell therapy" in a for a in one.advisories)
+
+
+@given(cases(), st.sampled_from(sorted(TRIALS)))
+def test_a_trial_name_reads_as_a_trial_of_its_product(data, trial):
+    by_trial = decide({**data, "clinical_trials": [trial]})
+    by_product = decide({**data, "clinical_trials": [TRIALS[trial]]})
+    assert _decided(by_trial) == _decided(by_product)
+
+
+@given(cases(), st.sampled_from(UNRECOGNISED))
+def test_an_unrecognised_trial_entry_never_meets_4(data, name):
+    result = decide({**data, "clinical_trials": (data.get("clinical_trials") or []) + [name]})
+    assume(result.version is not None)
+    assert statuses(result)["4"] in ("unknown", "not_met")
+
+
+@given(cases(), st.sampled_from(LYMPHODEPLETING))
+def test_lymphodepleting_chemotherapy_for_lymphodepletion_changes_nothing(data, agent):
+    assume(data.get("concurrent_therapies") is not None)
+    more = {**data, "concurrent_therapies": data["concurrent_therapies"] + [
+        {"agent": agent, "purpose": "lymphodepletion"}]}
+    assert _decided(decide(more)) == _decided(decide(data))
+
+
+MYELOMA = IMID + PI + CD38 + [a for a in OTHER if a not in ("dexamethasone", "prednisone")] + REGIMENS
+
+
+@given(cases(), st.sampled_from(MYELOMA + PRODUCTS[:1]), st.sampled_from(["lymphodepletion", "supportive"]))
+def test_an_agent_no_exemption_covers_fails_5a_naming_agent_and_purpose(data, agent, purpose):
+    assume(purpose == "lymphodepletion" or agent not in PRODUCTS)
+    assume(not (purpose == "lymphodepletion" and agent in ("cyclophosphamide", "bendamustine")))
+    more = {**data, "concurrent_therapies": (data.get("concurrent_therapies") or []) + [
+        {"agent": agent, "purpose": purpose}]}
+    result = decide(more)
+    assume(result.version is not None)
+    five_a = next(c for c in result.criteria if c.id == "5a")
+    assert five_a.status == "not_met"
+    said = "for lymphodepletion" if purpose == "lymphodepletion" else "as supportive care"
+    # the name as the case first spells it, wherever that is
+    assert any(_folded(b).startswith(f"concurrent_therapies: '") and f"is given {said}" in b
+               and _folded(agent) in _folded(b) for b in five_a.because)
+
+
+@given(cases(), st.sampled_from(UNRECOGNISED))
+def test_an_unrecognised_agent_for_lymphodepletion_never_meets_5a(data, agent):
+    more = {**data, "concurrent_therapies": (data.get("concurrent_therapies") or []) + [
+        {"agent": agent, "purpose": "lymphodepletion"}]}
+    result = decide(more)
+    assume(result.version is not None)
+    assert statuses(result)["5a"] in ("unknown", "not_met")
+
+
+@given(cases(), st.data())
+def test_marks_broken_abbreviations_and_paired_names_never_change_the_decision(data, more):
+    same = {_folded(a): b for pair in SAME for a, b in (pair, pair[::-1])}
+    regimens = {_folded(r) for r in REGIMENS} | {_folded(r) for pair in SAME for r in pair if r[1:2].isupper()}
+
+    def respell(name: str) -> str:
+        return more.draw(written(name.strip(), same.get(_folded(name)),
+                                 regimen=_folded(name) in regimens))
+    data = copy.deepcopy(data)
+    before = decide(data)
+    if data.get("prior_lines"):
+        data["prior_lines"] = [[respell(a) for a in line] for line in data["prior_lines"]]
+    for key in ("prior_cell_therapies", "clinical_trials"):
+        if data.get(key):
+            data[key] = [respell(x) for x in data[key]]
+    if data.get("concurrent_therapies"):
+        data["concurrent_therapies"] = [{**t, "agent": respell(t["agent"])} for t in data["concurrent_therapies"]]
+    assert _decided(decide(data)) == _decided(before)
+
+
+@given(st.sampled_from([45, 300, 510]), st.integers(10, 38), st.booleans())
+def test_a_number_compares_exactly_at_any_number_of_decimal_places(point, places, up):
+    # SPEC §4.14 and §4.7, §4.10: 45 fails 5d, above it passes; 300 to 510 inclusive
+    value = Decimal(f"{point}.{'0' * (places - 1)}1" if up else f"{point - 1}.{'9' * places}")
+    crcl = decide({**eligible(date(2025, 3, 15)), "creatinine_clearance_ml_min": value})
+    dose = decide({**eligible(date(2025, 11, 12)), "dose_million_car_t_cells": value})
+    if point == 45:
+        assert statuses(crcl)["5d"] == ("met" if up else "not_met")
+    else:
+        inside = (point == 300) == up
+        assert statuses(dose)["dose"] == ("met" if inside else "not_met")
