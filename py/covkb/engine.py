@@ -32,7 +32,7 @@ from clingo import ast
 
 from covkb import arith
 from covkb.case import Case, NCCN_CATEGORIES, PURPOSES
-from covkb.facts import BOOLEAN_FIELDS, LIST_FIELDS, NUMBER_FIELDS, Symbols, case_rows
+from covkb.facts import BOOLEAN_FIELDS, LIST_FIELDS, NUMBER_FIELDS, Symbols, case_rows, compacted
 from covkb.terms import parse_arguments
 
 KEY = 1            # the abstract case's key
@@ -64,6 +64,8 @@ INPUTS: dict[tuple[str, int], dict[int, str]] = {
     ("concurrent", 3): {1: NAMED},
     ("cardiac", 2): {1: ORDERED},
     ("nccn", 2): {},
+    ("compact", 3): {1: NAMED, 2: NAMED},
+    ("part", 3): {1: NAMED, 2: NAMED},
 }
 # What covkb.arith computes in place of the rules it evaluates.
 FED = {("age", 2): {1: OPAQUE}, ("window_start", 3): {2: ORDERED}, ("compared", 4): {}}
@@ -698,6 +700,12 @@ def build(directory: Path) -> Compiled:
     keys += [("cell_therapy", s) for s in named] + [("trial", s) for s in named]
     keys += [("concurrent", s, (p,)) for s in named for p in PURPOSES]
     keys += [("cardiac", d) for d in dates] + [("nccn", c) for c in NCCN_CATEGORIES]
+    # a name's spelling forms: a kb string has one compacted form; a stand-in any
+    for s in sorted(strings):
+        if compacted(s) != s:
+            keys += [("compact", s, compacted(s))] if compacted(s) in strings else \
+                [("compact", s, n) for n in _NAME_STANDS]
+    keys += [(p, n, s) for p in ("compact", "part") for n in _NAME_STANDS for s in named]
     keys += [("age", AGE)]
     keys += [("window_start", m, d) for m in months for d in dates]
     keys += [("compared", f, t, (where,)) for f, t in thresholds for where in ("above", "equal", "below")]

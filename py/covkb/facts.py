@@ -123,12 +123,14 @@ def compacted(folded: str) -> str:
 @lru_cache(maxsize=1 << 16)
 def spellings(folded: str) -> tuple[tuple[str, str, str], ...]:
     """The forms of a folded name the knowledge base may match: (predicate, of, form) for
-    its compacted form and, written `X (Y)`, each part and the part's compacted form."""
-    forms = [("compact", folded, compacted(folded))]
+    its compacted form where it differs and, written `X (Y)`, each part and the part's."""
+    names = [folded]
+    forms = []
     written = _PARTS.match(folded)
     if written:
-        for part in (written["x"], written["y"].strip()):
-            forms += [("part", folded, part), ("compact", part, compacted(part))]
+        names += [written["x"], written["y"].strip()]
+        forms += [("part", folded, part) for part in names[1:]]
+    forms += [("compact", name, compacted(name)) for name in names if compacted(name) != name]
     return tuple(forms)
 
 
