@@ -364,6 +364,14 @@ def _criterion_words(connection: sqlite3.Connection, counted: Tally) -> dict:
     return words
 
 
+def _field_words() -> dict:
+    """Each case field as a reviewer names it, when the knowledge base says (kb/words.lp)."""
+    from covkb import decide
+
+    facts = getattr(decide.policy(), "facts", None) or {}
+    return {str(args[0]): str(args[1]) for args in facts.get("field_words", ()) if len(args) >= 2}
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
@@ -404,6 +412,7 @@ def audit_report(connection: sqlite3.Connection, sink: TextIO, since: Optional[s
             t=counted, since=since, until=until, log=log, generated=_now(), covkb=__version__,
             kb=kb_hash(), everything=everything, outcomes=outcomes, by_decision=by_decision,
             decisions=DECISIONS, criteria=criteria, missing=counted.missing.most_common(),
+            field_words=_field_words() if counted.missing else {},
             chart=week_chart(counted.weeks), colours=COLOURS, found=found,
             entries=found.entries(), pages=found.embedded(), page_limit=PAGE_LIMIT,
             share=_share, generator=__version__)
