@@ -4,7 +4,8 @@ python bench/report.py [--count 100000] [--dir DIR] [--repeat N] [--replay-all]
 
 Writes COUNT seeded synthetic cases (bench/make_cases.py), logs their determinations with
 `covkb batch --log` (reused when DIR already holds a log of that size), then runs
-`covkb audit report` over the log and prints its wall time and peak resident memory.
+`covkb audit report` over the log and prints its wall time and peak resident memory
+(of the report process and its worker processes together).
 The goal: under 30 s and under 500 MB for 100,000 determinations.
 """
 
@@ -47,15 +48,62 @@ def logged(directory: Path, count: int) -> Path:
     return log
 
 
+def tree_rss(root: int) -> int:
+    """Resident memory (KiB) of a process and all its descendants, from /proc: each one's
+    proportional set size, so pages forked workers share with their parent count once."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields["PPid"])
+        rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0])
+    family, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    return sum(_pss(pid, rss.get(pid, 0)) for pid in family)
+
+
+def _pss(pid: int, fallback: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return fallback
+
+
 def measure(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one process."""
+    """Wall seconds, and the peak RSS (MiB) of the process and its workers together,
+    sampled every 50 ms (a worker's own peak alone would hide the others)."""
+    import threading
+
     started = time.perf_counter()
     process = subprocess.Popen(command)
+    peak, done = [0], threading.Event()
+
+    def sample():
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], tree_rss(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, max(peak[0], usage.ru_maxrss) / 1024
 
 
 def main() -> None:
