@@ -287,6 +287,23 @@ def test_re_deciding_over_worker_processes_finds_what_one_process_finds(log):
             f.close()
 
 
+def test_a_determination_decided_alike_in_other_words_is_counted_not_listed(log):
+    from covkb.api import determine_explained
+
+    one = from_object(case(case_id="REWORDED"))
+    result, explanation = determine_explained([one])[0]
+    first = msgspec.structs.replace(result.criteria[0], because=["in the words of an earlier knowledge base"])
+    then = msgspec.structs.replace(result, criteria=[first, *result.criteria[1:]])
+    connection = audit.connect(log)
+    try:
+        audit.append(connection, [audit.prepare(one, None, then, explanation, "0" * 64)])
+    finally:
+        connection.close()
+    tree = parse(report(log))
+    assert not tree.find_all("table", "replayed")
+    assert "1 more is decided alike in other words" in " ".join(tree.find(id="replayed").parent.text().split())
+
+
 def test_audit_show_renders_a_logged_determination_with_its_row(log):
     tree = parse(cli("audit", "show", "1", "--log", log, "--format", "html"))
     assert tree.find("h1").text() == "C0"

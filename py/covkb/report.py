@@ -148,6 +148,7 @@ class Redecided:
 
     considered: int = 0
     count: int = 0
+    reworded: int = 0
     kb_changed: int = 0
     listing: Optional[tempfile.SpooledTemporaryFile] = None
     pages: Optional[tempfile.SpooledTemporaryFile] = None
@@ -220,12 +221,15 @@ def redecided(connection: sqlite3.Connection, counted: Tally, since: Optional[st
     if workers is None:
         workers = 1 if (counted.rows if everything else stale) <= chunk else os.cpu_count() or 1
     for row, now, explanation, kb_changed in _redecide_parallel(stored(), current, chunk, workers):
-        found.count += 1
-        found.kb_changed += kb_changed
         then = {c["id"]: c["status"] for c in json.loads(row["criteria_json"])}
         changed = [[c.id, then.get(c.id, "-"), c.status] for c in now.criteria if then.get(c.id) != c.status]
         changed += [[ident, status, "-"] for ident, status in then.items()
                     if ident not in {c.id for c in now.criteria}]
+        if not changed and (row["policy_version"], row["decision"], row["label"]) == (now.version, now.decision, now.label):
+            found.reworded += 1  # decided alike; only the words of its reasons differ
+            continue
+        found.count += 1
+        found.kb_changed += kb_changed
         paged = len(found.page_ends) < PAGE_LIMIT
         found.listing.write(json.dumps({
             "id": row["id"], "case_id": row["case_id"], "logged_at": row["logged_at"],
@@ -261,9 +265,10 @@ def _redecide_parallel(stored: Iterator[dict], current: str, chunk: int, workers
     import multiprocessing
     from collections import deque
 
-    from covkb import api
+    from covkb import api, decide
 
-    api.versions()  # workers fork with the policy loaded
+    api.versions()  # workers fork with the policy loaded, and the compiled engine built once
+    decide.prepare(chunk)
     gc.freeze()
     with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=50) as pool:
         window: deque = deque()
