@@ -227,10 +227,12 @@ class Words:
     def measured(self, path: str) -> str:
         """The field's value with its unit: `creatinine clearance 45 mL/min`."""
         unit = self.units.get(path, "")
-        value = self.value(path)
-        if value in ("true", "false"):
-            return f"{self.label(path)}: {'yes' if value == 'true' else 'no'}"
-        return f"{self.label(path)} {value}{'' if unit in ('', '%') else ' '}{unit}"
+        plain = self._value(path)
+        source = self.value(path)[len(plain):]  # ", from Observation/..." for a FHIR case
+        raw = field(self.case, path)
+        if isinstance(raw, bool):
+            return f"{self.label(path)}: {'yes' if raw else 'no'}{source}"
+        return f"{self.label(path)} {plain}{'' if unit in ('', '%') else ' '}{unit}{source}"
 
     def sendable(self, path: str) -> str:
         """The field as a reviewer asks for it: `left ventricular ejection fraction (%)`."""
