@@ -607,3 +607,18 @@ def test_a_facts_source_is_named_in_the_criterion_not_inside_the_decisions_sente
     [five_d] = [c for c in result.criteria if c.id == "5d"]
     assert five_d.because[0].startswith("creatinine_clearance_ml_min = 45, from Observation/")
     assert "from Observation" not in (getattr(result, "reason", None) or "")
+
+
+def test_a_plain_case_read_after_a_fhir_one_in_the_same_process_names_no_fhir_source():
+    # Each fact names the resource it came from only for the case that came from it:
+    # a server or a library reading many cases in one thread must not carry sources over.
+    from typer.testing import CliRunner
+
+    from covkb.cli import app
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["check", "-f", "json", str(FACTS / "fhir" / "covered-2025.bundle.json")])
+    assert first.exit_code == 0 and ", from " in first.stdout
+    plain = runner.invoke(app, ["check", "-f", "json", str(FACTS / "covered-2025.json")])
+    assert plain.exit_code == 0
+    assert ", from " not in plain.stdout

@@ -244,14 +244,15 @@ def _load(case: Path):
 def _read(case: Path):
     """The case, and what covkb.fhir read with it when the file is a FHIR resource."""
     from covkb import case as cases
+    from covkb.result import SOURCES
 
+    SOURCES.set({})  # one case per command: no earlier case's sources may name this one's facts
     try:
         if str(case) != "-" and case.suffix.lower() in (".yaml", ".yml", ".lp"):
             return cases.load(case), None
         raw = cases.parse_json(cases.read_limited(case))
         if isinstance(raw, dict) and "resourceType" in raw:
             from covkb import fhir
-            from covkb.result import SOURCES
 
             read = fhir.case_from_fhir(raw)
             SOURCES.set(read.named_sources())  # one case per command: its facts name their resources
