@@ -70,6 +70,34 @@ def test_a_worker_that_dies_is_replaced_and_its_chunk_retried_line_by_line():
     assert all(o.get("decision") == "covered" for i, o in enumerate(out) if i != 7)
 
 
+def _first_chunk_last(chunk, version, log):
+    """Every chunk answers at once but the first, which answers after the others."""
+    first, blob = chunk
+    if first == 1:  # line numbers count from 1
+        time.sleep(1.5)
+    return batch.Decided(f"{first}\n", 1, Counter(), 0, 0, [])
+
+
+@pytest.mark.parametrize("chunks", [4, 5])
+def test_a_batch_whose_first_chunk_answers_last_still_ends(chunks):
+    # Two workers keep four chunks in hand; when the first answers after the other three,
+    # all four are written at once and the next chunk must still be read (not waited for).
+    import threading
+
+    work = batch.chunks(io.BytesIO(b"{}\n" * chunks), 1)
+    firsts: list = []
+
+    def run():
+        for _, decided in batch._in_order(work, None, 2, 50, False, decide=_first_chunk_last):
+            firsts.append(int(decided.text))
+        firsts.append("end")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert firsts == list(range(1, chunks + 1)) + ["end"], "the batch stopped, waiting on no worker"
+
+
 def _pid_chunk(chunk, version, log):
     return batch.Decided(f"{os.getpid()}\n", 1, Counter(), 0, 0, [])
 

@@ -338,6 +338,8 @@ def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
                 written += 1
             if exhausted and written == read:
                 return
+            if not pool.busy:  # all that was read is written (so none is queued): read on
+                continue
             for (sequence, piece, index), decided, code in pool.results():
                 if decided is None and index is None:
                     first, blob = piece
