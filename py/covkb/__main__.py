@@ -1,3 +1,3 @@
-from covkb.cli import main
+from covkb.command import main
 
 main()

@@ -4,12 +4,20 @@ vicleucel (Abecma) against coverage policy 2024041."""
 from __future__ import annotations
 
 import enum
-import errno
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from covkb import command
+from covkb.command import POLICY_VERSION, fail as _fail, known_version as _known_version, \
+    open_log as _open_log, say_engine as _say_engine, stop as _stop
+
+
+def _load(case: Path):
+    return command.read_case(case)[0]
+
 
 HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
@@ -58,53 +66,6 @@ CASE_ARGUMENT = typer.Argument(..., metavar="CASE", help="The case: a .json, .ya
                                                          "or - for JSON on standard input.", allow_dash=True)
 VERSION_HELP = ("Apply this policy version (e.g. 2024-08-21) instead of the one in force "
                 "on the date of service; `covkb versions` lists them.")
-POLICY_VERSION = "--policy-version"
-
-
-def _fail(message: str) -> typer.Exit:
-    from covkb.terminal import printable
-
-    typer.echo(f"covkb: {printable(message, lines=False)}", err=True)
-    return typer.Exit(2)
-
-
-def _stop(message: str) -> typer.Exit:
-    """Exit 3: the run could not finish (I/O failure, disk full, a signal)."""
-    import os
-
-    from covkb.terminal import printable
-
-    typer.echo(f"covkb: {printable(message, lines=False)}", err=True)
-    try:  # a reader that went away must not cost a second error at exit
-        sys.stdout.flush()
-    except OSError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return typer.Exit(3)
-
-
-def _open_log(path: Path):
-    """An open decision log, or exit 2 naming the file."""
-    import sqlite3
-
-    from covkb import audit
-
-    try:
-        return audit.connect(path)
-    except audit.NotALog as error:
-        raise _fail(f"{path}: {error}") from None
-    except sqlite3.DatabaseError as error:
-        raise _fail(f"{path}: not a covkb decision log ({error})") from None
-
-
-def _known_version(version: Optional[str], option: str = POLICY_VERSION) -> Optional[str]:
-    if version is None:
-        return None
-    from covkb.api import versions
-
-    known = versions()
-    if version not in known:
-        raise _fail(f"{option} {version!r}: expected one of {', '.join(sorted(known))}")
-    return version
 
 
 class CheckFormat(str, enum.Enum):
@@ -116,13 +77,6 @@ class CheckFormat(str, enum.Enum):
 
 VERBOSE_HELP = ("Say on standard error which engine decides: the compiled engine (kb/ ground once) "
                 "or clingo, and why clingo (COVKB_ENGINE=clingo, too few cases, or a kb/ it refuses).")
-
-
-def _say_engine(verbose: bool, count: int) -> None:
-    if verbose:
-        from covkb.decide import prepare
-
-        typer.echo(f"covkb: {prepare(count)}", err=True)
 
 
 @app.command()
@@ -143,33 +97,7 @@ def check(
 
     Exit 0 when decided; 2 when the case is invalid (the message names the field).
     """
-    from covkb.render import as_json, as_text
-    from covkb.terminal import printable
-
-    version = _known_version(version)
-    one, read = _read(case)
-    _say_engine(verbose, 1)
-    if log is None:
-        from covkb.api import check as decide_one
-
-        result = decide_one(one, version)
-    else:
-        from covkb import audit
-        from covkb.api import determine_explained
-
-        result, explanation = determine_explained([one], version)[0]
-        connection = _open_log(log)
-        try:
-            audit.append(connection, [audit.prepare(one, version, result, explanation, audit.kb_hash())])
-        finally:
-            connection.close()
-    if format in (CheckFormat.pas, CheckFormat.crd):
-        from covkb import fhir
-
-        answer = fhir.claim_response if format is CheckFormat.pas else fhir.coverage_information
-        typer.echo(fhir.encode(answer(result, read.context if read else None)))
-        return
-    typer.echo(as_json(result) if format is CheckFormat.json else printable(as_text(result, every=every)))
+    command.check(case, version, format.value, log, verbose, every)
 
 
 @app.command()
@@ -235,37 +163,6 @@ class ExplainFormat(str, enum.Enum):
     json = "json"
     markdown = "markdown"
     html = "html"
-
-
-def _load(case: Path):
-    return _read(case)[0]
-
-
-def _read(case: Path):
-    """The case, and what covkb.fhir read with it when the file is a FHIR resource."""
-    from covkb import case as cases
-    from covkb.result import SOURCES
-
-    SOURCES.set({})  # one case per command: no earlier case's sources may name this one's facts
-    try:
-        if str(case) != "-" and case.suffix.lower() in (".yaml", ".yml", ".lp"):
-            return cases.load(case), None
-        raw = cases.parse_json(cases.read_limited(case))
-        if isinstance(raw, dict) and "resourceType" in raw:
-            from covkb import fhir
-
-            read = fhir.case_from_fhir(raw)
-            SOURCES.set(read.named_sources())  # one case per command: its facts name their resources
-            return read.case, read
-        return cases.from_object(raw), None
-    except FileNotFoundError:
-        raise _fail(f"{case}: no such file") from None
-    except IsADirectoryError:
-        raise _fail(f"{case}: is a directory, not a case file") from None
-    except OSError as error:  # a symlink loop, no permission, an unreadable disk
-        raise (_stop if error.errno == errno.EIO else _fail)(f"{case}: {error.strerror or error}") from None
-    except cases.InvalidCase as error:
-        raise _fail(f"{case}: {error.message}") from None
 
 
 @app.command()
@@ -706,15 +603,5 @@ def audit_report(
 
 
 def main() -> None:
-    try:
-        app()
-    except Exception as error:  # never a traceback (SPEC §3): one line, exit 2 or 3
-        from covkb.terminal import printable
-
-        sqlite3 = sys.modules.get("sqlite3")
-        if sqlite3 is not None and isinstance(error, sqlite3.DatabaseError):
-            typer.echo(f"covkb: the decision log cannot be read ({printable(str(error), lines=False)})", err=True)
-            sys.exit(2)
-        typer.echo(f"covkb: could not finish ({type(error).__name__}: "
-                   f"{printable(str(error)[:300], lines=False)})", err=True)
-        sys.exit(3)
+    """The full command line (covkb.command.main reads a plain `check` without it)."""
+    command.guarded(app)
