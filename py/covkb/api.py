@@ -29,16 +29,15 @@ def check(case: Case, version: Optional[str] = None,
     return determine([case], version, directory)[0]
 
 
-
 def determine_explained(cases: Sequence[Case], version: Optional[str] = None,
                         directory: Optional[Path] = None) -> list:
     """Decide many cases in one grounding; each its result and its explanation."""
-    from covkb.explain import explain_shown
+    from covkb.explain import explain_result
 
     policy, shown = decide.solve(
         ((key, case, version) for key, case in enumerate(cases)), directory)
     pairs = []
     for key, case in enumerate(cases):
-        explanation = explain_shown(case, shown[key], policy)
-        pairs.append((build(case, shown[key], policy), explanation))
+        result = build(case, shown[key], policy)
+        pairs.append((result, explain_result(case, shown[key], policy, result)))
     return pairs

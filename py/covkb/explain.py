@@ -53,7 +53,11 @@ class Explanation(msgspec.Struct):
 
 
 def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
-    result = build(case, shown, policy)
+    return _explanation(case, shown, policy, build(case, shown, policy))
+
+
+def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
+    """The explanation of a result already built from the same shown atoms."""
     return _explanation(case, shown, policy, result)
 
 
