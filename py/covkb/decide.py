@@ -234,8 +234,6 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
                 policy.id = args[0]
             elif name == "remedy":
                 policy.remedies[args[0], args[1]] = args[2]
-            elif name == "no_remedy":
-                policy.words["no_remedy", ""] = args[0]
             elif name == "known":
                 policy.names.add(args[0])
             elif name == "reads":
