@@ -220,6 +220,7 @@ def test_a_car_t_product_in_prior_lines_is_a_prior_cell_therapy(product, service
     ("daratumumab", "bridging", "met"), ("VRd", "bridging", "met"),
     ("fludarabine", "anti_cancer", "not_met"), ("tocilizumab", "anti_cancer", "not_met"),
     ("mystery-mab", "lymphodepletion", "unknown"), ("Flu/Cy", "lymphodepletion", "met"),
+    ("Fludara", "lymphodepletion", "met"), ("Bendeka", "lymphodepletion", "met"),  # brand names (§1)
 ])
 @pytest.mark.parametrize("service", [IN_2024, IN_2025])
 def test_lymphodepletion_is_exempt_only_for_lymphodepleting_chemotherapy(agent, purpose, expected, service):
