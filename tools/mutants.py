@@ -5,7 +5,7 @@ between strict and non-strict, each statement removed in turn — runs the test 
 against each mutant (COVKB_KB points covkb at the mutated copy) and reports killed/total
 with every survivor listed, and explained where it is equivalent.
 
-    python tools/mutants.py [--jobs 2] [--only FILE] [--limit N]
+    python tools/mutants.py [--jobs 2] [--only FILE ...] [--match TEXT ...] [--limit N]
 """
 
 from __future__ import annotations
@@ -121,11 +121,11 @@ CODE = re.compile(r'"(?:[^"\\]|\\.)*"|(?P<int>(?<![\w])\d+(?![\w]))|(?P<cmp><=|>
 FLIP = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
 
 
-def mutants(only: str | None = None):
+def mutants(only: list[str] | None = None):
     texts = {path.name: path.read_text() for path in sorted(KB.glob("*.lp"))}
     declared = {name: {text[a:b] for a, b, _ in statements(text)} for name, text in texts.items()}
     for name, text in texts.items():
-        if only and name != only:
+        if only and name not in only:
             continue
         path = KB / name
         for start, end, line in statements(text):
@@ -237,11 +237,11 @@ def killed(mutant: Mutant, python: str, killers: Killers) -> tuple[bool, str]:
                     if alone.returncode in (1, 2) and not NO_VERDICT.search(alone.stdout):
                         return True, test
                 if found:
-                    killers.drop(test)
+                    killers.drop(test.split("[", 1)[0])
                 continue
             if run.returncode != 0:
-                if found:
-                    killers.add(test)
+                if found:  # the whole test function: its other parameters are the likely next killers
+                    killers.add(test.split("[", 1)[0])
                 return True, test
     return False, ""
 
@@ -249,7 +249,8 @@ def killed(mutant: Mutant, python: str, killers: Killers) -> tuple[bool, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--only", help="mutate only this kb file (e.g. v2024-08-21.lp)")
+    parser.add_argument("--only", action="append",
+                        help="mutate only this kb file (e.g. v2024-08-21.lp; repeatable)")
     parser.add_argument("--limit", type=int, help="stop after this many mutants")
     parser.add_argument("--match", action="append",
                         help="run only the mutants whose description holds this text (repeatable)")
