@@ -95,6 +95,16 @@ def test_an_unrecognised_name_is_offered_the_nearest_known_name():
     assert [(n.name, n.nearest) for n in e.unrecognised] == [("Velcaid", "velcade"), ("Darzalx", "darzalex")]
 
 
+@pytest.mark.parametrize("field, written, nearest", [
+    ("prior_lines", [["VRd"], ["DPdd"]], "dpd"),                       # a regimen abbreviation
+    ("prior_cell_therapies", ["Abecmma"], "abecma"),                   # a product
+    ("clinical_trials", ["KarMMa-33"], "karmma-3"),                    # a trial name
+])
+def test_the_nearest_known_name_may_be_a_regimen_a_product_or_a_trial(field, written, nearest):
+    e = explained(**{field: written})
+    assert [n.nearest for n in e.unrecognised] == [nearest]
+
+
 def test_markdown_is_one_table_row_per_criterion_and_pipes_are_escaped():
     e = explained(case_id="A|B", prior_lines=[["Rd|x"], ["Vd"]])
     text = as_markdown(e)
