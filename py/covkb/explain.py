@@ -53,12 +53,7 @@ class Explanation(msgspec.Struct):
 
 
 def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
-    return _explanation(case, shown, policy, build(case, shown, policy))
-
-
-def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
-    """The explanation of a result already built from the same shown atoms."""
-    return _explanation(case, shown, policy, result)
+    return explain_result(case, shown, policy, build(case, shown, policy))
 
 
 def remedy_words(policy: Policy, version: Optional[str], ident: str, kind: str, date: Optional[str]) -> str:
@@ -71,7 +66,8 @@ def remedy_words(policy: Policy, version: Optional[str], ident: str, kind: str, 
     return words.get(kind, kind)
 
 
-def _explanation(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
+def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
+    """The explanation of a result already built from the same shown atoms."""
     words = Words(case, policy)
     names = []
     for where, name in words.unrecognised(shown):
