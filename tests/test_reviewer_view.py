@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from typer.testing import CliRunner
 
-from cases import DROP, IN_2024, V2024, V2025, case, decide
+from cases import DROP, IN_2024, IN_2025, V2024, V2025, case, decide
 from covkb.audit import kb_hash
 from covkb.cli import app
 
@@ -108,12 +108,46 @@ def test_pending_lists_alternative_fields_as_one_of():
     assert result.missing == ["member.age", "member.birth_date"]   # SPEC §2 stays as it was
     [item] = result.documentation
     assert item.fields == ["member.age", "member.birth_date"]
-    assert item.words.startswith("one of: ") and "date of birth" in item.words
+    # SPEC §1: member.age is the "age on the date of service", birth_date the date of birth
+    assert item.words == "one of: age on the date of service, or date of birth"
 
 
 def test_pending_gives_each_field_a_human_label_with_its_unit():
     [item] = decide(case(lvef_percent=DROP), V2024).documentation
     assert (item.fields, item.words) == (["lvef_percent"], "left ventricular ejection fraction (%)")
+
+
+# Each field a pending result asks for, in words: SPEC §1's meaning where it gives one,
+# otherwise the words of the criterion that reads the field, with SPEC §1's unit.
+@pytest.mark.parametrize("drop, version, words", [
+    ("prescriber__specialist", V2025,
+     "ordered by, with direct involvement of, a physician with expertise in the condition"),   # SPEC §1
+    ("prescriber__approved_car_t_center", V2025, "given in a center approved to administer CAR-T"),  # SPEC §1
+    ("diagnosis__multiple_myeloma", V2025, "diagnosis of multiple myeloma"),  # 2: "a diagnosis of ... multiple myeloma"
+    ("diagnosis__cns_involvement", V2025, "myeloma involving the central nervous system"),  # SPEC §1
+    ("prior_lines", V2025, "prior lines of therapy"),                        # 3: "two or more prior lines of therapy"
+    ("prior_cell_therapies", V2025,                                          # 4, 5b: "CAR T-cell therapy or other
+     "prior CAR-T or other genetically modified T-cell therapies"),         # genetically modified T-cell therapy"
+    ("clinical_trials", V2025, "clinical trials the member is or has been a subject of"),  # 4: "is or has been a subject"
+    ("concurrent_therapies", V2025, "therapies planned around the infusion"),  # SPEC §1: "planned around the infusion"
+    ("prior_allogeneic_transplant", V2024, "prior allogeneic stem cell transplant"),  # 2024 5b, word for word
+    ("creatinine_clearance_ml_min", V2024, "creatinine clearance (mL/min)"),  # 2024 5d: "Creatinine clearance ... mL/min"
+    ("lvef_percent", V2024, "left ventricular ejection fraction (%)"),      # SPEC §1, 2024 5e: "45%"
+    ("significant_cardiac_disease_dates", V2024,                             # 2024 5e: "clinically significant
+     "dates of clinically significant cardiac disease"),                    # cardiac disease"
+    ("infections__hepatitis_b", V2024, "active hepatitis B"),                # 2024 5f, word for word
+    ("infections__hepatitis_c", V2024, "active hepatitis C"),
+    ("infections__hiv", V2024, "HIV positive"),
+    ("infections__uncontrolled", V2024, "other active, uncontrolled infection"),
+    ("organ_function_adequate", V2025,                                       # SPEC §1
+     "adequate organ and bone marrow function per the treating oncologist/hematologist"),
+    ("dose_million_car_t_cells", V2025, "planned dose (x 10^6 CAR-positive T cells)"),  # SPEC §1: "planned dose, ×10⁶
+])                                                                          # CAR-positive T cells"
+def test_pending_asks_for_each_field_in_words(drop, version, words):
+    date = IN_2024 if version == V2024 else IN_2025
+    result = decide(case(date_of_service=date, **{drop: DROP}))
+    assert result.decision == "pending"
+    assert [(d.fields, d.words) for d in result.documentation] == [([drop.replace("__", ".")], words)]
 
 
 def test_pending_caused_by_an_unrecognised_name_says_so():
