@@ -84,6 +84,21 @@ def test_a_criterion_not_met_says_whether_the_request_can_be_remedied(version, c
     assert step.remedy
 
 
+# issue 13's remedy kinds in words: clinical, "a new documented clinical status could meet
+# it"; history, it rests on what has already happened; on_date, met from a date the case
+# computes (the 18th birthday), or one it does not give when only the age is documented.
+@pytest.mark.parametrize("changes, ident, kind, words", [
+    ({"organ_function_adequate": False}, "6", "clinical", "a new documented clinical status could meet it"),
+    ({"prior_cell_therapies": ["Abecma"]}, "8", "history", "cannot be remedied: it rests on the member's history"),
+    ({"member": {"birth_date": "2008-06-01"}}, "1", "on_date", "met from 2026-06-01"),
+    ({"member": {"age": 17}}, "1", "on_date",
+     "met from a date the case does not give (document the date of birth)"),
+])
+def test_each_remedy_kind_is_said_in_words(changes, ident, kind, words):
+    step = next(s for s in explained(V2025, **changes).criteria if s.id == ident)
+    assert (step.status, step.remedy_kind, step.remedy) == ("not_met", kind, words)
+
+
 def test_an_unknown_criterion_names_the_field_to_document():
     e = explained(V2024, infections={"hiv": False})
     step = next(s for s in e.criteria if s.id == "5f")

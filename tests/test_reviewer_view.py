@@ -63,6 +63,25 @@ def test_a_reason_on_a_criterion_of_several_fields_names_only_the_failing_one():
     (V2024, {"prior_allogeneic_transplant": True}, "5b", "history"),
     (V2024, {"prior_cell_therapies": ["Carvykti"]}, "8", "history"),
     (V2025, {"member": {"age": 17}}, "1", "on_date"),
+    (V2024, {"member": {"age": 17}}, "1", "on_date"),
+    # the rest of each version's criteria, by what meets them: the diagnosis, 6 and 7 are
+    # clinical status; 3 and its classes, 4 and the prior products are the member's
+    # history; 5a is the request's own combination
+    (V2025, {"diagnosis": {"multiple_myeloma": False}}, "2", "clinical"),
+    (V2024, {"diagnosis": {"multiple_myeloma": False}}, "2", "clinical"),
+    (V2025, {"prior_lines": [["VRd"]]}, "3", "history"),
+    (V2024, {"prior_lines": [["VRd"]]}, "3", "history"),
+    (V2025, {"prior_lines": [["bortezomib"], ["daratumumab"]]}, "3a", "history"),
+    (V2024, {"prior_lines": [["lenalidomide"], ["daratumumab"]]}, "3b", "history"),
+    (V2025, {"prior_lines": [["VRd"], ["Kd"]]}, "3c", "history"),
+    (V2025, {"clinical_trials": ["KarMMa"]}, "4", "history"),
+    (V2024, {"clinical_trials": ["KarMMa"]}, "4", "history"),
+    (V2024, {"concurrent_therapies": [{"agent": "Darzalex", "purpose": "anti_cancer"}]}, "5a", "request"),
+    (V2024, {"prior_cell_therapies": ["Abecma"]}, "5c", "history"),
+    (V2024, {"prior_cell_therapies": ["Abecma"]}, "5g", "history"),
+    (V2025, {"prior_cell_therapies": ["Abecma"]}, "8", "history"),
+    (V2024, {"organ_function_adequate": False}, "6", "clinical"),
+    (V2024, {"diagnosis": {"multiple_myeloma": True, "relapsed": True, "cns_involvement": True}}, "7", "clinical"),
 ])
 def test_each_criterion_not_met_has_its_remedy_kind(version, changes, ident, kind):
     assert remedy(decide(case(**changes), version), ident).kind == kind
