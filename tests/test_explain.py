@@ -45,10 +45,22 @@ def explained(version=None, **changes):
       "prescriber": {"specialist": True}, "member": {"age": 16}},
      "pending: criteria center and 2 cannot be decided without: diagnosis of multiple myeloma; "
      "one of: myeloma is refractory, or myeloma is relapsed; given in a center approved to administer CAR-T"),
+    # the compendium pathway names what the case asserts (SPEC §2: "naming the deciding facts")
     ({"compendium": {"nccn_category": "2A"}, "diagnosis": {"multiple_myeloma": False, "cns_involvement": False}},
-     "covered: an FDA-approved oncologic indication or an NCCN category 1 or 2A recommendation is "
-     "asserted for an indication other than relapsed or refractory multiple myeloma (criterion 2 not met) "
-     "and the opening requirements (specialist, center) are met, so it is covered by compendium"),
+     "covered: an NCCN category 2A recommendation is asserted, for an indication other than relapsed or "
+     "refractory multiple myeloma (criterion 2 not met), and the opening requirements (specialist, center) "
+     "are met, so it is covered by compendium"),
+    ({"compendium": {"nccn_category": "1", "indication": 'the "X" indication'},
+      "diagnosis": {"multiple_myeloma": False, "cns_involvement": False}},
+     'covered: an NCCN category 1 recommendation is asserted (compendium.indication = the "X" indication), '
+     "for an indication other than relapsed or refractory multiple myeloma (criterion 2 not met), and the "
+     "opening requirements (specialist, center) are met, so it is covered by compendium"),
+    ({"compendium": {"fda_approved_indication": True, "nccn_category": "2A"},
+      "diagnosis": {"multiple_myeloma": False, "cns_involvement": False}},
+     "covered: an FDA-approved oncologic indication whose label requirements the member meets is asserted "
+     "and an NCCN category 2A recommendation is asserted, for an indication other than relapsed or "
+     "refractory multiple myeloma (criterion 2 not met), and the opening requirements (specialist, center) "
+     "are met, so it is covered by compendium"),
 ])
 def test_the_decision_in_one_sentence(changes, sentence):
     assert explained(**changes).sentence == sentence

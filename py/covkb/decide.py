@@ -70,6 +70,7 @@ class Shown:
     label: Optional[str] = None
     rule: Optional[str] = None
     contract: Optional[str] = None
+    asserted: list[str] = field(default_factory=list)  # the compendium pathway's assertions
     status: dict[str, str] = field(default_factory=dict)
     # reason terms as (clingo's text, parsed term); the text orders them
     because: dict[str, list[tuple[str, tuple]]] = field(default_factory=dict)
@@ -258,6 +259,8 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
             one.rule = args[0][0]
         elif name == "contract":
             one.contract = args[0][0]
+        elif name == "asserted":
+            one.asserted.append(args[0][0])
         elif name == "missing":
             one.missing.append(args[0])
         elif name == "advisory":

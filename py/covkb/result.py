@@ -301,7 +301,15 @@ class Words:
             documents="; ".join(d.words for d in documentation),
             contract=policy.words.get(("contract_words", shown.contract or ""), ""),
             version=shown.version,
+            asserted=self.asserted(shown),
         )
+
+    def asserted(self, shown: Shown) -> str:
+        """What the case asserts of the compendium pathway, and the indication it names."""
+        said = " and ".join(self.policy.words.get(("asserted_words", a), a) for a in sorted(shown.asserted))
+        if field(self.case, "compendium.indication"):
+            said += f" ({self.stated('compendium.indication')})"
+        return said
 
     def value(self, path: str) -> str:
         text = self.values.get(path)
