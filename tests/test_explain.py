@@ -72,6 +72,19 @@ def test_the_2024_sentence_names_the_failing_facts_of_each_criterion():
                           "left ventricular ejection fraction 44% is not at least 45 (criterion 5e)")
 
 
+# Criterion 2 reads three fields; the reason names only those that failed it: the
+# diagnosis when it is not myeloma, else both of "refractory or relapsed".
+@pytest.mark.parametrize("version", [V2024, V2025])
+@pytest.mark.parametrize("diagnosis, sentence", [
+    ({"multiple_myeloma": False, "relapsed": True, "refractory": True},
+     "not covered: diagnosis of multiple myeloma: no (criterion 2)"),
+    ({"multiple_myeloma": True, "relapsed": False, "refractory": False},
+     "not covered: myeloma is refractory: no; myeloma is relapsed: no (criterion 2)"),
+])
+def test_the_sentence_names_only_the_diagnosis_facts_that_failed_2(version, diagnosis, sentence):
+    assert explained(version, diagnosis={**diagnosis, "cns_involvement": False}).sentence == sentence
+
+
 ANTI_CANCER = {"concurrent_therapies": [{"agent": "Darzalex", "purpose": "anti_cancer"}]}
 NO_SPECIALIST = {"prescriber": {"specialist": False, "approved_car_t_center": True}}
 NO_CENTER = {"prescriber": {"specialist": True, "approved_car_t_center": False}}
