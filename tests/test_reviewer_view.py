@@ -47,6 +47,15 @@ def test_a_reason_on_a_criterion_of_several_fields_names_only_the_failing_one():
     assert result.reason == "not covered: HIV positive: yes (criterion 5f)"
 
 
+def test_a_reason_on_5e_failed_by_recent_cardiac_disease_names_the_date_not_the_lvef():
+    # 5e: "ejection fraction (EF) less than 45%, or other clinically significant cardiac
+    # disease within in the past 6 months"; SPEC §4.7: within while on or after the date
+    # of service moved back 6 months (2025-03-15 -> 2024-09-15). The LVEF of 60 met it.
+    result = decide(case(date_of_service="2025-03-15", significant_cardiac_disease_dates=["2025-01-10"]), V2024)
+    assert result.reason == ("not covered: dates of clinically significant cardiac disease: 2025-01-10 "
+                             "is on or after 2024-09-15, within the window (criterion 5e)")
+
+
 # --- 4. remedy kinds --------------------------------------------------------------
 @pytest.mark.parametrize("version, changes, ident, kind", [
     (V2025, {"dose_million_car_t_cells": 600}, "dose", "request"),
