@@ -140,11 +140,6 @@ def test_pending_lists_alternative_fields_as_one_of():
     assert item.words == "one of: age on the date of service, or date of birth"
 
 
-def test_pending_gives_each_field_a_human_label_with_its_unit():
-    [item] = decide(case(lvef_percent=DROP), V2024).documentation
-    assert (item.fields, item.words) == (["lvef_percent"], "left ventricular ejection fraction (%)")
-
-
 # Each field a pending result asks for, in words: SPEC §1's meaning where it gives one,
 # otherwise the words of the criterion that reads the field, with SPEC §1's unit.
 @pytest.mark.parametrize("drop, version, words", [
