@@ -173,13 +173,20 @@ class Killers:
         with self.lock:
             return list(self.tests)
 
+    @staticmethod
+    def function(test: str) -> str:
+        """The whole test function of a test id: its other parameters are the likely next killers."""
+        return test.split("[", 1)[0]
+
     def add(self, test: str) -> None:
+        test = self.function(test)
         with self.lock:
             if test in self.tests:
                 self.tests.remove(test)
             self.tests = [test, *self.tests][: self.keep]
 
     def drop(self, test: str) -> None:
+        test = self.function(test)
         with self.lock:
             if test in self.tests:
                 self.tests.remove(test)
@@ -237,11 +244,11 @@ def killed(mutant: Mutant, python: str, killers: Killers) -> tuple[bool, str]:
                     if alone.returncode in (1, 2) and not NO_VERDICT.search(alone.stdout):
                         return True, test
                 if found:
-                    killers.drop(test.split("[", 1)[0])
+                    killers.drop(test)
                 continue
             if run.returncode != 0:
-                if found:  # the whole test function: its other parameters are the likely next killers
-                    killers.add(test.split("[", 1)[0])
+                if found:
+                    killers.add(test)
                 return True, test
     return False, ""
 
