@@ -1,14 +1,28 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import os
+# Hermetic: every run gets its own home, cache and no inherited decision log, so no test reads
+# or writes the user's ~/.cache and two suites can run side by side. Set before anything
+# imports covkb, and inherited by every subprocess a test starts.
+_HOME = Path(tempfile.mkdtemp(prefix="covkb-tests-"))
+for _name in ("home", "cache"):
+    (_HOME / _name).mkdir()
+os.environ["HOME"] = str(_HOME / "home")
+os.environ["XDG_CACHE_HOME"] = str(_HOME / "cache")
+os.environ["COVKB_CACHE"] = str(_HOME / "cache" / "covkb")
+for _name in ("COVKB_LOG", "COVKB_KB", "COVKB_PUBLIC_API"):
+    os.environ.pop(_name, None)
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, settings  # noqa: E402
 
-# dev: quick local runs; ci: more examples (selected by .ci/run).
-settings.register_profile("dev", max_examples=25, deadline=None,
+# dev (the default run): a short run of every property. ci (the slow profile, selected by
+# .ci/run with HYPOTHESIS_PROFILE=ci): many more examples. No deadline in either: a
+# property's verdict never depends on how busy the machine is.
+settings.register_profile("dev", max_examples=10, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", max_examples=150, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -23,3 +37,9 @@ def pytest_sessionstart(session):
     found = problems()
     if found:
         raise SystemExit("kb/ self-check failed:\n" + "\n".join(found))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    shutil.rmtree(_HOME, ignore_errors=True)
