@@ -43,3 +43,16 @@ def pytest_sessionfinish(session, exitstatus):
     import shutil
 
     shutil.rmtree(_HOME, ignore_errors=True)
+
+
+# A pytest internal error must still name the test it happened in.
+_RUNNING: list[str] = []
+
+
+def pytest_runtest_logstart(nodeid, location):
+    _RUNNING[:] = [nodeid]
+
+
+def pytest_internalerror(excrepr, excinfo):
+    if _RUNNING:
+        print(f"INTERNALERROR while running {_RUNNING[0]}")

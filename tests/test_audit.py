@@ -30,11 +30,21 @@ def cases_file(path: Path, count: int, prefix: str = "C") -> Path:
     return path
 
 
-@pytest.fixture()
-def log(tmp_path):
-    path = tmp_path / "log.db"
-    covkb("batch", cases_file(tmp_path / "in.jsonl", 12), "--out", tmp_path / "out.jsonl",
+@pytest.fixture(scope="module")
+def pristine_log(tmp_path_factory):
+    """One log of 12 batch determinations, written once by a real `covkb batch --log`."""
+    where = tmp_path_factory.mktemp("log")
+    path = where / "log.db"
+    covkb("batch", cases_file(where / "in.jsonl", 12), "--out", where / "out.jsonl",
           "--log", path, "--chunk", "5", check=True)
+    return path
+
+
+@pytest.fixture()
+def log(pristine_log, tmp_path):
+    """A copy of that log for each test to read, edit or break on its own."""
+    path = tmp_path / "log.db"
+    shutil.copyfile(pristine_log, path)
     return path
 
 

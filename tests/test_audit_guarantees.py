@@ -40,9 +40,18 @@ def snapshot(path: Path) -> bytes:
     return path.read_bytes()
 
 
+@pytest.fixture(scope="module")
+def pristine_log(tmp_path_factory):
+    """One log written once by a real `covkb batch --log`."""
+    return make_log(tmp_path_factory.mktemp("log"))
+
+
 @pytest.fixture()
-def log(tmp_path):
-    return make_log(tmp_path)
+def log(pristine_log, tmp_path):
+    """A copy of that log for each test to read, edit or break on its own."""
+    path = tmp_path / "log.db"
+    shutil.copyfile(pristine_log, path)
+    return path
 
 
 def _read_only(path: Path) -> bool:

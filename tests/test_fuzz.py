@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import time
 import tracemalloc
 
 import pytest
@@ -19,40 +19,36 @@ from covkb.api import check
 from covkb.case import InvalidCase, from_json, from_object, from_yaml
 from covkb.lpcase import parse_lp
 
-# Per case: wall time (generous: the CI machine is shared) and Python memory at its peak.
-SECONDS = 5.0
+# Per case: CPU seconds of this process (not wall time: a busy machine does not lengthen
+# it, so the verdict never depends on load) and Python memory at its peak. The budget is
+# generous: a case takes milliseconds; what this catches is input that makes the work
+# grow without bound. Measured after the fact, never by a signal that interrupts the code
+# under test (an exception raised from a signal handler can land mid-instruction, in
+# pytest's own code as well as ours).
+CPU_SECONDS = 5.0
 MEGABYTES = 32
-EXAMPLES = 250 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 40
+EXAMPLES = 250 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 25
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-class Hang(Exception):
-    pass
-
-
-def _stop(signum, frame):
-    raise Hang(f"over {SECONDS} s")
-
-
 def decided_or_refused(read, text) -> None:
     """read(text) then decide: must end in a decision or InvalidCase, within budget."""
-    previous = signal.signal(signal.SIGALRM, _stop)
-    signal.setitimer(signal.ITIMER_REAL, SECONDS)
     tracemalloc.start()
+    started = time.process_time()
     try:
         try:
             one = read(text)
         except InvalidCase as error:
             assert error.message
-            return
-        assert check(one).decision in ("covered", "not_covered", "pending", "not_applicable")
+        else:
+            assert check(one).decision in ("covered", "not_covered", "pending", "not_applicable")
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        spent = time.process_time() - started
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        assert peak < MEGABYTES * 2**20, f"{peak / 2**20:.1f} MB"
+    assert spent < CPU_SECONDS, f"{spent:.2f} CPU seconds"
+    assert peak < MEGABYTES * 2**20, f"{peak / 2**20:.1f} MB"
 
 
 FIELDS = ["case_id", "date_of_service", "plan", "member", "prescriber", "diagnosis", "prior_lines",

@@ -91,10 +91,10 @@ def _written(form: str, value: str) -> Case:
 def test_beyond_40_significant_digits_or_an_exponent_of_40_is_refused_at_once(form, value):
     import time
 
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: what a busy machine cannot lengthen
     with pytest.raises(InvalidCase) as raised:
         _written(form, value)
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1
     assert raised.value.path == "lvef_percent"
     assert "40 significant digits" in raised.value.message
 

@@ -3,6 +3,7 @@ read back with an HTML parser."""
 
 import datetime
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -141,12 +142,22 @@ def logged_cases() -> list[dict]:
     return out
 
 
-@pytest.fixture()
-def log(tmp_path):
-    path = tmp_path / "log.db"
-    lines = tmp_path / "in.jsonl"
+@pytest.fixture(scope="module")
+def pristine_log(tmp_path_factory):
+    """The log of logged_cases(), written once by `covkb batch --log`."""
+    where = tmp_path_factory.mktemp("log")
+    path = where / "log.db"
+    lines = where / "in.jsonl"
     lines.write_text("".join(json.dumps(c) + "\n" for c in logged_cases()))
-    cli("batch", lines, "--out", tmp_path / "out.jsonl", "--log", path, "--workers", "1", "--quiet")
+    cli("batch", lines, "--out", where / "out.jsonl", "--log", path, "--workers", "1", "--quiet")
+    return path
+
+
+@pytest.fixture()
+def log(pristine_log, tmp_path):
+    """A copy of that log for each test to read, edit or break on its own."""
+    path = tmp_path / "log.db"
+    shutil.copyfile(pristine_log, path)
     return path
 
 
