@@ -17,6 +17,7 @@ os.environ["COVKB_CACHE"] = str(_HOME / "cache" / "covkb")
 for _name in ("COVKB_LOG", "COVKB_KB", "COVKB_PUBLIC_API"):
     os.environ.pop(_name, None)
 
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 # dev (the default run): a short run of every property. ci (the slow profile, selected by
@@ -27,6 +28,13 @@ settings.register_profile("dev", max_examples=10, deadline=None, derandomize=Tru
 settings.register_profile("ci", max_examples=150, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_collection_modifyitems(items):
+    # Every Hypothesis test is a property: the slow profile selects them with -m property.
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.property)
 
 
 def pytest_sessionstart(session):
