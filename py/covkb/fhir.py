@@ -2,10 +2,12 @@
 
 In: a DTR `QuestionnaireResponse`, or a `Bundle` (a PAS Claim bundle or a collection)
 holding Patient, Condition, Observation, Claim and a QuestionnaireResponse → a Case,
-each field with the resource it came from. Out: the `Questionnaire` built from the
-knowledge base's criteria and the case schema, a PAS `ClaimResponse`, and the CRD
-coverage-information extension. docs/fhir.md is the mapping table. Plain dicts only:
-no FHIR library is imported at run time.
+each field with the resource it came from; only a final response, about one patient, to
+covkb's form, in a prior-authorization request for the product kb/request.lp names. Out:
+the `Questionnaire` a clinician fills (built from the knowledge base's words and the case
+schema, prepopulated over its launch context), a PAS response `Bundle` holding the
+`ClaimResponse`, and the CRD coverage-information extension. docs/fhir.md is the mapping
+and the rules. Plain dicts only: no FHIR library is imported at run time.
 """
 
 from __future__ import annotations
