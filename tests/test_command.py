@@ -22,9 +22,9 @@ FAST = "import sys; from covkb.command import main; sys.argv[0] = 'covkb'; main(
 ENV = {key: value for key, value in os.environ.items() if key != "COVKB_LOG"}
 
 
-# A ClaimResponse says when it was created, and a CRD extension the date it was made:
-# the clock, not the path, so those are set aside when outputs are compared.
-NOW = re.compile(rb'"created":"[^"]*"|"valueDate":"[^"]*"')
+# A ClaimResponse (and its Bundle) says when it was created, and a CRD extension the date it
+# was made: the clock, not the path, so those are set aside when outputs are compared.
+NOW = re.compile(rb'"(?:created|timestamp)":"[^"]*"|"valueDate":"[^"]*"')
 
 
 def covkb(argv, full=False, stdin=b"", env=None):

@@ -1,5 +1,6 @@
-"""Write facts/fhir/: for one bundled example of each decision, the same case as a PAS-style
+"""Write facts/fhir/: for one bundled example of each decision, the same case as a PAS
 request Bundle and as a DTR QuestionnaireResponse (covkb.fhir's mapping, run backwards).
+Each response names its patient, author and coverage, as the DTR profile asks.
 
     python tools/fhir_examples.py
 """
@@ -10,7 +11,7 @@ from covkb import case, fhir
 
 FACTS = Path(__file__).resolve().parents[1] / "facts"
 EXAMPLES = ["covered-2025.json", "covered-by-compendium-2025.json", "not-covered-crcl-45-2024.json",
-            "not-covered-cardiac-2024.json", "pending-2025.json", "not-applicable-walmart.json"]
+            "not-covered-cardiac-2024.json", "pending-2025.json", "not-applicable-before-2024-08-21.json"]
 
 
 def main() -> None:
@@ -20,7 +21,11 @@ def main() -> None:
         one = case.load(FACTS / name)
         stem = name.removesuffix(".json")
         (out / f"{stem}.bundle.json").write_text(_pretty(fhir.pas_bundle(one)) + "\n")
-        (out / f"{stem}.questionnaire-response.json").write_text(_pretty(fhir.questionnaire_response(one)) + "\n")
+        ident = fhir._safe_id(one.case_id)
+        response = fhir.questionnaire_response(one, subject={"reference": f"Patient/{ident}-patient"},
+                                               author={"reference": f"Practitioner/{ident}-prescriber"},
+                                               coverage={"reference": f"Coverage/{ident}-coverage"})
+        (out / f"{stem}.questionnaire-response.json").write_text(_pretty(response) + "\n")
 
 
 def _pretty(resource: dict) -> str:

@@ -22,9 +22,10 @@ MAX_NUMBER = Decimal(1_000_000_000)
 MAX_STRING = 512
 MAX_ITEMS = 200
 MAX_CASE_BYTES = 1_000_000
-# Objects and lists inside one another: a case needs 3 (case, prior_lines, a line), a FHIR
-# Bundle about 10.
-MAX_DEPTH = 16
+# Objects and lists inside one another: a case needs 3 (case, prior_lines, a line), a PAS
+# Bundle holding a DTR QuestionnaireResponse 19 (a line of therapy's agent answered by a
+# person, whose information-origin names its author).
+MAX_DEPTH = 24
 # YAML aliases: the case as expanded may hold at most this many nodes.
 MAX_YAML_NODES = 10_000
 

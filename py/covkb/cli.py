@@ -86,7 +86,8 @@ def check(
     format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f",
                                        help="text: decision, a table of criteria, advisories and missing "
                                             "documentation; json: the result object of the contract; "
-                                            "pas: a Da Vinci PAS ClaimResponse; crd: the CRD "
+                                            "pas: a Da Vinci PAS response Bundle (the ClaimResponse and the request's "
+                                            "resources it references); crd: the CRD "
                                             "coverage-information extension (FHIR R4 JSON)."),
     log: Optional[Path] = typer.Option(None, "--log", envvar="COVKB_LOG", help=LOG_HELP),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),

@@ -142,7 +142,7 @@ def check(case: Path, version: Optional[str], format: str, log: Optional[Path],
     if format in ("pas", "crd"):
         from covkb import fhir
 
-        answer = fhir.claim_response if format == "pas" else fhir.coverage_information
+        answer = fhir.pas_response if format == "pas" else fhir.coverage_information
         echo(fhir.encode(answer(result, read.context if read else None)))
         return
     echo(as_json(result) if format == "json" else printable(as_text(result, every=every)))

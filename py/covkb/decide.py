@@ -220,7 +220,9 @@ def _policy(directory: Path) -> Policy:
     return solve_clingo((), directory)[0]
 
 
-EXPLANATION_WORDS = {"field_words", "field_unit", "one_of", "remedy_words", "correspond", "plausible"}
+EXPLANATION_WORDS = {"field_words", "field_unit", "one_of", "remedy_words", "correspond", "plausible",
+                     # kb/request.lp: the product a request asks for, the form's words
+                     "requested_code", "requested_product", "question_words", "choice_words", "payer_field"}
 
 
 def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:

@@ -2,10 +2,12 @@
 
 In: a DTR `QuestionnaireResponse`, or a `Bundle` (a PAS Claim bundle or a collection)
 holding Patient, Condition, Observation, Claim and a QuestionnaireResponse → a Case,
-each field with the resource it came from. Out: the `Questionnaire` built from the
-knowledge base's criteria and the case schema, a PAS `ClaimResponse`, and the CRD
-coverage-information extension. docs/fhir.md is the mapping table. Plain dicts only:
-no FHIR library is imported at run time.
+each field with the resource it came from; only a final response, about one patient, to
+covkb's form, in a prior-authorization request for the product kb/request.lp names. Out:
+the `Questionnaire` a clinician fills (built from the knowledge base's words and the case
+schema, prepopulated over its launch context), a PAS response `Bundle` holding the
+`ClaimResponse`, and the CRD coverage-information extension. docs/fhir.md is the mapping
+and the rules. Plain dicts only: no FHIR library is imported at run time.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ X12_306 = "https://codesystem.x12.org/005010/306"
 PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
 CRD_COVERAGE_INFORMATION = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 QUESTIONNAIRE_UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
+NDC = "http://hl7.org/fhir/sid/ndc"
+HCPCS = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+# kb/request.lp names code systems; these are their FHIR system URIs (HCPCS also as some
+# systems write it, with https).
+CODE_SYSTEMS = {"hcpcs": (HCPCS, "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"), "ndc": (NDC,)}
+# covkb's own canonical namespace: the Questionnaire and the code systems of its answers.
+BASE = "http://covkb.org/fhir"
 
 # Observation codes → (case field, the UCUM unit the field is in).
 OBSERVATIONS = {
@@ -56,6 +65,12 @@ REVIEW_ACTIONS = {
     "not_applicable": ("CT", "Contact Payer"),
 }
 IGNORED_STATUS = {"entered-in-error", "refuted", "cancelled"}
+# A QuestionnaireResponse is read only when final; an Observation only when its result is.
+FINAL_RESPONSE = ("completed", "amended")
+FINAL_OBSERVATION = ("final", "amended", "corrected")
+# A Condition asserts myeloma only when confirmed (or not qualified) and not resolved.
+CONFIRMED = "confirmed"
+NOT_CURRENT = {"resolved", "inactive"}
 # Where a FHIR input may give the fields every case requires.
 REQUIRED_FROM = {"case_id": "a QuestionnaireResponse item case_id or Claim.identifier",
                  "date_of_service": "a QuestionnaireResponse item date_of_service or Claim.item.servicedDate"}
@@ -147,18 +162,86 @@ def _coding(system: str, code: str, display: Optional[str] = None) -> dict:
     return coding
 
 
+SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"
+INITIAL_EXPRESSION = SDC + "sdc-questionnaire-initialExpression"
+LAUNCH_CONTEXT = SDC + "sdc-questionnaire-launchContext"
+VARIABLE = "http://hl7.org/fhir/StructureDefinition/variable"
+# What the record already holds, fetched for prepopulation (x-fhir-query over the launch
+# context's patient): the myeloma Conditions, and the newest LVEF and creatinine clearance.
+_MYELOMA_CODES = ",".join(f"{ICD10CM}|{code}" for code in CONDITIONS)
+RECORD_QUERIES = {
+    "myeloma": f"Condition?patient={{{{%patient.id}}}}&code={_MYELOMA_CODES}",
+    "lvef": f"Observation?patient={{{{%patient.id}}}}&code={LOINC}|10230-1"
+            f"&status={','.join(FINAL_OBSERVATION)}&_sort=-date&_count=1",
+    "crcl": f"Observation?patient={{{{%patient.id}}}}&code={LOINC}|35591-7,{LOINC}|2164-2"
+            f"&status={','.join(FINAL_OBSERVATION)}&_sort=-date&_count=1",
+}
+# A Condition the reader would take (covkb.fhir._read_condition), in FHIRPath.
+_CURRENT = ("(verificationStatus.empty() or verificationStatus.coding.code contains 'confirmed')"
+            " and (clinicalStatus.coding.code contains 'resolved').not()"
+            " and (clinicalStatus.coding.code contains 'inactive').not()")
+
+
+def _has_code(codes) -> str:
+    either = " or ".join(f"code = '{code}'" for code in codes)
+    return (f"%myeloma.entry.resource.where({_CURRENT}).code.coding"
+            f".where(system = '{ICD10CM}' and ({either}))"
+            ".exists().where($this)")  # true when held; otherwise empty, never false
+
+
+# case field -> FHIRPath giving its value from the launch context, where the record holds it
+PREPOPULATE = {
+    "member.birth_date": "%patient.birthDate",
+    "diagnosis.multiple_myeloma": _has_code(CONDITIONS),
+    "diagnosis.relapsed": _has_code(c for c, paths in CONDITIONS.items() if "diagnosis.relapsed" in paths),
+    "lvef_percent": "%lvef.entry.resource.valueQuantity.where(code = '%').value.first()",
+    "creatinine_clearance_ml_min": "%crcl.entry.resource.valueQuantity.where(code = 'mL/min').value.first()",
+}
+
+
+def _words() -> dict[str, str]:
+    """Each case field's question, in the knowledge base's words."""
+    from covkb.decide import policy
+
+    facts = policy().facts
+    words = {field: text for field, text in facts.get("question_words", ())}
+    words.update((field, text) for field, text in facts.get("field_words", ()))
+    return words
+
+
+def choice_system(path: str) -> str:
+    """The code system of a choice field's answers (covkb's own)."""
+    return f"{BASE}/CodeSystem/{path.replace('.', '-').replace('_', '-')}"
+
+
+def _choices(path: str) -> dict[str, str]:
+    from covkb.decide import policy
+
+    return {code: text for field, code, text in policy().facts.get("choice_words", ()) if field == path}
+
+
 def _items(question: Question, required: bool = False) -> list[dict]:
-    """The Questionnaire items asking for one case field."""
-    item: dict = {"linkId": question.path, "text": question.path, "type": question.type}
+    """The Questionnaire items asking for one case field, in the kb's words."""
+    words = _words()
+    text = words.get(question.path, question.path)
+    item: dict = {"linkId": question.path, "text": text[:1].upper() + text[1:], "type": question.type}
     code = ITEM_CODES.get(question.path)
+    extensions = []
     if code:
         item["code"] = [_coding(LOINC, code, LOINC_DISPLAY[code])]
         unit = OBSERVATIONS[code][1]
-        item["extension"] = [{"url": QUESTIONNAIRE_UNIT, "valueCoding": _coding(UCUM, unit, unit)}]
-    if required:
+        extensions.append({"url": QUESTIONNAIRE_UNIT, "valueCoding": _coding(UCUM, unit, unit)})
+    if question.path in PREPOPULATE:
+        extensions.append({"url": INITIAL_EXPRESSION, "valueExpression": {
+            "language": "text/fhirpath", "expression": PREPOPULATE[question.path]}})
+    if extensions:
+        item["extension"] = extensions
+    if required and question.type != "group":
         item["required"] = True
     if question.choices:
-        item["answerOption"] = [{"valueCoding": {"code": choice}} for choice in question.choices]
+        shown = _choices(question.path)
+        item["answerOption"] = [{"valueCoding": _coding(choice_system(question.path), choice, shown.get(choice, choice))}
+                                for choice in question.choices]
     if question.shape == "one":
         return [item]
     item["repeats"] = True
@@ -167,14 +250,27 @@ def _items(question: Question, required: bool = False) -> list[dict]:
         item["item"] = [_items(part, required=True)[0] for _, part in question.parts]
         if question.shape == "lines":  # a line of therapy holds one or more agents
             item["item"][0]["repeats"] = True
-    ask_any = {"linkId": f"{question.path}.any", "text": f"{question.path}: any?", "type": "boolean"}
+    ask_any = {"linkId": f"{question.path}.any", "text": f"Any {text}?", "type": "boolean"}
     return [ask_any, item]
 
 
-def questionnaire_url(version: str) -> str:
+def questionnaire_url() -> str:
+    """The Questionnaire's canonical URL; each policy version is a version of it."""
     from covkb.decide import policy
 
-    return f"urn:covkb:questionnaire:{policy().id}:{version}"
+    return f"{BASE}/Questionnaire/covkb-{policy().id}"
+
+
+def questionnaire_canonical(version: Optional[str] = None) -> str:
+    """The canonical reference to the form of one version: URL|version."""
+    return f"{questionnaire_url()}|{_version(version)}"
+
+
+def payer_fields() -> set[str]:
+    """The payer's own facts (kb payer_field), never asked of a clinician."""
+    from covkb.decide import policy
+
+    return {field for (field,) in policy().facts.get("payer_field", ())}
 
 
 def _version(version: Optional[str]) -> str:
@@ -189,39 +285,45 @@ def _version(version: Optional[str]) -> str:
 
 
 def questionnaire(version: Optional[str] = None) -> dict:
-    """The R4 Questionnaire for a policy version (default: the newest): one group per
-    criterion with the policy's words, every case field exactly once as an item whose
-    linkId is the field's path, placed under the first criterion that reads it."""
+    """The R4 Questionnaire a clinician fills for a policy version (default: the newest):
+    the request, then one group per criterion (the policy's words) holding the fields that
+    criterion is the first to read, then the fields no criterion of the version reads.
+    Every case field but the payer's own plan facts is asked exactly once, its linkId
+    the field's path; what the record holds is prepopulated over the launch context."""
     from covkb.decide import policy as kb_policy
 
     policy = kb_policy()
     version = _version(version)
     by_path = {q.path: q for q in questions()}
-    placed: dict[str, str] = {}
-    groups = [{"linkId": "request", "text": "The request", "type": "group", "required": True,
+    placed: dict[str, str] = {path: "payer" for path in payer_fields()}
+    groups = [{"linkId": "request", "text": "The request", "type": "group",
                "item": _items(by_path["case_id"], True) + _items(by_path["date_of_service"], True)}]
     placed.update(case_id="request", date_of_service="request")
     reads = policy.reads.get(version, {})
     for ident, text in policy.criteria[version]:
-        wanted = [q.path for q in questions() if q.path in reads.get(ident, ())]
-        new = [path for path in wanted if path not in placed]
-        items = [item for path in new for item in _items(by_path[path])]
-        elsewhere = [f"{path} (criterion {placed[path]})" for path in wanted if path in placed]
-        if elsewhere:
-            items.append({"linkId": f"criterion-{ident}.also", "type": "display",
-                          "text": "Also reads " + ", ".join(elsewhere)})
+        new = [q.path for q in questions() if q.path in reads.get(ident, ()) and q.path not in placed]
         placed.update((path, ident) for path in new)
-        groups.append({"linkId": f"criterion-{ident}", "prefix": ident, "text": text,
-                       "type": "group", "item": items})
+        if new:
+            groups.append({"linkId": f"criterion-{ident}", "prefix": ident, "text": text, "type": "group",
+                           "item": [item for path in new for item in _items(by_path[path])]})
     rest = [item for q in questions() if q.path not in placed for item in _items(q)]
     if rest:
         groups.append({"linkId": "other", "type": "group", "item": rest,
-                       "text": f"Read by no criterion of version {version}: plan, compendium, "
-                               "Policy Guidelines values and history"})
+                       "text": f"Also documented (no criterion of version {version} reads these)"})
     return {
         "resourceType": "Questionnaire",
         "id": f"covkb-{policy.id}-{version}",
-        "url": questionnaire_url(version),
+        "meta": {"profile": ["http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-pop-exp"]},
+        "extension": [
+            {"url": LAUNCH_CONTEXT, "extension": [
+                {"url": "name", "valueCoding": _coding("http://hl7.org/fhir/uv/sdc/CodeSystem/launchContext",
+                                                       "patient", "Patient")},
+                {"url": "type", "valueCode": "Patient"},
+                {"url": "description", "valueString": "The member the request is for"}]},
+            *({"url": VARIABLE, "valueExpression": {"name": name, "language": "application/x-fhir-query",
+                                                   "expression": query}}
+              for name, query in RECORD_QUERIES.items())],
+        "url": questionnaire_url(),
         "version": version,
         "name": f"Covkb{policy.id}",
         "title": f"Documentation for policy {policy.id}, version {version}",
@@ -238,57 +340,97 @@ _VALUE = {"boolean": "valueBoolean", "date": "valueDate", "decimal": "valueDecim
           "integer": "valueInteger", "string": "valueString"}
 
 
-def _answer(question: Question, value: Any) -> dict:
+DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/"
+CRD_CODES = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/coverage-information-codes"
+
+
+def _answer(question: Question, value: Any, origin: Optional[dict] = None) -> dict:
     if question.type == "choice":
-        return {"valueCoding": {"code": value}}
-    if isinstance(value, datetime.date):
-        value = value.isoformat()
-    if isinstance(value, Decimal):
-        value = Decimal(value)  # the plain Decimal, not covkb's subclass
-    return {_VALUE[question.type]: value}
+        answer = {"valueCoding": _coding(choice_system(question.path), value, _choices(question.path).get(value))}
+    else:
+        if isinstance(value, datetime.date):
+            value = value.isoformat()
+        if isinstance(value, Decimal):
+            value = Decimal(value)  # the plain Decimal, not covkb's subclass
+        answer = {_VALUE[question.type]: value}
+    if origin:
+        answer["extension"] = [origin]
+    return answer
 
 
-def _answered(question: Question, value: Any) -> list[dict]:
+def _answered(question: Question, value: Any, origin: Optional[dict] = None) -> list[dict]:
     if value is None:
         return []
     if question.shape == "one":
-        return [{"linkId": question.path, "answer": [_answer(question, value)]}]
-    items = [{"linkId": f"{question.path}.any", "answer": [{"valueBoolean": bool(value)}]}]
+        return [{"linkId": question.path, "answer": [_answer(question, value, origin)]}]
+    items = [{"linkId": f"{question.path}.any", "answer": [_answer(Question("any", "boolean"), bool(value), origin)]}]
     if question.shape == "list" and value:
-        items.append({"linkId": question.path, "answer": [_answer(question, v) for v in value]})
+        items.append({"linkId": question.path, "answer": [_answer(question, v, origin) for v in value]})
     for element in value if question.parts else ():
         members = []
         for name, part in question.parts:
             member = element if question.shape == "lines" else getattr(element, name)
-            answers = [_answer(part, v) for v in member] if question.shape == "lines" else [_answer(part, member)]
-            members.append({"linkId": part.path, "answer": answers})
+            values = member if question.shape == "lines" else [member]
+            members.append({"linkId": part.path, "answer": [_answer(part, v, origin) for v in values]})
         items.append({"linkId": question.path, "item": members})
     return items
 
 
-def questionnaire_response(case: Case, version: Optional[str] = None, ident: Optional[str] = None) -> dict:
-    """The case as a completed QuestionnaireResponse to questionnaire(version), by default
-    the version in force on its date of service (the newest when none is)."""
+def _information_origin(author: Optional[dict]) -> Optional[dict]:
+    """DTR information-origin of an answer a person entered (dtrx-1: with its author)."""
+    if author is None:
+        return None
+    return {"url": DTR + "information-origin", "extension": [
+        {"url": "source", "valueCode": "manual"},
+        {"url": "author", "extension": [{"url": "practitioner", "valueReference": author}]}]}
+
+
+def version_in_force(case: Case) -> Optional[str]:
     from covkb.decide import policy
-    from covkb.facts import day, field
+    from covkb.facts import day
 
-    if version is None:
-        version = next((v for v, (start, end) in policy().versions.items()
-                        if start <= day(case.date_of_service) <= end), None)
+    return next((v for v, (start, end) in policy().versions.items()
+                 if start <= day(case.date_of_service) <= end), None)
 
+
+def questionnaire_response(case: Case, version: Optional[str] = None, ident: Optional[str] = None,
+                           subject: Optional[dict] = None, author: Optional[dict] = None,
+                           coverage: Optional[dict] = None) -> dict:
+    """The case as a completed QuestionnaireResponse to questionnaire(version), by default
+    the version in force on its date of service (the newest when none is). With a
+    subject, author and coverage it carries what the DTR QuestionnaireResponse profile
+    asks; the payer's plan facts, which the form does not ask, follow in a group `payer`."""
+    from covkb.facts import field
+
+    version = _version(version or version_in_force(case))
     by_path = {q.path: q for q in questions()}
+    origin = _information_origin(author)
     groups = []
-    for group in questionnaire(version)["item"]:
+    asked = [(group["linkId"], [item["linkId"] for item in group["item"]]) for group in questionnaire(version)["item"]]
+    asked.append(("payer", sorted(payer_fields())))
+    for link, paths in asked:
         items = []
-        for item in group["item"]:
-            question = by_path.get(item["linkId"])
+        for path in paths:
+            question = by_path.get(path)
             if question is not None:
-                items += _answered(question, field(case, question.path))
+                items += _answered(question, field(case, question.path), origin)
         if items:
-            groups.append({"linkId": group["linkId"], "item": items})
-    return {"resourceType": "QuestionnaireResponse", "id": ident or _safe_id(case.case_id),
-            "questionnaire": questionnaire_url(_version(version)), "status": "completed",
-            "item": groups}
+            groups.append({"linkId": link, "item": items})
+    response: dict = {"resourceType": "QuestionnaireResponse", "id": ident or _safe_id(case.case_id)}
+    if author is not None:
+        response["meta"] = {"profile": [DTR + "dtr-questionnaireresponse"]}
+        response["extension"] = [
+            {"url": DTR + "qr-coverage", "valueReference": coverage or {"display": "the member's coverage"}},
+            {"url": DTR + "intendedUse", "valueCodeableConcept": {"coding": [
+                _coding(CRD_CODES, "withpa", "Include with prior authorization request")]}}]
+    response.update({"questionnaire": questionnaire_canonical(version), "status": "completed"})
+    if subject is not None:
+        response["subject"] = subject
+    if author is not None:
+        response["authored"] = f"{case.date_of_service.isoformat()}T00:00:00Z"
+        response["author"] = author
+    response["item"] = groups
+    return response
 
 
 def _safe_id(text: str) -> str:
@@ -314,11 +456,44 @@ class FhirCase:
 
 
 class _Reading:
-    """Field values gathered from several resources; two that disagree are an error."""
+    """Field values gathered from several resources; two that disagree are an error.
+    Also what must agree across resources: whose record each is about (subject), and
+    which form each response answers."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
         self.sources: dict[str, str] = {}
+        self.full_urls: dict[str, str] = {}       # Bundle entry fullUrl -> resource name
+        self.patient: Optional[tuple[str, str]] = None   # (who, named where)
+        self.forms: list[tuple[str, str]] = []    # (named where, version answered)
+
+    def subject(self, where: str, reference: Any) -> None:
+        """One more resource says whose record it is: all must name the same patient."""
+        if reference is None:
+            return
+        target = reference.get("reference") if isinstance(reference, dict) else None
+        if not isinstance(target, str) or not target:
+            return  # an identifier or a display only: nothing to compare
+        who = self.full_urls.get(target) or _patient_key(target)
+        if self.patient is None:
+            self.patient = (who, where)
+        elif self.patient[0] != who:
+            raise _bad(where, target, f"expected the patient of {self.patient[1]} ({self.patient[0]}): "
+                                      "a resource about another patient")
+
+    def check_forms(self) -> None:
+        """Each response answers the form of the version in force on the date of service."""
+        from covkb.decide import policy
+
+        served = self.values.get("date_of_service")
+        if not self.forms or not isinstance(served, str):
+            return
+        in_force = [v for v, (start, end) in policy().versions.items()
+                    if _day_text(start) <= served <= _day_text(end)]
+        for where, version in self.forms:
+            if in_force and version not in in_force:
+                raise _bad(f"{where} questionnaire", f"{questionnaire_url()}|{version}",
+                           f"expected the form of version {in_force[0]}, in force on {served}")
 
     def put(self, path: str, value: Any, source: str) -> None:
         if path in self.values and self.values[path] != value:
@@ -340,6 +515,22 @@ class _Reading:
 
 def _shown(value: Any) -> str:
     return str(value) if isinstance(value, Decimal) else _encoder.encode(value).decode()
+
+
+def _patient_key(reference: str) -> str:
+    """A reference to a Patient as `Patient/id`, however written (relative, absolute,
+    versioned); any other reference as given."""
+    parts = reference.split("/")
+    if "_history" in parts:
+        parts = parts[:parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] == "Patient":
+        return f"Patient/{parts[-1]}"
+    return reference
+
+
+def _day_text(day: int) -> str:
+    """covkb.facts.day's YYYYMMDD integer as YYYY-MM-DD."""
+    return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
 
 
 def _name(resource: dict, index: Optional[int] = None) -> str:
@@ -371,6 +562,7 @@ def case_from_fhir(obj: dict) -> FhirCase:
             _read_bundle(obj, reading, context)
     except RecursionError:
         raise _bad(_name(obj), None, "items nested too deeply") from None
+    reading.check_forms()
     try:
         case = from_object(reading.raw_case())
     except InvalidCase as error:
@@ -414,30 +606,45 @@ def _read_bundle(bundle: dict, reading: _Reading, context: dict) -> None:
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise _bad(f"Bundle.entry[{index}].resource", None, "expected a resource with a resourceType")
         resources.append((index, resource))
-        seen.setdefault(resource["resourceType"], []).append(_name(resource, index))
+        name = _name(resource, index)
+        seen.setdefault(resource["resourceType"], []).append(name)
+        full_url = entry.get("fullUrl")
+        if isinstance(full_url, str) and full_url:
+            reading.full_urls[full_url] = name
+            context.setdefault("full_urls", {})[name] = full_url
+            context.setdefault("entries", {})[name] = resource
     for kind in ("Patient", "Claim"):
         if len(seen.get(kind, ())) > 1:
             raise _bad(f"Bundle.entry ({', '.join(seen[kind])})", None,
                        f"expected at most one {kind}, found {len(seen[kind])}")
+    if isinstance(bundle.get("identifier"), dict):
+        context["bundle_identifier"] = bundle["identifier"]
+    later = []
     for index, resource in resources:
         kind, name = resource["resourceType"], _name(resource, index)
         if kind == "Patient":
             context["patient"] = name
+            reading.subject(name, {"reference": name})
             if "birthDate" in resource:
                 birth = resource["birthDate"]
                 if not isinstance(birth, str) or len(birth) != 10:
                     raise _bad(f"{name} birthDate", birth, "expected a full date YYYY-MM-DD")
                 reading.put("member.birth_date", birth, name)
         elif kind == "Condition":
+            reading.subject(f"{name} subject", resource.get("subject"))
             _read_condition(resource, name, reading)
         elif kind == "Observation":
-            _read_observation(resource, name, reading)
+            reading.subject(f"{name} subject", resource.get("subject"))
+            later.append((resource, name))
         elif kind == "QuestionnaireResponse" and not _status_ignored(resource):
             _read_response(resource, name, reading)
         elif kind == "Claim":
+            reading.subject(f"{name} patient", resource.get("patient"))
             _read_claim(resource, name, reading, context)
         elif kind == "Coverage":
             context.setdefault("coverage", name)
+    for resource, name in later:  # once the date of service is known
+        _read_observation(resource, name, reading)
 
 
 def _codings(resource: dict, element: str, name: str) -> list[tuple[str, str]]:
@@ -473,18 +680,43 @@ def _status_ignored(resource: dict) -> bool:
     return any(isinstance(code, str) and code in IGNORED_STATUS for code in codes)
 
 
+def _concept_codes(resource: dict, element: str) -> set[str]:
+    concept = resource.get(element)
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    return {c.get("code") for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)} \
+        if isinstance(codings, list) else set()
+
+
 def _read_condition(resource: dict, name: str, reading: _Reading) -> None:
     if _status_ignored(resource):
         return
+    verified = _concept_codes(resource, "verificationStatus")
+    if verified and CONFIRMED not in verified or _concept_codes(resource, "clinicalStatus") & NOT_CURRENT:
+        return  # unconfirmed, provisional, differential; resolved or inactive: asserts nothing
     for system, code in _codings(resource, "code", name):
         if system == ICD10CM and code in CONDITIONS:
             for path in CONDITIONS[code]:
                 reading.put(path, True, name)
 
 
+def _effective_day(resource: dict) -> Optional[str]:
+    """The date an Observation is of (effective[x], else issued), as YYYY-MM-DD."""
+    for key in ("effectiveDateTime", "effectiveInstant", "issued"):
+        if isinstance(resource.get(key), str):
+            return resource[key][:10]
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict) and isinstance(period.get("start"), str):
+        return period["start"][:10]
+    return None
+
+
 def _read_observation(resource: dict, name: str, reading: _Reading) -> None:
-    if _status_ignored(resource):
-        return
+    if _status_ignored(resource) or resource.get("status") not in FINAL_OBSERVATION:
+        return  # registered, preliminary, cancelled, unknown: no result to read
+    served = reading.values.get("date_of_service")
+    taken = _effective_day(resource)
+    if taken and isinstance(served, str) and taken > served:
+        return  # after the date of service: it cannot document the member then
     for system, code in _codings(resource, "code", name):
         if system != LOINC or code not in OBSERVATIONS:
             continue
@@ -497,17 +729,51 @@ def _read_observation(resource: dict, name: str, reading: _Reading) -> None:
         value = quantity.get("value")
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             raise _bad(f"{name} valueQuantity.value", value, "expected a number")
-        given = quantity.get("code") if quantity.get("system") == UCUM else quantity.get("unit")
-        if given is None:
-            given = quantity.get("unit")
+        system = quantity.get("system")
+        if quantity.get("code") is not None:  # the coded unit, not its display text
+            if system not in (UCUM, None):
+                raise _bad(f"{name} valueQuantity.system", system, f"expected UCUM ({UCUM})")
+            element, given = "code", quantity["code"]
+        else:
+            element, given = "unit", quantity.get("unit")
         if given != unit:
-            raise _bad(f"{name} valueQuantity.unit", given, f"expected {unit} for LOINC {code} ({path})")
+            raise _bad(f"{name} valueQuantity.{element}", given, f"expected {unit} for LOINC {code} ({path})")
         reading.put(path, value, name)
         return
 
 
+def requested_codes() -> dict[tuple[str, str], str]:
+    """(FHIR system, code) of every code kb/request.lp says asks for this policy's product,
+    each with its kb system name."""
+    from covkb.decide import policy
+
+    return {(uri, code): system for (system,), code in policy().facts.get("requested_code", ())
+            for uri in CODE_SYSTEMS[system]}
+
+
+def _product_expected() -> str:
+    from covkb.decide import policy
+
+    facts = policy().facts
+    [(product,)] = facts["requested_product"]
+    codes = {}
+    for (system,), code in facts["requested_code"]:
+        codes.setdefault(system.upper(), []).append(code)
+    return f"expected {product}: " + " or ".join(f"{system} {', '.join(c)}" for system, c in codes.items())
+
+
 def _read_claim(resource: dict, name: str, reading: _Reading, context: dict) -> None:
     context["claim"] = name
+    if resource.get("use") != "preauthorization":
+        raise _bad(f"{name} use", resource.get("use"),
+                   "expected preauthorization: this policy decides prior-authorization requests")
+    wanted = requested_codes()
+    for index, item in enumerate(_list(resource, "item", name)):
+        where = f"{name} item[{index}].productOrService"
+        codings = _codings(item, "productOrService", f"{name} item[{index}]") if isinstance(item, dict) else []
+        if not any(pair in wanted for pair in codings):
+            given = ", ".join(f"{system}|{code}" for system, code in codings) or None
+            raise _bad(where, given, _product_expected())
     for element, key in (("insurer", "insurer"), ("provider", "requestor")):
         reference = resource.get(element)
         if isinstance(reference, dict):
@@ -566,8 +832,13 @@ def _value(answer: Any, question: Question, where: str) -> Any:
 
 
 def _read_response(resource: dict, name: str, reading: _Reading) -> None:
-    if resource.get("status") == "entered-in-error":
+    status = resource.get("status")
+    if status == "entered-in-error":
         raise _bad(f"{name} status", "entered-in-error", "expected a response that stands")
+    if status not in FINAL_RESPONSE:
+        raise _bad(f"{name} status", status, f"expected {' or '.join(FINAL_RESPONSE)}: the response is not final")
+    _read_form(resource, name, reading)
+    reading.subject(f"{name} subject", resource.get("subject"))
     values: dict[str, Any] = {}
     said_any: dict[str, bool] = {}
 
@@ -607,6 +878,8 @@ def _read_response(resource: dict, name: str, reading: _Reading) -> None:
                 if len(got) > 1:
                     raise _bad(where, None, "expected one answer")
                 if got:
+                    if question.path in said_any:
+                        raise _bad(where, None, "answered twice")
                     said_any[question.path] = got[0]
                 walk(nested(item))
             elif role == "one":
@@ -635,6 +908,25 @@ def _read_response(resource: dict, name: str, reading: _Reading) -> None:
             raise _bad(f"{name} item {path}.any", True, f"but no {path} is given")
     for path, value in values.items():
         reading.put(path, value, name)
+
+
+def _read_form(resource: dict, name: str, reading: _Reading) -> None:
+    """The form a response answers must be covkb's, of a version it publishes; which
+    version the date of service wants is checked once the date is known."""
+    form = resource.get("questionnaire")
+    if form is None:
+        return
+    if not isinstance(form, str):
+        raise _bad(f"{name} questionnaire", form, "expected a canonical URL")
+    url, _, version = form.partition("|")
+    if url != questionnaire_url():
+        raise _bad(f"{name} questionnaire", form, f"expected covkb's form {questionnaire_url()}|<version>")
+    if version:
+        from covkb.decide import policy
+
+        if version not in policy().versions:
+            raise _bad(f"{name} questionnaire", form, f"expected a version of {', '.join(sorted(policy().versions))}")
+        reading.forms.append((name, version))
 
 
 def _repetition(item: dict, question: Question, name: str, nested) -> Any:
@@ -686,18 +978,35 @@ def _reference(context: Optional[dict], key: str, display: str) -> dict:
     return {"display": display}
 
 
-def review_action(decision: str) -> dict:
-    """The PAS reviewAction extension for a decision (X12 306 code)."""
+def review_action(decision: str, number: Optional[str] = None, reasons: Iterable[dict] = ()) -> dict:
+    """The PAS reviewAction extension for a decision: the X12 306 code, the certification
+    number (X12 HCR02) when certified, and the reasons (HCR03) when not certified or pended."""
     code, display = REVIEW_ACTIONS[decision]
-    return {"url": PAS + "extension-reviewAction",
-            "extension": [{"url": PAS + "extension-reviewActionCode",
-                           "valueCodeableConcept": {"coding": [_coding(X12_306, code, display)]}}]}
+    parts = [{"url": PAS + "extension-reviewActionCode",
+              "valueCodeableConcept": {"coding": [_coding(X12_306, code, display)]}}]
+    if number:
+        parts.append({"url": "number", "valueString": number})
+    parts += [{"url": "reasonCode", "valueCodeableConcept": reason} for reason in reasons]
+    return {"url": PAS + "extension-reviewAction", "extension": parts}
+
+
+def _review_reasons(result) -> list[dict]:
+    """Why a request was not certified (each criterion not met) or pended (each field
+    whose documentation is missing), coded in covkb's own code systems."""
+    words = _words()
+    if result.decision == "not_covered":
+        return [{"coding": [_coding(f"{BASE}/CodeSystem/criterion", c.id, f"{c.id} not met")],
+                 "text": f"{c.id} not met: {c.text}"} for c in result.criteria if c.status == "not_met"]
+    if result.decision == "pending":
+        return [{"coding": [_coding(f"{BASE}/CodeSystem/case-field", path, words.get(path, path))],
+                 "text": f"documentation missing: {words.get(path, path)}"} for path in result.missing]
+    return []
 
 
 def claim_response(result, context: Optional[dict] = None,
                    created: Optional[datetime.datetime] = None) -> dict:
     """The result as a PAS ClaimResponse: outcome complete, the reason in processNote,
-    each item adjudicated with the PAS reviewAction code of the decision."""
+    each item adjudicated with the PAS reviewAction of the decision."""
     notes = [{"number": 1, "type": "display", "text": _reason(result)}]
     for criterion in result.criteria:
         if criterion.status != "met":
@@ -708,9 +1017,10 @@ def claim_response(result, context: Optional[dict] = None,
     for advisory in result.advisories:
         notes.append({"number": len(notes) + 1, "type": "display", "text": advisory})
     sequences = [s for s in (context or {}).get("items", ()) if isinstance(s, int)] or [1]
+    certified = result.case_id if result.decision == "covered" else None
     adjudication = [{"category": {"coding": [_coding("http://terminology.hl7.org/CodeSystem/adjudication",
                                                      "submitted")]},
-                     "extension": [review_action(result.decision)]}]
+                     "extension": [review_action(result.decision, certified, _review_reasons(result))]}]
     response = {
         "resourceType": "ClaimResponse",
         "meta": {"profile": [PAS + "profile-claimresponse"]},
@@ -722,19 +1032,79 @@ def claim_response(result, context: Optional[dict] = None,
         "patient": _reference(context, "patient", f"the member of request {result.case_id}"),
         "created": (created or datetime.datetime.now(datetime.timezone.utc)).isoformat(timespec="seconds"),
         "insurer": _reference(context, "insurer", f"the payer applying policy {result.policy}"),
+        "request": ({"reference": context["claim"]} if context and context.get("claim") else
+                    {"identifier": {"system": "urn:covkb:case-id", "value": result.case_id}}),
+        # PAS ClaimResponseOutcome is complete | error | partial: a pended item is told by
+        # its reviewAction A4, the response itself complete (the PAS pended example).
         "outcome": "complete",
         "disposition": _reason(result),
         "item": [{"itemSequence": sequence, "noteNumber": [n["number"] for n in notes],
                   "adjudication": adjudication} for sequence in sequences],
         "processNote": notes,
     }
-    if context and context.get("claim"):
-        response["request"] = {"reference": context["claim"]}
     if context and context.get("requestor"):
         response["requestor"] = context["requestor"]
-    if result.decision == "covered":
-        response["preAuthRef"] = result.case_id
+    if certified:
+        response["preAuthRef"] = certified
     return response
+
+
+def pas_response(result, context: Optional[dict] = None,
+                 created: Optional[datetime.datetime] = None) -> dict:
+    """The result as a PAS response Bundle: the ClaimResponse first, then every resource of
+    the request it references, and those they reference, each once. Every fullUrl is a
+    urn:uuid (the request's own when it gave one) and every reference one of them."""
+    import copy
+
+    context = context or {}
+    response = claim_response(result, context, created)
+    entries: dict[str, dict] = context.get("entries", {})
+    given = context.get("full_urls", {})
+    by_url = {url: name for name, url in given.items()}
+    urls: dict[str, str] = {}
+
+    def url_of(reference: Any) -> Optional[str]:
+        """The urn:uuid of a request resource a reference names, including it."""
+        name = by_url.get(reference, reference if reference in entries else None)
+        if name is None:
+            return None
+        if name not in urls:
+            own = given.get(name, "")
+            urls[name] = own if own.startswith("urn:uuid:") else _uuid(result.case_id, name)
+        return urls[name]
+
+    def point(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("reference"), str) and url_of(node["reference"]):
+                node["reference"] = url_of(node["reference"])
+            for value in node.values():
+                point(value)
+        elif isinstance(node, list):
+            for value in node:
+                point(value)
+
+    point(response)
+    included: list[tuple[str, dict]] = []
+    done: set[str] = set()
+    while len(done) < len(urls):  # each resource referenced, then what it references
+        for name in [n for n in urls if n not in done]:
+            done.add(name)
+            echoed = copy.deepcopy(entries[name])
+            point(echoed)
+            included.append((urls[name], echoed))
+    response["id"] = _uuid(result.case_id, "ClaimResponse", encode_result(result)).rsplit(":", 1)[-1]
+    return {"resourceType": "Bundle", "meta": {"profile": [PAS + "profile-pas-response-bundle"]},
+            "identifier": context.get("bundle_identifier") or {"system": "urn:covkb:case-id",
+                                                                 "value": result.case_id},
+            "type": "collection", "timestamp": response["created"],
+            "entry": [{"fullUrl": f"urn:uuid:{response['id']}", "resource": response}]
+                     + [{"fullUrl": url, "resource": resource} for url, resource in included]}
+
+
+def encode_result(result) -> str:
+    from covkb.render import as_json
+
+    return as_json(result)
 
 
 # Fields whose absence CRD names as info-needed rather than documentation.
@@ -747,8 +1117,12 @@ def coverage_information(result, context: Optional[dict] = None,
     def sub(url: str, **value) -> dict:
         return {"url": url, **value}
 
-    coverage = _reference(context, "coverage", "") if (context or {}).get("coverage") else \
-        _reference(context, "coverage_reference", f"the coverage of request {result.case_id}")
+    context = context or {}
+    coverage = context.get("coverage_reference")  # the request's own reference, as the Claim gave it
+    if not coverage and context.get("coverage"):
+        name = context["coverage"]
+        coverage = {"reference": context.get("full_urls", {}).get(name, name)}
+    coverage = coverage or {"display": f"the coverage of request {result.case_id}"}
     parts = [sub("coverage", valueReference=coverage)]
     decision = result.decision
     if decision == "covered":
@@ -762,12 +1136,15 @@ def coverage_information(result, context: Optional[dict] = None,
             parts += [sub("doc-needed", valueCode="clinical"), sub("doc-purpose", valueCode="withpa")]
         parts += [sub("info-needed", valueCode=INFO_NEEDED[m]) for m in result.missing if m in INFO_NEEDED]
         if documents or not result.missing:
-            parts.append(sub("questionnaire", valueCanonical=questionnaire_url(result.version or _version(None))))
+            parts.append(sub("questionnaire", valueCanonical=questionnaire_canonical(result.version)))
     else:
         parts += [sub("covered", valueCode="conditional"), sub("pa-needed", valueCode="conditional")]
     parts.append(sub("reason", valueCodeableConcept={"text": _reason(result)}))
     parts.append(sub("date", valueDate=(date or datetime.date.today()).isoformat()))
-    parts.append(sub("coverage-assertion-id", valueString=result.case_id))
+    made = (date or datetime.date.today()).isoformat()
+    # unique per answer: the same result on the same day is the same assertion
+    parts.append(sub("coverage-assertion-id", valueString=_uuid("coverage-assertion", encode_result(result), made)
+                     .rsplit(":", 1)[-1]))
     if decision == "covered":
         parts.append(sub("satisfied-pa-id", valueString=result.case_id))
     return {"url": CRD_COVERAGE_INFORMATION, "extension": parts}
@@ -777,58 +1154,82 @@ def coverage_information(result, context: Optional[dict] = None,
 # ---------------------------------------------------------------------------
 # Case → PAS-style request Bundle (the examples in facts/fhir/)
 # ---------------------------------------------------------------------------
+def _uuid(*parts: str) -> str:
+    """A urn:uuid the same parts always give (name-based, RFC 4122 version 5)."""
+    import uuid
+
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, '/'.join((BASE,) + parts))}"
+
+
 def pas_bundle(case: Case) -> dict:
-    """The case as a PAS-style request Bundle: Claim, Patient, Coverage, insurer,
-    Condition and Observations for what they carry, a QuestionnaireResponse for the rest."""
+    """The case as a PAS request Bundle: the Claim first, then the resources it and they
+    reference (Patient, Coverage, insurer, the ordering Practitioner), a Condition and
+    Observations for what the record carries, and a DTR QuestionnaireResponse for the
+    rest. Every fullUrl is a urn:uuid and every reference one of them."""
     from covkb.facts import field
 
     ident = _safe_id(case.case_id)
+    url = {kind: _uuid(case.case_id, kind) for kind in
+           ("Claim", "Patient", "Coverage", "Organization", "Practitioner", "Condition",
+            "lvef", "creatinine", "QuestionnaireResponse")}
     patient = {"resourceType": "Patient", "id": f"{ident}-patient"}
     birth = field(case, "member.birth_date")
     if birth is not None:
         patient["birthDate"] = birth.isoformat()
     structured = {"case_id", "date_of_service", "member.birth_date"}
+    to_patient = {"reference": url["Patient"]}
+    prescriber = {"reference": url["Practitioner"]}
     resources = [
         {"resourceType": "Claim", "id": f"{ident}-claim",
          "identifier": [{"system": "urn:covkb:case-id", "value": case.case_id}],
          "status": "active", "use": "preauthorization",
          "type": {"coding": [_coding("http://terminology.hl7.org/CodeSystem/claim-type", "institutional")]},
-         "patient": {"reference": f"Patient/{ident}-patient"},
+         "patient": to_patient,
          "created": f"{case.date_of_service.isoformat()}T00:00:00Z",
-         "insurer": {"reference": f"Organization/{ident}-insurer"},
-         "provider": {"display": "ordering provider"},
+         "insurer": {"reference": url["Organization"]},
+         "provider": prescriber,
          "priority": {"coding": [_coding("http://terminology.hl7.org/CodeSystem/processpriority", "normal")]},
-         "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": f"Coverage/{ident}-coverage"}}],
+         "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": url["Coverage"]}}],
          "item": [{"sequence": 1, "servicedDate": case.date_of_service.isoformat(),
-                   "productOrService": {"coding": [_coding("https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
-                                                           "Q2055")],
-                                        "text": "idecabtagene vicleucel"}}]},
+                   "productOrService": {"coding": [_coding(HCPCS, "Q2055")], "text": "idecabtagene vicleucel"}}]},
         patient,
         {"resourceType": "Coverage", "id": f"{ident}-coverage", "status": "active",
-         "beneficiary": {"reference": f"Patient/{ident}-patient"},
-         "payor": [{"reference": f"Organization/{ident}-insurer"}]},
+         "beneficiary": to_patient, "payor": [{"reference": url["Organization"]}]},
         {"resourceType": "Organization", "id": f"{ident}-insurer", "name": "payer"},
+        {"resourceType": "Practitioner", "id": f"{ident}-prescriber", "name": [{"text": "ordering physician"}]},
     ]
+    urls = [url["Claim"], url["Patient"], url["Coverage"], url["Organization"], url["Practitioner"]]
     if field(case, "diagnosis.multiple_myeloma"):
         code = "C90.02" if field(case, "diagnosis.relapsed") else "C90.00"
         structured.update(CONDITIONS[code])
         resources.append({"resourceType": "Condition", "id": f"{ident}-myeloma",
-                          "subject": {"reference": f"Patient/{ident}-patient"},
-                          "code": {"coding": [_coding(ICD10CM, code)]}})
+                          "clinicalStatus": {"coding": [_coding(
+                              "http://terminology.hl7.org/CodeSystem/condition-clinical", "active")]},
+                          "verificationStatus": {"coding": [_coding(
+                              "http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed")]},
+                          "subject": to_patient, "code": {"coding": [_coding(ICD10CM, code)]}})
+        urls.append(url["Condition"])
     for path, code in ITEM_CODES.items():
         value = field(case, path)
         if value is not None:
             structured.add(path)
             unit = OBSERVATIONS[code][1]
-            resources.append({"resourceType": "Observation", "id": f"{ident}-{path.split('_')[0]}", "status": "final",
+            kind = path.split("_")[0]
+            resources.append({"resourceType": "Observation", "id": f"{ident}-{kind}", "status": "final",
                               "code": {"coding": [_coding(LOINC, code, LOINC_DISPLAY[code])]},
-                              "subject": {"reference": f"Patient/{ident}-patient"},
+                              "subject": to_patient,
+                              "effectiveDateTime": case.date_of_service.isoformat(),
                               "valueQuantity": {"value": Decimal(value), "unit": unit, "system": UCUM, "code": unit}})
-    response = questionnaire_response(case, ident=f"{ident}-dtr")
+            urls.append(url[kind])
+    response = questionnaire_response(case, ident=f"{ident}-dtr", subject=to_patient, author=prescriber,
+                                      coverage={"reference": url["Coverage"]})
     for group in response["item"]:
         group["item"] = [item for item in group["item"] if item["linkId"] not in structured]
     response["item"] = [group for group in response["item"] if group["item"]]
     resources.append(response)
-    return {"resourceType": "Bundle", "id": f"{ident}-request", "type": "collection",
+    urls.append(url["QuestionnaireResponse"])
+    return {"resourceType": "Bundle", "id": f"{ident}-request",
+            "meta": {"profile": [PAS + "profile-pas-request-bundle"]},
+            "identifier": {"system": "urn:covkb:case-id", "value": case.case_id}, "type": "collection",
             "timestamp": f"{case.date_of_service.isoformat()}T00:00:00Z",
-            "entry": [{"fullUrl": f"urn:covkb:{r['resourceType']}/{r['id']}", "resource": r} for r in resources]}
+            "entry": [{"fullUrl": full, "resource": r} for full, r in zip(urls, resources)]}

@@ -63,7 +63,7 @@ class NotAllowed(Refused):
 # ---------------------------------------------------------------------------
 def decide_requests(requests: list[tuple], log: bool) -> list[tuple[object, list[dict]]]:
     """Decide every (kind, case, version, sources, context, pas) in one grounding: for each,
-    its JSON body (a ClaimResponse dict when pas) and, with log, the decision-log rows to
+    its JSON body (a PAS response Bundle dict when pas) and, with log, the decision-log rows to
     record (one per version decided). sources name the FHIR resource of each field."""
     from covkb import decide
     from covkb.explain import comparison, explain_shown
@@ -94,9 +94,9 @@ def decide_requests(requests: list[tuple], log: bool) -> list[tuple[object, list
         finally:
             SOURCES.reset(token)
         if kind == "check" and pas:
-            from covkb.fhir import claim_response
+            from covkb.fhir import pas_response
 
-            body = claim_response(results[0], context)
+            body = pas_response(results[0], context)
         elif kind == "check":
             body = as_json(results[0])
         elif kind == "explain":
@@ -472,7 +472,7 @@ class Handler(BaseHTTPRequestHandler):
         pas = kind == "check" and FHIR_JSON in accept
         if FHIR_JSON in accept and not pas and "json" not in accept.replace(FHIR_JSON, ""):
             raise Refused(406, f"Accept = {accept!r}: {path} answers application/json; "
-                               f"{FHIR_JSON} (a ClaimResponse) is answered by /v1/check", self._unread())
+                               f"{FHIR_JSON} (a PAS response Bundle) is answered by /v1/check", self._unread())
         try:
             raw = self._body()
         except TimeoutError:
@@ -502,8 +502,9 @@ class Handler(BaseHTTPRequestHandler):
         if pas:
             from covkb import fhir
 
-            response = pending.body
-            response["identifier"].append({"system": "urn:covkb:decision-id", "value": str(pending.decision_id)})
+            response = pending.body  # a PAS response Bundle, its ClaimResponse first
+            response["entry"][0]["resource"]["identifier"].append(
+                {"system": "urn:covkb:decision-id", "value": str(pending.decision_id)})
             return 200, fhir.encode(response), headers, FHIR_JSON
         ident = json.dumps(pending.decision_id)
         return 200, pending.body[:-1] + f',"decision_id":{ident}}}', headers, "application/json"
@@ -707,8 +708,9 @@ def openapi() -> dict:
                           "description": "A FHIR R4 Bundle (PAS Claim bundle or collection) or a DTR "
                                          "QuestionnaireResponse; see docs/fhir.md."}}
     claim_response = {"schema": {"type": "object", "description": (
-        "With Accept: application/fhir+json, a Da Vinci PAS ClaimResponse (as `check --format pas`); "
-        "its identifier urn:covkb:decision-id holds the decision_id.")}}
+        "With Accept: application/fhir+json, a Da Vinci PAS response Bundle (as `check --format pas`): "
+        "the ClaimResponse first, whose identifier urn:covkb:decision-id holds the decision_id, then "
+        "the request's resources it references.")}}
 
     def decided(summary: str, schema: dict, forced: bool, pas: bool = False) -> dict:
         answers = {"application/json": {"schema": {"allOf": [schema, {"type": "object", "properties": identified}]}}}
