@@ -177,3 +177,31 @@ def test_a_file_that_is_no_log_is_refused(tmp_path):
     path.write_text("hello, not sqlite " * 100)
     result = covkb("audit", "verify", "--log", path)
     assert result.returncode == 2 and "not a covkb decision log" in result.stderr
+
+
+def test_processes_opening_one_new_log_at_once_all_find_it_a_log(tmp_path):
+    # Two batches started together on a log that does not exist yet: neither may find the
+    # other's half-made log and refuse it as "not a covkb decision log".
+    import threading
+
+    from covkb import audit
+
+    for attempt in range(20):
+        path = tmp_path / f"new-{attempt}.db"
+        start = threading.Barrier(8)
+        failures: list = []
+
+        def open_it():
+            start.wait()
+            try:
+                audit.connect(path).close()
+            except Exception as error:  # noqa: BLE001 - any failure is the finding
+                failures.append(repr(error))
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+    assert "intact: 0 rows" in covkb("audit", "verify", "--log", tmp_path / "new-0.db").stdout

@@ -88,17 +88,28 @@ def row_hash(row: dict) -> str:
 
 def connect(path: Path) -> sqlite3.Connection:
     """The log open for appending; a new or empty file becomes one. Any other file is refused
-    (NotALog) before anything is written to it."""
-    fresh = not path.exists() or path.stat().st_size == 0
-    if not fresh:
+    (NotALog) before anything is written to it. Processes that open the same new log at
+    once create it one at a time: the schema is written in one immediate transaction, so
+    no process ever sees a half-made log."""
+    if path.exists() and path.stat().st_size > 0:
         open_read(path).close()  # is it a covkb log? asked without writing
     connection = sqlite3.connect(str(path), timeout=60, isolation_level=None)
     connection.row_factory = sqlite3.Row
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        made = connection.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'determinations'").fetchone()[0]
+        if not made:
+            connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                connection.execute(statement)
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        connection.close()
+        raise
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
-    if fresh:
-        connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        connection.executescript(_SCHEMA)
     return connection
 
 
