@@ -108,9 +108,28 @@ def connect(path: Path) -> sqlite3.Connection:
         connection.execute("ROLLBACK")
         connection.close()
         raise
-    connection.execute("PRAGMA journal_mode=WAL")
+    _write_ahead(connection)
     connection.execute("PRAGMA synchronous=NORMAL")
     return connection
+
+
+def _write_ahead(connection: sqlite3.Connection, seconds: float = 60) -> None:
+    """Put the log in WAL mode (once: the mode is kept in the file). Switching needs the
+    file to itself and SQLite does not wait for that as it waits for a write lock, so a
+    process that finds the log in use while it is first switched tries again, for as long
+    as it would wait for a write."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def open_read(path: Path) -> sqlite3.Connection:
