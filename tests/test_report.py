@@ -83,7 +83,7 @@ def test_creatinine_clearance_of_45_fails_5d_and_the_page_says_so_at_the_top_and
     assert "does_not_meet_primary_coverage_criteria" in header.text()
     assert "5d" in header.find("p", "reason").text()
     row = criterion_rows(tree)["5d"]
-    status, words, facts, remedy = row.find_all("td")[1:]
+    status, words, facts, remedy = row.find_all("td")  # the id is the row header
     assert "not_met" in row.classes() and "not met" in status.text()
     assert "Creatinine clearance less than or equal to 45 mL/min" in words.text()
     assert "creatinine_clearance_ml_min = 45" in facts.text()
@@ -95,7 +95,7 @@ def test_an_undocumented_field_leaves_its_criterion_unknown_and_the_page_names_i
     tree = parse(page_of(case(organ_function_adequate=DROP), tmp_path))
     row = criterion_rows(tree)["6"]
     assert "unknown" in row.classes()
-    assert "organ_function_adequate" in row.find_all("td")[4].text()
+    assert "organ_function_adequate" in row.find_all("td")[3].text()
     # the page lists what to send in words, with the field path (docs/case-format.md, `documentation`)
     [item] = tree.find("ul", "documentation").find_all("li")
     assert "organ_function_adequate" in item.text()
@@ -168,7 +168,9 @@ def report(log, *args) -> str:
 
 
 def cells(table) -> list[list[str]]:
-    return [[td.text().strip() for td in tr.find_all("td")] for tr in table.find("tbody").find_all("tr")]
+    """Each body row's cells, its row header first."""
+    return [[cell.text().strip() for cell in tr.children if getattr(cell, "tag", None) in ("th", "td")]
+            for tr in table.find("tbody").find_all("tr")]
 
 
 def test_the_report_is_self_contained(log):
@@ -203,7 +205,8 @@ def test_the_report_counts_each_criterion_not_met_and_unknown_in_policy_order(lo
 
 def test_the_report_ranks_the_missing_fields(log):
     tree = parse(report(log))
-    assert [[r[0], r[2]] for r in cells(tree.find("table", "missing"))] == [["organ_function_adequate", "2"]]
+    assert [[r[0], r[2], r[3]] for r in cells(tree.find("table", "missing"))] == [
+        ["organ_function_adequate", "documentation", "2"]]
 
 
 def test_the_week_chart_is_inline_svg_with_every_determination(log):
@@ -262,8 +265,8 @@ def test_a_determination_decided_differently_now_is_listed_and_linked_to_its_pag
     assert_self_contained(tree, html)
     (row,) = tree.find("table", "replayed").find("tbody").find_all("tr")
     assert row.attrs["data-row"] == str(ident)
-    assert row.find_all("td")[1].text() == HOSTILE
-    assert "covered" in row.find_all("td")[2].text() and "not covered" in row.find_all("td")[3].text()
+    assert row.find_all("td")[0].text() == HOSTILE
+    assert "covered" in row.find_all("td")[1].text() and "not covered" in row.find_all("td")[2].text()
     link = row.find("a").attrs["href"]
     assert link == f"#d{ident}"
     page = tree.find(id=f"d{ident}")

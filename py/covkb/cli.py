@@ -374,7 +374,9 @@ def audit_list(
     until: Optional[str] = typer.Option(None, "--until", help="Logged before this date (YYYY-MM-DD)."),
     decision: Optional[str] = typer.Option(None, "--decision", help="covered, not_covered, pending or not_applicable."),
 ) -> None:
-    """One line per determination: id, time, case id, version, decision and label."""
+    """One line per determination: id, time, case id, version, decision and label, and
+    `what-if` after a determination decided under a version asked for (--policy-version,
+    or one side of compare), which decision statistics leave out."""
     from covkb import audit
     from covkb.terminal import printable
 
@@ -383,7 +385,9 @@ def audit_list(
     try:
         for row in audit.rows(connection, case_id=case_id, since=since, until=until, decision=decision):
             fields = (row['logged_at'], row['case_id'], row['policy_version'] or 'none', row['decision'], row['label'])
-            typer.echo("{:>6}  {}  {}  {}  {} ({})".format(row['id'], *(printable(f, lines=False) for f in fields)))
+            mark = "  what-if" if row['what_if'] else ""
+            typer.echo("{:>6}  {}  {}  {}  {} ({})".format(row['id'], *(printable(f, lines=False) for f in fields))
+                       + mark)
     finally:
         connection.close()
 
@@ -567,28 +571,39 @@ def audit_report(
     replay_all: bool = typer.Option(False, "--replay-all",
                                     help="Decide every determination again, not only those logged under "
                                          "another knowledge base or covkb version."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, show_default=False,
+                                        help="List at most this many determinations decided differently (default 50), "
+                                             "each with its page, decision changes first; the rest are counted "
+                                             "(`covkb audit replay --format csv` lists every one)."),
+    include_what_if: bool = typer.Option(False, "--include-what-if",
+                                         help="Count what-ifs (decided under --policy-version, or one side of "
+                                              "compare) with the determinations; by default they are left out "
+                                              "of every count and the report says how many."),
 ) -> None:
     """One self-contained HTML page over the logged determinations: decisions and labels
     per policy version, how often each criterion was not met or unknown, the most
-    frequent missing fields, a chart of decisions per week, and every determination the
-    current knowledge base decides differently, each linked to its page. Exit 0 when
-    written, 3 when the report could not be written."""
+    frequent missing fields and names to clarify, a chart of decisions per week, and what
+    the current knowledge base decides differently: counted by kind of change (the
+    decision, by decision then and now and by criterion; or only criteria), then the
+    first --limit of them listed, decision changes first, each linked to its page. Exit 0
+    when written, 3 when the report could not be written."""
     import os
     import tempfile
 
-    from covkb.report import audit_report as write_report
+    from covkb.report import LIMIT, audit_report as write_report
 
     since, until = _day("--since", since), _day("--until", until)
+    limit = LIMIT if limit is None else limit
     connection = _existing_log(log)
     try:
         if out is None:
-            write_report(connection, sys.stdout, since, until, replay_all, str(log))
+            write_report(connection, sys.stdout, since, until, replay_all, str(log), limit, include_what_if)
             return
         # Written beside the target and renamed at the end: no half-written report.
         handle, partial = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or Path("."))
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as sink:
-                write_report(connection, sink, since, until, replay_all, str(log))
+                write_report(connection, sink, since, until, replay_all, str(log), limit, include_what_if)
             mask = os.umask(0)
             os.umask(mask)
             os.chmod(partial, 0o666 & ~mask)  # as open() would have made it, not mkstemp's 0600
