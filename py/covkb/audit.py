@@ -339,6 +339,10 @@ _input = msgspec.json.Decoder(_Input)
 EXTRA = ("what_if", "date_of_service", "reason")
 
 
+def safe_cells(writer) -> _SafeCells:
+    return _SafeCells(writer)
+
+
 def _extra(row) -> list:
     try:
         service = _input.decode(row["input_json"]).date_of_service

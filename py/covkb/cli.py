@@ -182,7 +182,8 @@ def explain(
     from covkb.render import as_json
 
     version = _known_version(version)
-    explanation = explain_case(_load(case), version)
+    one = _load(case)
+    explanation = explain_case(one, version)
     if format is ExplainFormat.json:
         typer.echo(as_json(explanation))
     elif format is ExplainFormat.markdown:
@@ -190,7 +191,9 @@ def explain(
     elif format is ExplainFormat.html:
         from covkb.report import Provenance, determination_page
 
-        typer.echo(determination_page(explanation, Provenance.current(explanation)), nl=False)
+        provenance = Provenance.current(explanation)
+        provenance.date_of_service = one.date_of_service.isoformat()
+        typer.echo(determination_page(explanation, provenance), nl=False)
     else:
         typer.echo(printable(as_text(explanation)))
 
@@ -445,11 +448,38 @@ def _show_row(row, format: "ExplainFormat", log: Path) -> None:
         typer.echo(head + "\n\n" + as_text(explanation))
 
 
+class ReplayFormat(str, enum.Enum):
+    text = "text"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+def _replay_records(format: "ReplayFormat"):
+    """A writer of replay records to standard output: CSV with a header, or JSON lines."""
+    import csv
+    import json
+
+    from covkb.audit import safe_cells
+    from covkb.report import REPLAY_COLUMNS, replay_record
+
+    if format is ReplayFormat.jsonl:
+        return lambda row, now, kb_changed: typer.echo(json.dumps(replay_record(row, now, kb_changed)))
+    writer = safe_cells(csv.writer(sys.stdout))
+    writer.writerow(REPLAY_COLUMNS)
+    return lambda row, now, kb_changed: writer.writerow(
+        [replay_record(row, now, kb_changed)[c] for c in REPLAY_COLUMNS])
+
+
 @audit_app.command("replay")
 def audit_replay(
     ident: Optional[int] = typer.Argument(None, metavar="[ID]", help="One determination; all when omitted."),
     log: Path = LOG_OPTION,
     all_rows: bool = typer.Option(False, "--all", help="Replay every determination (the default without ID)."),
+    format: ReplayFormat = typer.Option(ReplayFormat.text, "--format", "-f",
+                                        help="text: one line each; csv or jsonl: one record each with its kind of "
+                                             "change (decision, criteria, reworded, unreadable), the decision logged "
+                                             "and now, and the criteria that changed: the full list the report "
+                                             "counts."),
 ) -> None:
     """Re-decide stored inputs with the current knowledge base and list every determination
     that would now differ. Exit 0 when none differ, 1 when any does."""
@@ -458,10 +488,14 @@ def audit_replay(
 
     connection = _existing_log(log)
     differ = 0
+    records = None if format is ReplayFormat.text else _replay_records(format)
     try:
         total = audit.count(connection, None if all_rows else ident)
         for row, now, kb_changed in audit.replay(connection, None if all_rows else ident):
             differ += 1
+            if records is not None:
+                records(row, now, kb_changed)
+                continue
             cause = "the knowledge base changed since" if kb_changed else "same knowledge base"
             now_text = now if isinstance(now, str) else f"{now.decision} ({now.label}) now"
             typer.echo(printable(f"{row['id']:>6}  {row['case_id']}: {row['decision']} ({row['label']}) then, "

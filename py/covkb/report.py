@@ -321,6 +321,31 @@ def change(row, now) -> Optional[dict]:
             "then": before, "now": after, "changed": changed}
 
 
+REPLAY_COLUMNS = ("id", "case_id", "logged_at", "what_if", "kind", "then_version", "then_decision", "then_label",
+                  "now_version", "now_decision", "now_label", "criteria_changed", "kb_changed")
+
+
+def replay_record(row, now, kb_changed: bool) -> dict:
+    """One row `covkb audit replay` found deciding differently, as a flat record: its kind is
+    `decision` (the decision changed), `criteria` (only criteria, label or version),
+    `reworded` (decided alike in other words) or `unreadable` (its input no longer reads)."""
+    if isinstance(now, str):
+        entry = {"kind": "unreadable", "now": [None, None, None], "changed": [], "error": now}
+    else:
+        entry = change(row, now) or {"kind": "reworded", "now": [now.version, now.decision, now.label],
+                                     "changed": []}
+    then = [row["policy_version"], row["decision"], row["label"]]
+    record = {"id": row["id"], "case_id": row["case_id"], "logged_at": row["logged_at"],
+              "what_if": bool(row["what_if"]), "kind": entry["kind"],
+              **dict(zip(("then_version", "then_decision", "then_label"), then)),
+              **dict(zip(("now_version", "now_decision", "now_label"), entry["now"])),
+              "criteria_changed": "; ".join(f"{i} {a}->{b}" for i, a, b in entry["changed"]),
+              "kb_changed": bool(kb_changed)}
+    if "error" in entry:
+        record["error"] = entry["error"]
+    return record
+
+
 def redecided(connection: sqlite3.Connection, counted: Tally, since: Optional[str] = None,
               until: Optional[str] = None, everything: bool = False, log: Optional[str] = None,
               chunk: int = 500, workers: Optional[int] = None, limit: int = LIMIT) -> Redecided:
@@ -466,7 +491,7 @@ def week_chart(weeks: Counter, width: int = 720, height: int = 300) -> Optional[
     mondays = sorted({monday for monday, _ in weeks})
     span = [mondays[0] + datetime.timedelta(weeks=n)
             for n in range((mondays[-1] - mondays[0]).days // 7 + 1)]
-    left, top, bottom, right = 56, 40, 44, 12  # the legend above the plot
+    left, top, bottom, right = 56, 12, 44, 12
     plot_width, plot_height = width - left - right, height - top - bottom
     totals = [sum(weeks[monday, d] for d in DECISIONS) for monday in span]
     ceiling = _nice(max(max(totals), 1))
