@@ -3,7 +3,7 @@
 // content overflows them, element counts, layout time, and a screenshot.
 //
 //   node pages.mjs CHROMIUM JOB.json
-//   (JOB: {"profile": dir, "pages": [{"file", "width", "height"?, "shot"?, "at"?, "pdf"?}]})
+//   (JOB: {"profile": dir, "pages": [{"file", "width", "height"?, "shot"?, "at"?, "vision"?, "pdf"?}]})
 // prints one JSON object per page, in order, as a JSON list.
 import fs from "node:fs";
 import { createRequire } from "node:module";
@@ -27,6 +27,9 @@ try {
     await page.setViewport({ width: spec.width, height: spec.height || 900, deviceScaleFactor: 1 });
     const session = await page.createCDPSession();
     await session.send("Performance.enable");
+    if (spec.vision) {  // "achromatopsia" (greyscale), "deuteranopia", ...
+      await session.send("Emulation.setEmulatedVisionDeficiency", { type: spec.vision });
+    }
     await page.goto("file://" + spec.file, { waitUntil: "load" });
     const metrics = Object.fromEntries((await session.send("Performance.getMetrics")).metrics
       .map((m) => [m.name, m.value]));
@@ -42,7 +45,7 @@ try {
       const split = [];
       const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
       for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-        if (node.parentElement.closest("svg, style, title")) continue;
+        if (node.parentElement.closest("svg, style, title, .path")) continue;  // a file path may wrap anywhere
         const text = node.textContent;
         for (const match of text.matchAll(/[\p{L}\p{N}]+/gu)) {
           if (match[0].length < 2) continue;
