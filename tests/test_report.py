@@ -575,3 +575,26 @@ def test_the_chart_has_a_description_tied_to_its_table_and_a_legend_beside_it(lo
     for rect in svg.find_all("rect"):
         if "data-decision" in rect.attrs:
             assert rect.attrs["fill"] == f"url(#fill-{rect.attrs['data-decision']})"
+
+
+def test_each_side_of_a_served_comparison_is_logged_as_a_what_if(tmp_path):
+    from test_serve import Served
+
+    log = tmp_path / "served.db"
+    served = Served("--log", str(log))
+    try:
+        status, _, answer = served.request("POST", "/v1/compare", json.dumps(case(case_id="SERVED")))
+        assert status == 200 and [side["what_if"] for side in answer["versions"]] == [True, True]
+        status, _, checked = served.request("POST", "/v1/check", json.dumps(case(case_id="CHECKED")))
+        assert status == 200 and "what_if" not in checked
+    finally:
+        assert served.stop() == 0
+    connection = audit.open_read(log)
+    try:
+        marks = [(row["case_id"], bool(row["what_if"])) for row in audit.rows(connection)]
+    finally:
+        connection.close()
+    assert marks == [("SERVED", True), ("SERVED", True), ("CHECKED", False)]
+    tree = parse(report(log))
+    assert tree.find("p", "period").text().split()[0] == "1"
+    assert "2 what-ifs" in tree.find("p", "what-ifs").text()
