@@ -470,6 +470,8 @@ def test_a_what_if_is_marked_in_the_log_the_list_the_export_and_its_page(log):
     records = [json.loads(line) for line in cli("audit", "export", "--log", log, "--format", "jsonl").splitlines()]
     assert [r["what_if"] for r in records] == [False] * 14 + [True]
     assert records[-1]["explanation"]["what_if"] is True
+    shown = [json.loads(cli("audit", "show", str(i), "--log", log, "--format", "json")) for i in (1, 15)]
+    assert [record["what_if"] for record in shown] == [False, True]
     page = parse(cli("audit", "show", "15", "--log", log, "--format", "html"))
     assert page.find("span", "what-if").text() == "what-if"
     assert not parse(cli("audit", "show", "1", "--log", log, "--format", "html")).find_all("span", "what-if")
@@ -598,3 +600,10 @@ def test_each_side_of_a_served_comparison_is_logged_as_a_what_if(tmp_path):
     tree = parse(report(log))
     assert tree.find("p", "period").text().split()[0] == "1"
     assert "2 what-ifs" in tree.find("p", "what-ifs").text()
+
+
+def test_the_report_help_states_the_default_limit():
+    from covkb.report import LIMIT
+
+    result = runner.invoke(app, ["audit", "report", "--help"], env={"COLUMNS": "200"})
+    assert f"(default {LIMIT})" in " ".join(result.output.split())

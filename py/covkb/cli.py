@@ -436,6 +436,7 @@ def _show_row(row, format: "ExplainFormat", log: Path) -> None:
     if format is ExplainFormat.json:
         record = {key: row[key] for key in ("id", "logged_at", "case_id", "covkb_version", "kb_sha256",
                                             "input_sha256", "version_requested", "policy_version")}
+        record["what_if"] = bool(row["what_if"])
         record["explanation"] = json.loads(row["explanation_json"])
         typer.echo(json.dumps(record))
     elif format is ExplainFormat.markdown:
