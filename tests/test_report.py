@@ -83,7 +83,7 @@ def test_creatinine_clearance_of_45_fails_5d_and_the_page_says_so_at_the_top_and
     assert "does_not_meet_primary_coverage_criteria" in header.text()
     assert "5d" in header.find("p", "reason").text()
     row = criterion_rows(tree)["5d"]
-    status, words, facts, remedy = row.find_all("td")[1:]
+    status, words, facts, remedy = row.find_all("td")  # the id is the row header
     assert "not_met" in row.classes() and "not met" in status.text()
     assert "Creatinine clearance less than or equal to 45 mL/min" in words.text()
     assert "creatinine_clearance_ml_min = 45" in facts.text()
@@ -95,7 +95,7 @@ def test_an_undocumented_field_leaves_its_criterion_unknown_and_the_page_names_i
     tree = parse(page_of(case(organ_function_adequate=DROP), tmp_path))
     row = criterion_rows(tree)["6"]
     assert "unknown" in row.classes()
-    assert "organ_function_adequate" in row.find_all("td")[4].text()
+    assert "organ_function_adequate" in row.find_all("td")[3].text()
     # the page lists what to send in words, with the field path (docs/case-format.md, `documentation`)
     [item] = tree.find("ul", "documentation").find_all("li")
     assert "organ_function_adequate" in item.text()
@@ -168,7 +168,9 @@ def report(log, *args) -> str:
 
 
 def cells(table) -> list[list[str]]:
-    return [[td.text().strip() for td in tr.find_all("td")] for tr in table.find("tbody").find_all("tr")]
+    """Each body row's cells, its row header first."""
+    return [[cell.text().strip() for cell in tr.children if getattr(cell, "tag", None) in ("th", "td")]
+            for tr in table.find("tbody").find_all("tr")]
 
 
 def test_the_report_is_self_contained(log):
@@ -203,7 +205,8 @@ def test_the_report_counts_each_criterion_not_met_and_unknown_in_policy_order(lo
 
 def test_the_report_ranks_the_missing_fields(log):
     tree = parse(report(log))
-    assert [[r[0], r[2]] for r in cells(tree.find("table", "missing"))] == [["organ_function_adequate", "2"]]
+    assert [[r[0], r[2], r[3]] for r in cells(tree.find("table", "missing"))] == [
+        ["organ_function_adequate", "documentation", "2"]]
 
 
 def test_the_week_chart_is_inline_svg_with_every_determination(log):
@@ -262,8 +265,8 @@ def test_a_determination_decided_differently_now_is_listed_and_linked_to_its_pag
     assert_self_contained(tree, html)
     (row,) = tree.find("table", "replayed").find("tbody").find_all("tr")
     assert row.attrs["data-row"] == str(ident)
-    assert row.find_all("td")[1].text() == HOSTILE
-    assert "covered" in row.find_all("td")[2].text() and "not covered" in row.find_all("td")[3].text()
+    assert row.find_all("td")[0].text() == HOSTILE
+    assert "covered" in row.find_all("td")[1].text() and "not covered" in row.find_all("td")[2].text()
     link = row.find("a").attrs["href"]
     assert link == f"#d{ident}"
     page = tree.find(id=f"d{ident}")
@@ -349,3 +352,258 @@ def test_covkb_check_does_not_load_the_template_engine():
     out = subprocess.run([sys.executable, "-c", code, str(FACTS / "covered-2025.json")],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+# ---------------------------------------------------------------------------
+# Readers of every kind: structure, words, what-ifs, bidirectional text, a kb change
+# ---------------------------------------------------------------------------
+def headings(tree) -> list[int]:
+    return [int(e.tag[1]) for e in tree.iter() if e.tag in ("h1", "h2", "h3", "h4", "h5", "h6")]
+
+
+def assert_headings_in_order(tree) -> None:
+    levels = headings(tree)
+    assert levels[0] == 1 and levels.count(1) == 1
+    for before, after in zip(levels, levels[1:]):
+        assert after <= before + 1, f"a heading jumps from h{before} to h{after}: {levels}"
+
+
+def assert_tables_named(tree) -> None:
+    for table in tree.find_all("table"):
+        assert table.find_all("caption"), f"a table without a caption: {table.classes()}"
+        for th in table.find_all("th"):
+            assert th.attrs.get("scope") in ("col", "row"), f"<th> without scope: {th.text()!r}"
+
+
+@pytest.mark.parametrize("example", ["covered-2025.json", "pending-2025.json", "not-covered-crcl-45-2024.json"])
+def test_a_page_is_structured_for_a_screen_reader(example):
+    tree = parse(cli("explain", FACTS / example, "--format", "html"))
+    assert_headings_in_order(tree)
+    assert_tables_named(tree)
+    # the criterion id heads its row
+    for ident, row in criterion_rows(tree).items():
+        header = row.find("th")
+        assert header.attrs["scope"] == "row" and header.text() == ident
+
+
+def test_the_report_is_structured_for_a_screen_reader(log):
+    ident = logged_then(log, case(case_id="CHANGED", organ_function_adequate=False),
+                        "covered", "meets_primary_coverage_criteria")
+    tree = parse(report(log))
+    assert len(tree.find_all("main")) == 1
+    assert_headings_in_order(tree)
+    assert_tables_named(tree)
+    # an embedded page is one level below the section that holds it, its parts one further
+    page = tree.find(id=f"d{ident}")
+    assert page.find("h3").text() == "CHANGED"
+    assert "as logged" in page.find("p", "badges").text().lower()
+    link = tree.find("table", "replayed").find("a")
+    assert link.text() == f"row {ident}"
+
+
+def test_the_page_shows_the_date_of_service_beside_the_version(tmp_path):
+    # SPEC §2 (third release): date_of_service shown beside the version it selected.
+    tree = parse(page_of(case(date_of_service="2025-11-12"), tmp_path))
+    assert "version 2025-11-01, date of service 2025-11-12" in " ".join(tree.find("p", "version").text().split())
+
+
+def test_a_logged_page_shows_the_date_of_service_from_the_logged_input(log):
+    tree = parse(cli("audit", "show", "1", "--log", log, "--format", "html"))
+    assert f"date of service {case()['date_of_service']}" in " ".join(tree.find("p", "version").text().split())
+
+
+def test_timestamps_are_shown_to_the_second(log):
+    tree = parse(report(log))
+    period = tree.find("p", "period").text()
+    stamps = [w.rstrip(",.;") for w in period.split() if w[:2] == "20" and "T" in w]
+    assert stamps and all(len(datetime.datetime.fromisoformat(s).isoformat()) == len(s) and
+                          datetime.datetime.fromisoformat(s).microsecond == 0 for s in stamps)
+    page = parse(cli("audit", "show", "1", "--log", log, "--format", "html"))
+    given = dict(zip([dt.text() for dt in page.find_all("dt")], [dd.text() for dd in page.find_all("dd")]))
+    assert datetime.datetime.fromisoformat(given["logged at"]).microsecond == 0
+    assert "." not in given["logged at"]
+
+
+BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_bidirectional_controls_are_shown_as_escapes_in_every_html_view(log, tmp_path):
+    # A case id holding U+202E must not reorder the heading it stands in.
+    hostile = "PA-1\u202eNOT COVERED\u2066x\u200f"
+    page = page_of(case(case_id=hostile), tmp_path)
+    assert not set(BIDI) & set(page)
+    assert parse(page).find("h1").text() == "PA-1\\u202eNOT COVERED\\u2066x\\u200f"
+    ident = logged_then(log, case(case_id=hostile, organ_function_adequate=False),
+                        "covered", "meets_primary_coverage_criteria")
+    shown = cli("audit", "show", str(ident), "--log", log, "--format", "html")
+    whole = report(log)
+    for html in (shown, whole):
+        assert not set(BIDI) & set(html)
+        assert "PA-1\\u202eNOT COVERED" in html
+
+
+def logged_what_if(log, version: str = "2024-08-21") -> None:
+    path = log.parent / "what-if.json"
+    path.write_text(json.dumps(case(case_id="WHAT-IF")))
+    cli("check", path, "--policy-version", version, "--log", log)
+
+
+def test_a_what_if_is_marked_and_left_out_of_the_statistics(log):
+    # SPEC §2 (third release): results decided under --policy-version are marked and kept
+    # out of decision statistics.
+    before = parse(report(log))
+    logged_what_if(log)
+    after = parse(report(log))
+    assert after.find("p", "period").text().split()[0] == before.find("p", "period").text().split()[0] == "14"
+    assert cells(after.find("table", "outcomes")) == cells(before.find("table", "outcomes"))
+    assert "1 what-if" in after.find("p", "what-ifs").text()
+    counted = parse(report(log, "--include-what-if"))
+    assert counted.find("p", "period").text().split()[0] == "15"
+    rows = {(r[0], r[1], r[2]): r[3] for r in cells(counted.find("table", "outcomes"))}
+    assert rows[("2024-08-21", "covered", "meets_primary_coverage_criteria")] == "2"
+
+
+def test_a_what_if_is_marked_in_the_log_the_list_the_export_and_its_page(log):
+    logged_what_if(log)
+    lines = cli("audit", "list", "--log", log).splitlines()
+    assert lines[-1].endswith("what-if") and not any(line.endswith("what-if") for line in lines[:-1])
+    records = [json.loads(line) for line in cli("audit", "export", "--log", log, "--format", "jsonl").splitlines()]
+    assert [r["what_if"] for r in records] == [False] * 14 + [True]
+    assert records[-1]["explanation"]["what_if"] is True
+    shown = [json.loads(cli("audit", "show", str(i), "--log", log, "--format", "json")) for i in (1, 15)]
+    assert [record["what_if"] for record in shown] == [False, True]
+    page = parse(cli("audit", "show", "15", "--log", log, "--format", "html"))
+    assert page.find("span", "what-if").text() == "what-if"
+    assert not parse(cli("audit", "show", "1", "--log", log, "--format", "html")).find_all("span", "what-if")
+
+
+def test_each_side_of_compare_is_a_what_if():
+    sides = json.loads(cli("compare", FACTS / "covered-2025.json", "--format", "json"))["versions"]
+    assert [side["what_if"] for side in sides] == [True, True]
+    assert "what_if" not in json.loads(cli("check", FACTS / "covered-2025.json", "--format", "json"))
+
+
+def test_the_csv_export_has_the_reason_and_the_date_of_service(log):
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(cli("audit", "export", "--log", log, "--format", "csv"))))
+    first = rows[0]
+    assert first["date_of_service"] == case()["date_of_service"]
+    assert first["what_if"] == "False"
+    assert first["reason"].startswith("not covered") and "criterion 6" in first["reason"]
+
+
+def test_a_case_pended_only_on_a_name_is_under_missing_documentation(log, tmp_path):
+    # SPEC §1: an unrecognised name needed by a criterion pends the case for clarification.
+    path = tmp_path / "name.json"
+    path.write_text(json.dumps(case(case_id="NAME", prior_lines=[["lenalidomide", "bortezomib"], ["Daratumumob"]])))
+    result = json.loads(cli("check", path, "--format", "json", "--log", log))
+    assert result["decision"] == "pending" and result["missing"] == []
+    tree = parse(report(log))
+    rows = {(r[0], r[2]): r[3] for r in cells(tree.find("table", "missing"))}
+    assert rows[("prior_lines", "a name to clarify")] == "1"
+
+
+def test_counts_carry_thousands_separators():
+    from covkb.report import thousands
+
+    assert [thousands(n) for n in (7, 1234, 20000, 1234567)] == ["7", "1,234", "20,000", "1,234,567"]
+
+
+def test_after_a_kb_change_the_report_counts_by_kind_and_lists_decision_changes_first(tmp_path):
+    import reportlogs
+
+    log = tmp_path / "changed.db"
+    # rows 1-4 changed their decision, 5-10 only criterion 5b; 11-13 decided alike
+    reportlogs.build(log, rows=20, decision_changes=4, criteria_changes=6, alike=3)
+    tree = parse(report(log, "--limit", "7"))
+    kinds = {tr.attrs["data-kind"]: tr.find("td").text() for tr in tree.find("table", "change-kinds").find_all("tr")
+             if "data-kind" in tr.attrs}
+    assert kinds == {"decision": "4", "criteria": "6"}
+    (pair,) = tree.find("table", "decision-changes").find("tbody").find_all("tr")
+    assert (pair.attrs["data-from"], pair.attrs["data-to"], pair.find("td").text()) == ("covered", "not_covered", "4")
+    behind = cells(tree.find("table", "criterion-changes", data_kind="decision"))
+    assert behind == [["6", "met → not met", "4"]]
+    assert cells(tree.find("table", "criterion-changes", data_kind="criteria")) == [["5b", "not met → met", "6"]]
+    listed = tree.find("table", "replayed").find("tbody").find_all("tr")
+    assert [r.attrs["data-row"] for r in listed] == [str(i) for i in range(1, 8)]
+    assert [r.attrs["data-kind"] for r in listed] == ["decision"] * 4 + ["criteria"] * 3
+    assert len(tree.find_all("section", "determination")) == 7
+    assert "3 more are left out" in " ".join(tree.find("p", "listed").text().split())
+
+
+def test_the_full_list_of_changes_is_in_the_replay_export(tmp_path):
+    import csv
+    import io
+
+    import reportlogs
+
+    log = tmp_path / "changed.db"
+    reportlogs.build(log, rows=12, decision_changes=2, criteria_changes=3)
+    result = runner.invoke(app, ["audit", "replay", "--log", str(log), "--format", "csv"])
+    assert result.exit_code == 1  # some differ
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["id"], r["kind"]) for r in rows] == [("1", "decision"), ("2", "decision"), ("3", "criteria"),
+                                                   ("4", "criteria"), ("5", "criteria")]
+    assert rows[0]["criteria_changed"] == "6 met->not_met" and rows[0]["now_decision"] == "not_covered"
+
+
+def test_the_chart_reads_without_colour():
+    from covkb.report import COLOURS, PATTERNS
+
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    # WCAG 2.1 1.4.11: a graphic's parts at least 3:1 against the white they stand on
+    for colour in COLOURS.values():
+        assert 1.05 / (luminance(colour) + 0.05) >= 3
+    # in greyscale: each decision its own pattern, and lightnesses apart
+    assert len(set(PATTERNS.values())) == len(PATTERNS)
+    levels = sorted(luminance(c) for c in COLOURS.values())
+    assert all((b + 0.05) / (a + 0.05) >= 1.3 for a, b in zip(levels, levels[1:]))
+
+
+def test_the_chart_has_a_description_tied_to_its_table_and_a_legend_beside_it(log):
+    tree = parse(report(log))
+    svg = tree.find("svg", "chart")
+    desc = svg.find("desc")
+    assert svg.attrs["aria-describedby"] == desc.attrs["id"]
+    assert "Decisions per week" in desc.text() and tree.find("table", "weeks").find("caption").text() == "Decisions per week"
+    figure = svg.parent.parent
+    assert figure.tag == "figure" and figure.find("p", "legend")
+    for rect in svg.find_all("rect"):
+        if "data-decision" in rect.attrs:
+            assert rect.attrs["fill"] == f"url(#fill-{rect.attrs['data-decision']})"
+
+
+def test_each_side_of_a_served_comparison_is_logged_as_a_what_if(tmp_path):
+    from test_serve import Served
+
+    log = tmp_path / "served.db"
+    served = Served("--log", str(log))
+    try:
+        status, _, answer = served.request("POST", "/v1/compare", json.dumps(case(case_id="SERVED")))
+        assert status == 200 and [side["what_if"] for side in answer["versions"]] == [True, True]
+        status, _, checked = served.request("POST", "/v1/check", json.dumps(case(case_id="CHECKED")))
+        assert status == 200 and "what_if" not in checked
+    finally:
+        assert served.stop() == 0
+    connection = audit.open_read(log)
+    try:
+        marks = [(row["case_id"], bool(row["what_if"])) for row in audit.rows(connection)]
+    finally:
+        connection.close()
+    assert marks == [("SERVED", True), ("SERVED", True), ("CHECKED", False)]
+    tree = parse(report(log))
+    assert tree.find("p", "period").text().split()[0] == "1"
+    assert "2 what-ifs" in tree.find("p", "what-ifs").text()
+
+
+def test_the_report_help_states_the_default_limit():
+    from covkb.report import LIMIT
+
+    result = runner.invoke(app, ["audit", "report", "--help"], env={"COLUMNS": "200"})
+    assert f"(default {LIMIT})" in " ".join(result.output.split())

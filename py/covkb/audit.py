@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS determinations (
 );
 CREATE INDEX IF NOT EXISTS determinations_case ON determinations (case_id);
 """
+# A what-if is a determination decided under a version asked for (`--policy-version`, or
+# one side of a comparison) rather than the one the date of service selects: the log
+# records the version asked for in every row, inside the hash chain, and each read gives
+# the mark as a column of its own. Statistics leave what-ifs out unless asked to count them.
+WHAT_IF = "(version_requested IS NOT NULL) AS what_if"
 # Marks a SQLite file as a covkb decision log ('covk'); logs made before it are known by
 # their table.
 APPLICATION_ID = 0x636F766B
@@ -211,15 +216,20 @@ def append(connection: sqlite3.Connection, prepared: Iterable[dict]) -> int:
 
 def rows(connection: sqlite3.Connection, case_id: Optional[str] = None, since: Optional[str] = None,
          until: Optional[str] = None, decision: Optional[str] = None,
-         ident: Optional[int] = None, columns: str = "*") -> Iterator[sqlite3.Row]:
+         ident: Optional[int] = None, columns: str = "*",
+         what_if: Optional[bool] = None) -> Iterator[sqlite3.Row]:
+    """Rows in id order, each with its what_if mark; what_if False leaves what-ifs out,
+    True keeps only them."""
     clauses, values = [], []
+    if what_if is not None:
+        clauses.append(f"version_requested IS {'NOT ' if what_if else ''}NULL")
     for column, op, value in (("case_id", "=", case_id), ("logged_at", ">=", since),
                               ("logged_at", "<", until), ("decision", "=", decision), ("id", "=", ident)):
         if value is not None:
             clauses.append(f"{column} {op} ?")
             values.append(value)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    yield from connection.execute(f"SELECT {columns} FROM determinations{where} ORDER BY id", values)
+    yield from connection.execute(f"SELECT {columns}, {WHAT_IF} FROM determinations{where} ORDER BY id", values)
 
 
 def count(connection: sqlite3.Connection, ident: Optional[int] = None) -> int:
@@ -333,21 +343,54 @@ class _SafeCells:
                               else cell for cell in cells])
 
 
+class _Stored(msgspec.Struct):
+    sentence: str = ""
+
+
+class _Input(msgspec.Struct):
+    date_of_service: Optional[str] = None
+
+
+_sentence = msgspec.json.Decoder(_Stored)
+_input = msgspec.json.Decoder(_Input)
+# Added to each exported row beside the log's columns: the mark, the date that selected
+# the version, and the decision in one sentence.
+EXTRA = ("what_if", "date_of_service", "reason")
+
+
+def safe_cells(writer) -> _SafeCells:
+    return _SafeCells(writer)
+
+
+def _extra(row) -> list:
+    try:
+        service = _input.decode(row["input_json"]).date_of_service
+    except msgspec.DecodeError:  # a row an older covkb logged: shown as it is
+        service = None
+    try:
+        reason = _sentence.decode(row["explanation_json"]).sentence
+    except msgspec.DecodeError:
+        reason = ""
+    return [bool(row["what_if"]), service, reason]
+
+
 def export(connection: sqlite3.Connection, format: str, sink) -> int:
     import csv
     import json
 
     count = 0
+    plain = [c for c in COLUMNS if c not in ("criteria_json", "explanation_json")]
     if format == "csv":
         writer = _SafeCells(csv.writer(sink))
-        writer.writerow([c for c in COLUMNS if c not in ("criteria_json", "explanation_json")] + ["statuses"])
+        writer.writerow(plain + ["statuses", *EXTRA])
         for row in rows(connection):
             statuses = "; ".join(f"{c['id']}={c['status']}" for c in json.loads(row["criteria_json"]))
-            writer.writerow([row[c] for c in COLUMNS if c not in ("criteria_json", "explanation_json")] + [statuses])
+            writer.writerow([row[c] for c in plain] + [statuses] + _extra(row))
             count += 1
     else:
         for row in rows(connection):
-            record = dict(row)
+            record = {key: row[key] for key in COLUMNS}
+            record.update(zip(EXTRA, _extra(row)))
             record["criteria"] = json.loads(record.pop("criteria_json"))
             record["explanation"] = json.loads(record.pop("explanation_json"))
             record["input"] = json.loads(record.pop("input_json"))

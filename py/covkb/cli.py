@@ -182,7 +182,8 @@ def explain(
     from covkb.render import as_json
 
     version = _known_version(version)
-    explanation = explain_case(_load(case), version)
+    one = _load(case)
+    explanation = explain_case(one, version)
     if format is ExplainFormat.json:
         typer.echo(as_json(explanation))
     elif format is ExplainFormat.markdown:
@@ -190,7 +191,9 @@ def explain(
     elif format is ExplainFormat.html:
         from covkb.report import Provenance, determination_page
 
-        typer.echo(determination_page(explanation, Provenance.current(explanation)), nl=False)
+        provenance = Provenance.current(explanation)
+        provenance.date_of_service = one.date_of_service.isoformat()
+        typer.echo(determination_page(explanation, provenance), nl=False)
     else:
         typer.echo(printable(as_text(explanation)))
 
@@ -374,7 +377,9 @@ def audit_list(
     until: Optional[str] = typer.Option(None, "--until", help="Logged before this date (YYYY-MM-DD)."),
     decision: Optional[str] = typer.Option(None, "--decision", help="covered, not_covered, pending or not_applicable."),
 ) -> None:
-    """One line per determination: id, time, case id, version, decision and label."""
+    """One line per determination: id, time, case id, version, decision and label, and
+    `what-if` after a determination decided under a version asked for (--policy-version,
+    or one side of compare), which decision statistics leave out."""
     from covkb import audit
     from covkb.terminal import printable
 
@@ -383,7 +388,9 @@ def audit_list(
     try:
         for row in audit.rows(connection, case_id=case_id, since=since, until=until, decision=decision):
             fields = (row['logged_at'], row['case_id'], row['policy_version'] or 'none', row['decision'], row['label'])
-            typer.echo("{:>6}  {}  {}  {}  {} ({})".format(row['id'], *(printable(f, lines=False) for f in fields)))
+            mark = "  what-if" if row['what_if'] else ""
+            typer.echo("{:>6}  {}  {}  {}  {} ({})".format(row['id'], *(printable(f, lines=False) for f in fields))
+                       + mark)
     finally:
         connection.close()
 
@@ -429,6 +436,7 @@ def _show_row(row, format: "ExplainFormat", log: Path) -> None:
     if format is ExplainFormat.json:
         record = {key: row[key] for key in ("id", "logged_at", "case_id", "covkb_version", "kb_sha256",
                                             "input_sha256", "version_requested", "policy_version")}
+        record["what_if"] = bool(row["what_if"])
         record["explanation"] = json.loads(row["explanation_json"])
         typer.echo(json.dumps(record))
     elif format is ExplainFormat.markdown:
@@ -441,11 +449,38 @@ def _show_row(row, format: "ExplainFormat", log: Path) -> None:
         typer.echo(head + "\n\n" + as_text(explanation))
 
 
+class ReplayFormat(str, enum.Enum):
+    text = "text"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+def _replay_records(format: "ReplayFormat"):
+    """A writer of replay records to standard output: CSV with a header, or JSON lines."""
+    import csv
+    import json
+
+    from covkb.audit import safe_cells
+    from covkb.report import REPLAY_COLUMNS, replay_record
+
+    if format is ReplayFormat.jsonl:
+        return lambda row, now, kb_changed: typer.echo(json.dumps(replay_record(row, now, kb_changed)))
+    writer = safe_cells(csv.writer(sys.stdout))
+    writer.writerow(REPLAY_COLUMNS)
+    return lambda row, now, kb_changed: writer.writerow(
+        [replay_record(row, now, kb_changed)[c] for c in REPLAY_COLUMNS])
+
+
 @audit_app.command("replay")
 def audit_replay(
     ident: Optional[int] = typer.Argument(None, metavar="[ID]", help="One determination; all when omitted."),
     log: Path = LOG_OPTION,
     all_rows: bool = typer.Option(False, "--all", help="Replay every determination (the default without ID)."),
+    format: ReplayFormat = typer.Option(ReplayFormat.text, "--format", "-f",
+                                        help="text: one line each; csv or jsonl: one record each with its kind of "
+                                             "change (decision, criteria, reworded, unreadable), the decision logged "
+                                             "and now, and the criteria that changed: the full list the report "
+                                             "counts."),
 ) -> None:
     """Re-decide stored inputs with the current knowledge base and list every determination
     that would now differ. Exit 0 when none differ, 1 when any does."""
@@ -454,10 +489,14 @@ def audit_replay(
 
     connection = _existing_log(log)
     differ = 0
+    records = None if format is ReplayFormat.text else _replay_records(format)
     try:
         total = audit.count(connection, None if all_rows else ident)
         for row, now, kb_changed in audit.replay(connection, None if all_rows else ident):
             differ += 1
+            if records is not None:
+                records(row, now, kb_changed)
+                continue
             cause = "the knowledge base changed since" if kb_changed else "same knowledge base"
             now_text = now if isinstance(now, str) else f"{now.decision} ({now.label}) now"
             typer.echo(printable(f"{row['id']:>6}  {row['case_id']}: {row['decision']} ({row['label']}) then, "
@@ -567,28 +606,39 @@ def audit_report(
     replay_all: bool = typer.Option(False, "--replay-all",
                                     help="Decide every determination again, not only those logged under "
                                          "another knowledge base or covkb version."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, show_default=False,
+                                        help="List at most this many determinations decided differently (default 50), "
+                                             "each with its page, decision changes first; the rest are counted "
+                                             "(`covkb audit replay --format csv` lists every one)."),
+    include_what_if: bool = typer.Option(False, "--include-what-if",
+                                         help="Count what-ifs (decided under --policy-version, or one side of "
+                                              "compare) with the determinations; by default they are left out "
+                                              "of every count and the report says how many."),
 ) -> None:
     """One self-contained HTML page over the logged determinations: decisions and labels
     per policy version, how often each criterion was not met or unknown, the most
-    frequent missing fields, a chart of decisions per week, and every determination the
-    current knowledge base decides differently, each linked to its page. Exit 0 when
-    written, 3 when the report could not be written."""
+    frequent missing fields and names to clarify, a chart of decisions per week, and what
+    the current knowledge base decides differently: counted by kind of change (the
+    decision, by decision then and now and by criterion; or only criteria), then the
+    first --limit of them listed, decision changes first, each linked to its page. Exit 0
+    when written, 3 when the report could not be written."""
     import os
     import tempfile
 
-    from covkb.report import audit_report as write_report
+    from covkb.report import LIMIT, audit_report as write_report
 
     since, until = _day("--since", since), _day("--until", until)
+    limit = LIMIT if limit is None else limit
     connection = _existing_log(log)
     try:
         if out is None:
-            write_report(connection, sys.stdout, since, until, replay_all, str(log))
+            write_report(connection, sys.stdout, since, until, replay_all, str(log), limit, include_what_if)
             return
         # Written beside the target and renamed at the end: no half-written report.
         handle, partial = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or Path("."))
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as sink:
-                write_report(connection, sink, since, until, replay_all, str(log))
+                write_report(connection, sink, since, until, replay_all, str(log), limit, include_what_if)
             mask = os.umask(0)
             os.umask(mask)
             os.chmod(partial, 0o666 & ~mask)  # as open() would have made it, not mkstemp's 0600

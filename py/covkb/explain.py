@@ -50,6 +50,7 @@ class Explanation(msgspec.Struct):
     provenance: Optional[Provenance] = None
     version_requested: Optional[str] = None
     version_by_date: Optional[str] = None
+    what_if: bool = False  # decided under a version asked for: kept out of statistics
 
 
 def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
@@ -86,7 +87,7 @@ def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> 
     return Explanation(result.case_id, result.policy, result.version, result.decision, result.label,
                        shown.rule or "", result.reason, steps, result.advisories, names, result.missing,
                        result.documentation, result.provenance, result.version_requested,
-                       result.version_by_date)
+                       result.version_by_date, result.what_if)
 
 
 def explain(case: Case, version: Optional[str] = None) -> Explanation:

@@ -61,6 +61,8 @@ class Result(msgspec.Struct, omit_defaults=True):
     documentation: list[Document]
     version_requested: Optional[str] = None
     version_by_date: Optional[str] = None
+    # decided under a version asked for, not the one the date selects: kept out of statistics
+    what_if: bool = False
 
 
 class Failure(msgspec.Struct):
@@ -109,6 +111,7 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         documentation=documentation,
         version_requested=shown.requested,
         version_by_date=by_date if shown.requested is not None else None,
+        what_if=shown.requested is not None,
     )
 
 
