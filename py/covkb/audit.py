@@ -209,7 +209,10 @@ def append(connection: sqlite3.Connection, prepared: Iterable[dict]) -> int:
             connection.execute(f"INSERT INTO determinations ({names}) VALUES ({marks})", list(row.values()))
         connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        # SQLite may have rolled back already (a full disk does): the error to report is the
+        # one that stopped the transaction, not the ROLLBACK's "no transaction is active"
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
         raise
     return len(prepared)
 

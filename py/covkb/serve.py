@@ -33,6 +33,8 @@ from covkb.case import MAX_CASE_BYTES, InvalidCase, from_object, parse_json
 MAX_BATCH = 256
 # Open connections at most; one more is answered 503 and closed.
 MAX_CONNECTIONS = 256
+# What a 503 asks the client to wait before trying again.
+RETRY_SECONDS = 1
 # Batches a worker process decides before it is replaced.
 BATCHES_PER_WORKER = 2000
 DECIDE = {"/v1/check": "check", "/v1/explain": "explain", "/v1/compare": "compare"}
@@ -497,7 +499,8 @@ class Handler(BaseHTTPRequestHandler):
         self.server.decider.submit(pending)
         pending.done.wait()
         if pending.status != 200:
-            return pending.status, pending.body, (), "application/json"
+            retry = (("Retry-After", str(RETRY_SECONDS)),) if pending.status == 503 else ()
+            return pending.status, pending.body, retry, "application/json"
         headers = (("Decision-Id", str(pending.decision_id)),)
         if pas:
             from covkb import fhir
