@@ -79,6 +79,94 @@ def test_every_audit_command_reads_a_read_only_copy(tmp_path, log):
             subprocess.run(["chattr", "-i", str(copy)])
 
 
+AUDITS = (["verify"], ["list"], ["show", "1"], ["show", "--case-id", "C0"], ["export", "--format", "csv"],
+          ["export", "--format", "jsonl"], ["replay"], ["head"], ["report"])
+
+
+def _as_another_user(log: Path, commands, original: Path) -> list[tuple[int, str]]:
+    """Each `covkb audit COMMAND --log log` run by a user who owns neither the log nor its
+    folder: as root, a forked child that becomes nobody (the modules it needs imported
+    first, by running the commands on the original: nobody may not read this interpreter's
+    files); else this user, whom the modes alone keep out. The exit code and the output of
+    each."""
+    from typer.testing import CliRunner
+
+    from covkb.cli import app
+
+    runner = CliRunner()
+
+    def run(log: Path) -> list[tuple[int, str]]:
+        return [(done.exit_code, done.output) for done in
+                (runner.invoke(app, ["audit", *args, "--log", str(log)]) for args in commands)]
+
+    if os.geteuid() != 0:
+        return run(log)
+    run(original)  # every module and the policy loaded before the child gives up root
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(reading)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(writing, json.dumps(run(log)).encode())
+        finally:
+            os._exit(0)
+    os.close(writing)
+    with os.fdopen(reading, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(child, 0)
+    return [tuple(pair) for pair in json.loads(answer)]
+
+
+@pytest.fixture()
+def read_only_media(tmp_path):
+    """A folder for a copy of a log, readable by anyone; read-only (file and folder) once
+    the test has put the copy there."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="covkb-media-"))
+    folder.chmod(0o755)
+    yield folder
+    folder.chmod(0o755)
+    shutil.rmtree(folder)
+
+
+def _seal(folder: Path) -> None:
+    for path in folder.iterdir():
+        path.chmod(0o444)
+    folder.chmod(0o555)
+
+
+def test_every_audit_command_reads_a_copy_on_read_only_media_as_another_user(log, read_only_media):
+    copy = read_only_media / "log.db"
+    shutil.copy(log, copy)
+    _seal(read_only_media)
+    before = snapshot(copy)
+    answers = _as_another_user(copy, AUDITS, log)
+    for args, (code, output) in zip(AUDITS, answers):
+        assert code == 0 and "readonly" not in output, (args, output)
+    assert answers[0][1].startswith("intact: 6 rows")
+    assert snapshot(copy) == before and sorted(p.name for p in read_only_media.iterdir()) == ["log.db"]
+
+
+def test_a_read_only_copy_taken_with_its_write_ahead_log_misses_no_row(tmp_path, read_only_media):
+    log = make_log(tmp_path)
+    writer = audit.connect(log)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")  # the next rows stay in log.db-wal
+    row = dict(next(audit.rows(writer, ident=1)))
+    content = {key: row[key] for key in audit.COLUMNS if key not in ("id", "logged_at", "prev_hash", "row_hash")}
+    audit.append(writer, [content, content])
+    for name in ("log.db", "log.db-wal"):  # copied as they are, the writer still open
+        shutil.copy(tmp_path / name, read_only_media / name)
+    writer.close()
+    _seal(read_only_media)
+    (code, output), = _as_another_user(read_only_media / "log.db", [["verify"]], log)
+    assert code == 0 and output.startswith("intact: 8 rows"), output
+    assert sorted(p.name for p in read_only_media.iterdir()) == ["log.db", "log.db-wal"]
+
+
 def test_auditing_never_writes_the_log(log):
     before = snapshot(log)
     for args in (["verify"], ["list"], ["show", "1"], ["export"], ["replay"], ["head"]):

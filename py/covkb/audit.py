@@ -139,18 +139,67 @@ def _write_ahead(connection: sqlite3.Connection, seconds: float = 60) -> None:
 
 def open_read(path: Path) -> sqlite3.Connection:
     """The log open read-only (mode=ro): auditing never writes, and works on a read-only
-    copy. A file that is not a covkb log is refused (NotALog) untouched."""
+    copy, in a folder the caller may not write, owned by someone else. A file that is not a
+    covkb log is refused (NotALog) untouched."""
+    try:
+        return _opened(_uri(path, "mode=ro"))
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            raise
+    # A WAL log whose -shm SQLite may not create here. With no write-ahead content beside
+    # it the file alone is the log, read as a file nobody changes; else log and WAL are
+    # read from a private copy, so that no committed row is missed.
+    wal = Path(f"{path}-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return _opened(_uri(path, "mode=ro&immutable=1"))
+    return _private_copy(path, wal)
+
+
+def _uri(path: Path, parameters: str) -> str:
     from urllib.parse import quote
 
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    return f"file:{quote(str(path.absolute()))}?{parameters}"
+
+
+def _opened(uri: str, factory=sqlite3.Connection) -> sqlite3.Connection:
+    connection = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None, factory=factory)
     try:
-        connection = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
         _check_log(connection)
-    except sqlite3.OperationalError:
-        # a WAL log in a directory we may not write: read it as a file nobody changes
-        connection = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
-        _check_log(connection)
+    except sqlite3.Error:
+        connection.close()
+        raise
     connection.row_factory = sqlite3.Row
+    return connection
+
+
+class _CopiedLog(sqlite3.Connection):
+    """A connection to a private copy of a log, removed when the connection closes."""
+
+    folder: Optional[str] = None
+
+    def close(self) -> None:
+        import shutil
+
+        super().close()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+def _private_copy(path: Path, wal: Path) -> sqlite3.Connection:
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="covkb-log-")
+    try:
+        copy = Path(folder) / "log.db"
+        shutil.copyfile(path, copy)
+        shutil.copyfile(wal, f"{copy}-wal")
+        connection = _opened(_uri(copy, "mode=ro"), _CopiedLog)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    connection.folder = folder
     return connection
 
 
@@ -159,8 +208,9 @@ def _check_log(connection: sqlite3.Connection) -> None:
         marked = connection.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         columns = tuple(row[1] for row in connection.execute("PRAGMA table_info(determinations)"))
     except sqlite3.DatabaseError as error:
-        if isinstance(error, sqlite3.OperationalError) and "unable to open" in str(error):
-            raise
+        if isinstance(error, sqlite3.OperationalError) and \
+                error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            raise  # a log this caller may not open so: open_read tries another way
         connection.close()
         raise NotALog(f"not a covkb decision log ({error})") from None
     if columns == COLUMNS:
