@@ -455,15 +455,24 @@ def _stopped_by_signals():
 def output(out: Optional[Path], inputs: Iterable[Path] = ()):
     """Where results go: standard output, or `out` written beside itself under a temporary
     name and renamed over it only when the run finishes, so it is never half-written and
-    never emptied by a run that stops; refuses to be one of `inputs`."""
+    never emptied by a run that stops; refuses to be one of `inputs`.
+
+    A symbolic link is written through: the file it names is replaced and the link stays.
+    A link that names nothing (dangling, or a loop) is refused rather than followed to
+    create whatever it points at. A device or pipe is written as it is."""
     if out is None:
         yield sys.stdout
         return
+    if out.is_symlink() and not out.exists():
+        raise InvalidCase("--out", str(out), f"is a symbolic link to {os.readlink(out)}, which names no file: "
+                                             "give the file to write, or create what the link names")
     for given in inputs:
         if str(given) != "-" and _same_file(out, given):
             raise InvalidCase("--out", str(out), f"is the input {given}: it would be overwritten")
     if out.is_dir():
         raise InvalidCase("--out", str(out), "is a directory")
+    if out.is_symlink() and out.is_file():
+        out = Path(os.path.realpath(out))
     if not out.parent.is_dir():
         raise InvalidCase("--out", str(out), f"no such directory {out.parent}")
     if out.exists() and not out.is_file():  # a device or pipe (/dev/null, /dev/stdout): written as it is

@@ -101,13 +101,17 @@ def check(
     command.check(case, version, format.value, log, verbose, every)
 
 
+OUT_HELP = ("Replaced whole when the run ends, never half-written; a symbolic link is written through to "
+            "the file it names, a dangling one refused.")
+
+
 @app.command()
 def batch(
     cases_file: Path = typer.Argument(..., metavar="CASES",
                                       help="One JSON case per line (- for standard input). Blank lines are skipped.",
                                       allow_dash=True),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                       help="Write result lines here instead of standard output."),
+                                       help="Write result lines here instead of standard output. " + OUT_HELP),
     version: Optional[str] = typer.Option(None, POLICY_VERSION, help=VERSION_HELP),
     chunk: int = typer.Option(500, "--chunk", min=1, max=100_000,
                               help="Lines per chunk: the cases of a chunk are grounded together in one clingo program."),
@@ -563,7 +567,8 @@ class ExportFormat(str, enum.Enum):
 def audit_export(
     log: Path = LOG_OPTION,
     format: ExportFormat = typer.Option(ExportFormat.csv, "--format", "-f", help="csv for a spreadsheet, or jsonl."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of standard output."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Write here instead of standard output. " + OUT_HELP),
 ) -> None:
     """Every determination, for the auditor's spreadsheet."""
     from covkb import audit
@@ -600,7 +605,8 @@ def _day(option: str, value: Optional[str]) -> Optional[str]:
 @audit_app.command("report")
 def audit_report(
     log: Path = LOG_OPTION,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the HTML report here instead of standard output."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Write the HTML report here instead of standard output. " + OUT_HELP),
     since: Optional[str] = typer.Option(None, "--since", help="Only determinations logged on or after this date (YYYY-MM-DD)."),
     until: Optional[str] = typer.Option(None, "--until", help="Only determinations logged before this date (YYYY-MM-DD)."),
     replay_all: bool = typer.Option(False, "--replay-all",
@@ -622,33 +628,18 @@ def audit_report(
     decision, by decision then and now and by criterion; or only criteria), then the
     first --limit of them listed, decision changes first, each linked to its page. Exit 0
     when written, 3 when the report could not be written."""
-    import os
-    import tempfile
-
+    from covkb.batch import CouldNotFinish, output
+    from covkb.case import InvalidCase
     from covkb.report import LIMIT, audit_report as write_report
 
     since, until = _day("--since", since), _day("--until", until)
     limit = LIMIT if limit is None else limit
     connection = _existing_log(log)
     try:
-        if out is None:
-            write_report(connection, sys.stdout, since, until, replay_all, str(log), limit, include_what_if)
-            return
-        # Written beside the target and renamed at the end: no half-written report.
-        handle, partial = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or Path("."))
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as sink:
-                write_report(connection, sink, since, until, replay_all, str(log), limit, include_what_if)
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(partial, 0o666 & ~mask)  # as open() would have made it, not mkstemp's 0600
-            os.replace(partial, out)
-        except BaseException:
-            os.unlink(partial)
-            raise
-    except OSError as error:
-        typer.echo(f"covkb: {out}: {error.strerror or error}", err=True)
-        raise typer.Exit(3) from None
+        with output(out, [log]) as sink:  # no half-written report
+            write_report(connection, sink, since, until, replay_all, str(log), limit, include_what_if)
+    except (InvalidCase, CouldNotFinish) as error:
+        raise _stop(f"audit report: {getattr(error, 'message', error)}") from None
     finally:
         connection.close()
 
