@@ -34,7 +34,8 @@ class Served:
     def __init__(self, *options: str, engine: str = "clingo"):
         # clingo starts at once; the compiled engine spends seconds compiling kb/ first
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "covkb", "serve", "--port", "0", "--timeout", str(TIMEOUT), *options],
+            [sys.executable, "-m", "covkb", "serve", "--port", "0", "--timeout", str(TIMEOUT),
+             "--header-timeout", str(TIMEOUT), *options],
             stderr=subprocess.PIPE, text=True, env={**os.environ, "COVKB_ENGINE": engine})
         line = self.process.stderr.readline()
         found = re.search(r"http://127\.0\.0\.1:(\d+)", line)

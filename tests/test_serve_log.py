@@ -36,7 +36,8 @@ class InProcess:
 
         monkeypatch.setattr(audit, "connect", connect)
         self.decider = serve.Decider(0, log)
-        self.server = serve.Server(("127.0.0.1", 0), self.decider, 5.0, serve.Documents(0))
+        limits = serve.Limits(connections=8, per_client=8, header_seconds=5, body_seconds=5)
+        self.server = serve.Server(("127.0.0.1", 0), self.decider, limits, serve.Documents(0))
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
         self.thread.start()
 

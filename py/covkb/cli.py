@@ -307,7 +307,17 @@ def serve(
     workers: int = typer.Option(0, "--workers", "-w", min=0, max=64,
                                 help="Decider processes; 0 decides on one thread of the server's own process."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=3600,
-                                  help="Seconds a client has to send a whole request, headers and body."),
+                                  help="Seconds a client has to send a request's body once its headers "
+                                       "are in; then it is answered 408 and closed."),
+    header_timeout: float = typer.Option(5.0, "--header-timeout", min=0.1, max=3600,
+                                         help="Seconds a connection may stay idle and then send a whole "
+                                              "request line and headers; a client that sent part of them "
+                                              "is answered 408, one that sent nothing is closed."),
+    max_connections: int = typer.Option(256, "--max-connections", min=1, max=65536,
+                                        help="Open connections at most; the next is answered 503."),
+    max_per_client: int = typer.Option(32, "--max-per-client", min=1, max=65536,
+                                       help="Open connections from one address (IPv6: one /64) at most; "
+                                            "the next is answered 429. GET /health is answered either way."),
 ) -> None:
     """Serve check, explain and compare over HTTP (POST /v1/check, /v1/explain, /v1/compare;
     GET /v1/versions, /v1/criteria, /v1/schema, /health, /openapi.json).
@@ -317,12 +327,14 @@ def serve(
     accepting, answers what is in flight, closes the log and exits 0."""
     import socket
 
-    from covkb.serve import run
+    from covkb.serve import Limits, run
 
     if log is not None:
         _open_log(log).close()
+    limits = Limits(connections=max_connections, per_client=max_per_client, header_seconds=header_timeout,
+                    body_seconds=timeout)
     try:
-        run(host, port, log, workers, timeout)
+        run(host, port, log, workers, limits)
     except socket.gaierror as error:
         raise _fail(f"--host {host!r}: {error.strerror}") from None
     except OSError as error:

@@ -11,14 +11,19 @@ them is answered, and a request's decision_id is its row's id.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import queue
+import re
+import selectors
 import signal
 import socket
 import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -31,8 +36,13 @@ from covkb.case import MAX_CASE_BYTES, InvalidCase, from_object, parse_json
 # Requests one grounding decides at most: enough to drain any queue the clients can fill,
 # few enough that the first of them is not kept waiting long.
 MAX_BATCH = 256
-# Open connections at most; one more is answered 503 and closed.
-MAX_CONNECTIONS = 256
+# Connections over a limit wait at most this long, this many at once, for their request
+# head: /health is answered, anything else refused with the limit it met.
+GATE_SECONDS = 1.0
+GATE_CONNECTIONS = 64
+# A request head: at most this many field lines, this many bytes in all.
+MAX_FIELDS = 100
+MAX_HEAD_BYTES = 65536
 # What a 503 asks the client to wait before trying again.
 RETRY_SECONDS = 1
 # Batches a worker process decides before it is replaced.
@@ -42,6 +52,17 @@ READ = ("/health", "/v1/versions", "/v1/criteria", "/v1/schema", "/v1/questionna
 QUERY = {"/v1/check": {"policy_version"}, "/v1/explain": {"policy_version"}, "/v1/compare": set(),
          "/v1/criteria": {"policy_version"}, "/v1/questionnaire": {"policy_version"}}
 FHIR_JSON = "application/fhir+json"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client, and all of them, may hold of the server (`covkb serve`'s options
+    say the defaults)."""
+
+    connections: int  # open connections in all
+    per_client: int  # from one address (IPv6: one /64)
+    header_seconds: float  # from idle to a whole request line and headers
+    body_seconds: float  # from the headers to the whole body
 
 
 class Refused(Exception):
@@ -291,9 +312,18 @@ def _log_line(message: str) -> None:
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            406: "Not Acceptable",             408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
-            414: "URI Too Long", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-            501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
+            406: "Not Acceptable", 408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
+            414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+            505: "HTTP Version Not Supported"}
+
+# RFC 9110 §5.6.2 token; a field value holds no control character but horizontal tab
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
+# RFC 9112 §7.1: chunk-size is hexadecimal digits only (no 0x, no sign, no white space
+# before them), then chunk extensions, then CRLF
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[\t\x20-\x7e\x80-\xff]*)?\r\n")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -303,30 +333,34 @@ class Handler(BaseHTTPRequestHandler):
     server: "Server"
 
     def setup(self) -> None:
-        # each read and write, and the wait for a kept-alive connection's next request;
-        # the reaper bounds the time of a whole request, below this
-        self.timeout = 2 * self.server.seconds + 1
+        # each read and write; the reaper bounds the head and the body in time, below this
+        limits = self.server.limits
+        self.timeout = max(limits.header_seconds, limits.body_seconds) + 1
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.expired = False
         self.linger = False
+        self.phase = "head"
 
     def handle_one_request(self) -> None:
         server = self.server
         if not server.idle(self):
             self.close_connection = True
             return
+        # from idle, the whole request head is due within header_seconds: a connection
+        # that sends nothing is closed then, one that sends its head slowly is answered 408
+        self.phase = "head"
+        server.watch(self, server.limits.header_seconds)
         try:
-            ready = self.rfile.peek(1)  # waits, idle, for the next request to begin
-        except OSError:
-            ready = b""
-        finally:
-            server.busy(self)
-        if not ready:
-            self.close_connection = True
-            return
-        server.watch(self)
-        try:
+            try:
+                ready = self.rfile.peek(1)  # waits, idle, for the next request to begin
+            except OSError:
+                ready = b""
+            finally:
+                server.busy(self)
+            if not ready:
+                self.close_connection = True
+                return
             super().handle_one_request()
         except OSError:  # the client went away, or took too long
             self.close_connection = True
@@ -339,8 +373,108 @@ class Handler(BaseHTTPRequestHandler):
     # every error is JSON, whether stdlib's parser or a route raises it
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         if self.expired:
-            code, message = 408, f"the request was not received within {self.server.seconds:g} s"
+            code, message = 408, self._late().message
         self._send(code, _error_body(message or _REASONS.get(code, "error")), close=True)
+
+    def _late(self) -> Refused:
+        limits = self.server.limits
+        if self.phase == "head":
+            return Refused(408, f"the request line and headers were not received within "
+                                f"{limits.header_seconds:g} s", True)
+        return Refused(408, f"the body was not received within {limits.body_seconds:g} s of the headers", True)
+
+    # -- the request head, read strictly (RFC 9112): anything a proxy might read another
+    # way is refused with 400, not guessed at
+    def parse_request(self) -> bool:
+        self.command, self.request_version, self.close_connection = None, "HTTP/1.1", True
+        try:
+            self._request_line(self.raw_requestline)
+            self.headers = self._fields("header")
+            self._framing()
+        except Refused as refused:
+            self.linger = True  # the client may still be sending: let it read the answer
+            self.send_error(refused.status, refused.message)
+            return False
+        connection = self.headers.get("Connection", "").lower()
+        self.close_connection = self.request_version == "HTTP/1.0"
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        expect = self.headers.get("Expect", "").lower()
+        if expect == "100-continue" and self.request_version != "HTTP/1.0":
+            return self.handle_expect_100()
+        return True
+
+    def _request_line(self, raw: bytes) -> None:
+        if raw == b"\r\n":  # RFC 9112 §2.2: one empty line before a request is ignored
+            raw = self.rfile.readline(65537)
+        shown = raw[:80].decode("latin-1").rstrip("\r\n")
+        if not raw.endswith(b"\r\n"):
+            if self.expired or not raw.endswith(b"\n"):
+                raise self._short(f"request line {shown!r}: it ended before its CRLF")
+            raise Refused(400, f"request line {shown!r}: lines end in CRLF, not LF alone", True)
+        words = raw[:-2].split(b" ")
+        if len(words) == 2 and not words[1].startswith(b"HTTP/"):
+            raise Refused(400, f"request line {shown!r}: HTTP/0.9 is not served; send "
+                               "METHOD TARGET HTTP/1.1 and headers", True)
+        if len(words) != 3 or not all(words):
+            raise Refused(400, f"request line {shown!r}: expected METHOD TARGET HTTP/1.1, one space apart", True)
+        method, target, version = words
+        if not _TOKEN.fullmatch(method):
+            raise Refused(400, f"request line {shown!r}: the method is no token", True)
+        if any(byte <= 0x20 or byte >= 0x7f for byte in target):
+            raise Refused(400, f"request line {shown!r}: the target holds white space or a control character", True)
+        number = _VERSION.fullmatch(version)
+        if not number:
+            raise Refused(400, f"request line {shown!r}: expected HTTP/1.1 or HTTP/1.0 at its end", True)
+        if number.group(1) != b"1":
+            raise Refused(505, f"{version.decode()}: only HTTP/1.1 and HTTP/1.0 are served", True)
+        self.command, self.path = method.decode("ascii"), target.decode("ascii")
+        self.request_version = "HTTP/1.0" if number.group(2) == b"0" else "HTTP/1.1"
+
+    def _fields(self, what: str) -> HTTPMessage:
+        """Header (or trailer) field lines up to the empty line, each `name: value`."""
+        fields, size = HTTPMessage(), 0
+        while True:
+            line = self.rfile.readline(MAX_HEAD_BYTES + 1)
+            size += len(line)
+            if size > MAX_HEAD_BYTES or len(fields) >= MAX_FIELDS and line != b"\r\n":
+                raise Refused(431, f"the {what}s exceed {MAX_FIELDS} lines or {MAX_HEAD_BYTES} bytes", True)
+            shown = line[:60].decode("latin-1").rstrip("\r\n")
+            if not line.endswith(b"\r\n"):
+                if self.expired or not line.endswith(b"\n"):
+                    raise self._short(f"the {what}s ended before their empty line")
+                raise Refused(400, f"{what} line {shown!r}: lines end in CRLF, not LF alone", True)
+            if line == b"\r\n":
+                return fields
+            if line[:1] in (b" ", b"\t"):
+                raise Refused(400, f"{what} line {shown!r}: a line folded onto the one before (obs-fold) "
+                                   "is not accepted", True)
+            name, colon, value = line[:-2].partition(b":")
+            if not colon:
+                raise Refused(400, f"{what} line {shown!r}: expected name: value", True)
+            if name.rstrip(b" \t") != name:
+                raise Refused(400, f"{what} {name.decode('latin-1').strip()!r}: white space between the name "
+                                   "and its colon is not accepted", True)
+            if not _TOKEN.fullmatch(name):
+                raise Refused(400, f"{what} line {shown!r}: the field name is no token", True)
+            value = value.strip(b" \t")
+            if _CONTROL.search(value):
+                raise Refused(400, f"{what} {name.decode()!r}: its value holds a control character", True)
+            fields[name.decode("ascii")] = value.decode("latin-1")
+
+    def _framing(self) -> None:
+        """RFC 9112 §3.2 and §6.3: one Host; the body's length said one way only."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1 or (not hosts and self.request_version == "HTTP/1.1"):
+            raise Refused(400, f"Host: an HTTP/1.1 request has exactly one (given {len(hosts)})", True)
+        encoding = self.headers.get_all("Transfer-Encoding") or []
+        if encoding and "Content-Length" in self.headers:
+            raise Refused(400, "Transfer-Encoding and Content-Length together: the body's length is "
+                               "ambiguous", True)
+        if encoding and self.request_version == "HTTP/1.0":
+            raise Refused(400, "Transfer-Encoding in an HTTP/1.0 request", True)
 
     def _send(self, status: int, body: str, close: bool = False, headers: tuple = (),
               kind: str = "application/json") -> None:
@@ -358,9 +492,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
 
     def _route(self, method: str) -> None:
+        # the head is in: from here the body is due within body_seconds
+        self.phase = "body"
+        self.server.watch(self, self.server.limits.body_seconds)
         try:
             if self.expired:
-                raise Refused(408, f"the request was not received within {self.server.seconds:g} s", True)
+                raise self._late()
             url = urlsplit(self.path)
             path = url.path
             if path in DECIDE:
@@ -423,7 +560,7 @@ class Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         encoding = self.headers.get_all("Transfer-Encoding") or []
         if encoding:
-            if [e.strip().lower() for e in encoding] != ["chunked"] or "Content-Length" in self.headers:
+            if [e.strip().lower() for e in encoding] != ["chunked"]:
                 raise Refused(501, f"Transfer-Encoding = {', '.join(encoding)!r}: only chunked is understood", True)
             return self._chunked()
         lengths = self.headers.get_all("Content-Length") or []
@@ -442,31 +579,30 @@ class Handler(BaseHTTPRequestHandler):
     def _chunked(self) -> bytes:
         parts, total = [], 0
         while True:
-            line = self.rfile.readline(80)
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16) if size_text and size_text.isalnum() else -1
-            except ValueError:
-                size = -1
-            if size < 0 or not line.endswith(b"\n"):
-                raise self._short("the chunked body ended early") if not line or self.expired else \
-                    Refused(400, f"chunk size {line[:20]!r}: expected hexadecimal digits", True)
+            line = self.rfile.readline(1024)
+            size = _CHUNK_SIZE.fullmatch(line)
+            if not size:
+                if not line.endswith(b"\n") and (self.expired or len(line) < 1024):
+                    raise self._short("the chunked body ended early")
+                raise Refused(400, f"chunk size {line[:20]!r}: expected hexadecimal digits, then CRLF", True)
+            size = int(size.group(1), 16)
             total += size
             if total > MAX_CASE_BYTES:
                 raise Refused(413, f"the body exceeds {MAX_CASE_BYTES} bytes, the most a case may hold", True)
             if size == 0:
-                while self.rfile.readline(8192).strip():  # trailers
-                    pass
+                self._fields("trailer")
                 return b"".join(parts)
             data = self.rfile.read(size)
-            if len(data) < size or self.rfile.readline(3).strip():
+            if len(data) < size:
                 raise self._short("the chunked body ended early")
+            end = self.rfile.read(2)
+            if end != b"\r\n":
+                raise self._short("the chunked body ended early") if len(end) < 2 else \
+                    Refused(400, f"chunk data: {size} bytes were announced, then {end!r} where CRLF ends them", True)
             parts.append(data)
 
     def _short(self, message: str) -> Refused:
-        if self.expired:
-            return Refused(408, f"the request was not received within {self.server.seconds:g} s", True)
-        return Refused(400, message, True)
+        return self._late() if self.expired else Refused(400, message, True)
 
     def _decide(self, path: str, query: dict[str, str]) -> tuple[int, str, tuple, str]:
         kind = DECIDE[path]
@@ -517,22 +653,33 @@ for _method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
     setattr(Handler, f"do_{_method}", lambda self, method=_method: self._route(method))
 
 
-_BUSY = json.dumps({"error": f"too many open connections (at most {MAX_CONNECTIONS})"}).encode()
-_FULL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-         b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY))
+def client_of(address: tuple) -> str:
+    """The client a connection counts against: its IPv4 address, or its IPv6 /64 (one
+    host's share of addresses)."""
+    try:
+        ip = ipaddress.ip_address(address[0].split("%")[0])
+    except ValueError:
+        return str(address[0])
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 class Server(ThreadingMixIn, HTTPServer):
-    """One thread per connection; a reaper bounds the time a client takes to send a request."""
+    """One thread per connection, within the connection limits; a reaper bounds the time a
+    client takes to send a request's head and then its body; connections over a limit go
+    to the gate."""
 
     daemon_threads = False  # server_close waits for the requests in flight
     block_on_close = True
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], decider: Decider, seconds: float, documents: "Documents"):
+    def __init__(self, address: tuple[str, int], decider: Decider, limits: Limits, documents: "Documents"):
         self.decider = decider
-        self.seconds = seconds
+        self.limits = limits
         self.documents = documents
         self.versions = documents.versions
         self.closing = False
@@ -540,6 +687,8 @@ class Server(ThreadingMixIn, HTTPServer):
         self._idle: set[Handler] = set()
         self._deadlines: dict[Handler, float] = {}
         self._open = 0
+        self._clients: dict[str, int] = {}
+        self.gate = Gate(self)  # before binding: a failed bind closes it
         super().__init__(address, Handler)
         threading.Thread(target=self._reap, name="covkb-reaper", daemon=True).start()
 
@@ -549,16 +698,19 @@ class Server(ThreadingMixIn, HTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
     def process_request(self, request, client_address) -> None:
+        client = client_of(client_address)
         with self._lock:
-            full = self._open >= MAX_CONNECTIONS
-            if not full:
+            if self._clients.get(client, 0) >= self.limits.per_client:
+                refusal = (429, f"too many connections from {client} (at most {self.limits.per_client} "
+                                "from one client): close one, or try again")
+            elif self._open >= self.limits.connections:
+                refusal = (503, f"too many open connections (at most {self.limits.connections}): try again")
+            else:
+                refusal = None
                 self._open += 1
-        if full:
-            try:
-                request.sendall(_FULL)
-            except OSError:
-                pass
-            self.shutdown_request(request)
+                self._clients[client] = self._clients.get(client, 0) + 1
+        if refusal:
+            self.gate.admit(request, *refusal)
             return
         super().process_request(request, client_address)
 
@@ -566,8 +718,16 @@ class Server(ThreadingMixIn, HTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            client = client_of(client_address)
             with self._lock:
                 self._open -= 1
+                self._clients[client] -= 1
+                if not self._clients[client]:
+                    del self._clients[client]
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.gate.close()
 
     def handle_error(self, request, client_address) -> None:
         error = sys.exc_info()[1]
@@ -589,9 +749,9 @@ class Server(ThreadingMixIn, HTTPServer):
         with self._lock:
             self._idle.discard(handler)
 
-    def watch(self, handler: Handler) -> None:
+    def watch(self, handler: Handler, seconds: float) -> None:
         with self._lock:
-            self._deadlines[handler] = time.monotonic() + self.seconds
+            self._deadlines[handler] = time.monotonic() + seconds
 
     def unwatch(self, handler: Handler) -> None:
         with self._lock:
@@ -599,7 +759,7 @@ class Server(ThreadingMixIn, HTTPServer):
 
     def _reap(self) -> None:
         while True:
-            time.sleep(min(0.25, self.seconds / 4))
+            time.sleep(min(0.25, self.limits.header_seconds / 4, self.limits.body_seconds / 4))
             now = time.monotonic()
             with self._lock:
                 late = [handler for handler, deadline in self._deadlines.items() if deadline < now]
@@ -615,6 +775,126 @@ class Server(ThreadingMixIn, HTTPServer):
             for handler in self._idle:
                 _cut(handler.connection)
         self.shutdown()
+
+
+class _Turned:
+    """A connection at the gate: what it sent, the refusal it gets unless it asks for
+    /health, and until when it is kept."""
+
+    __slots__ = ("status", "message", "received", "deadline", "answered")
+
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+        self.received = b""
+        self.deadline = time.monotonic() + GATE_SECONDS
+        self.answered = False
+
+
+class Gate:
+    """Connections over a limit, held by one thread: each has GATE_SECONDS to send its
+    request head, then is answered (GET or HEAD /health as ever, anything else its
+    refusal, 429 or 503 with Retry-After) and closed. At most GATE_CONNECTIONS wait at once:
+    one more answers the longest waiting at once. So a client over its limit learns so
+    as soon as it asks, and /health answers while the ordinary connections are taken."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.selector = selectors.DefaultSelector()
+        self.arrived: queue.SimpleQueue = queue.SimpleQueue()
+        self.waiting: dict[socket.socket, _Turned] = {}
+        self.wake, self._woken = socket.socketpair()
+        self._woken.setblocking(False)
+        self.selector.register(self._woken, selectors.EVENT_READ)
+        self.closed = False
+        threading.Thread(target=self._run, name="covkb-gate", daemon=True).start()
+
+    def admit(self, connection: socket.socket, status: int, message: str) -> None:
+        self.arrived.put((connection, _Turned(status, message)))
+        try:
+            self.wake.send(b"\0")
+        except OSError:  # woken already, many times over
+            pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.admit(None, 0, "")
+
+    def _run(self) -> None:
+        while not self.closed:
+            now = time.monotonic()
+            soonest = min((turned.deadline for turned in self.waiting.values()), default=now + 60)
+            for key, _ in self.selector.select(max(0.0, soonest - now)):
+                if key.fileobj is self._woken:
+                    self._take()
+                elif key.fileobj in self.waiting:  # not answered and dropped since
+                    self._read(key.fileobj)
+            now = time.monotonic()
+            for connection, turned in list(self.waiting.items()):
+                if turned.deadline <= now:
+                    self._answer(connection) if not turned.answered else self._drop(connection)
+        for connection in list(self.waiting):
+            self._drop(connection)
+
+    def _take(self) -> None:
+        try:
+            while self._woken.recv(4096):
+                pass
+        except OSError:
+            pass
+        while not self.arrived.empty():
+            connection, turned = self.arrived.get()
+            if connection is None:
+                continue
+            if len(self.waiting) >= GATE_CONNECTIONS:
+                oldest = min(self.waiting, key=lambda one: self.waiting[one].deadline)
+                self._answer(oldest) if not self.waiting[oldest].answered else self._drop(oldest)
+            connection.setblocking(False)
+            self.waiting[connection] = turned
+            self.selector.register(connection, selectors.EVENT_READ)
+
+    def _read(self, connection: socket.socket) -> None:
+        turned = self.waiting[connection]
+        try:
+            data = connection.recv(8192)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client is gone, or has read its answer and closed
+            self._drop(connection)
+        elif not turned.answered:
+            turned.received += data
+            if b"\r\n\r\n" in turned.received or len(turned.received) >= 8192:
+                self._answer(connection)
+
+    def _answer(self, connection: socket.socket) -> None:
+        turned = self.waiting[connection]
+        line = turned.received.split(b"\r\n", 1)[0].split(b" ")
+        status, headers, body = turned.status, f"Retry-After: {RETRY_SECONDS}\r\n", _error_body(turned.message)
+        if len(line) == 3 and line[0] in (b"GET", b"HEAD") and urlsplit(line[1].decode("latin-1")).path == "/health":
+            status, headers, body = 200, "", self.server.read_body("/health", {})
+        data = body.encode()
+        head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nServer: covkb/{__version__}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n{headers}"
+                "Connection: close\r\n\r\n").encode("latin-1")
+        try:  # a few hundred bytes: the socket's buffer takes them at once
+            connection.send(head + (b"" if line[0] == b"HEAD" else data))
+            connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._drop(connection)
+            return
+        # what the client still sends is read and dropped a while, so that closing does not
+        # reset the connection before the client has read its answer
+        turned.answered = True
+        turned.deadline = time.monotonic() + GATE_SECONDS
+
+    def _drop(self, connection: socket.socket) -> None:
+        self.waiting.pop(connection, None)
+        try:
+            self.selector.unregister(connection)
+        except (KeyError, ValueError):
+            pass
+        connection.close()
 
 
 def _drain(connection: socket.socket, seconds: float = 1.0) -> None:
@@ -727,12 +1007,18 @@ def openapi() -> dict:
             "responses": {
                 "200": {"description": "Decided.", "headers": {"Decision-Id": {"schema": {"type": "string"}}},
                         "content": answers},
-                "400": {"description": "Not a valid case, or a bad query parameter.", **error},
+                "400": {"description": "Not a valid case, a bad query parameter, or a request head not "
+                                       "read strictly as RFC 9112 says (obs-fold, white space before a colon, "
+                                       "a chunk size that is not hexadecimal digits, Transfer-Encoding with "
+                                       "Content-Length, no Host, HTTP/0.9).", **error},
                 "411": {"description": "No Content-Length.", **error},
                 "413": {"description": "The body is larger than a case may be.", **error},
                 "406": {"description": "Accept names only FHIR JSON, which only /v1/check answers.", **error},
-                "408": {"description": "The request was not received in time.", **error},
-                "503": {"description": "The decision log could not record the decision.", **error}}}}
+                "408": {"description": "The request line and headers, or then the body, were not received "
+                                       "within their timeouts.", **error},
+                "429": {"description": "Too many open connections from this client; Retry-After.", **error},
+                "503": {"description": "The decision log could not record the decision, or too many open "
+                                       "connections in all; Retry-After.", **error}}}}
 
     def read(summary: str, schema: dict, parameters: tuple = ()) -> dict:
         return {"get": {"summary": summary, "parameters": list(parameters),
@@ -767,13 +1053,13 @@ def openapi() -> dict:
 
 
 # ---------------------------------------------------------------------------
-def run(host: str, port: int, log: Optional[Path], workers: int, seconds: float) -> None:
+def run(host: str, port: int, log: Optional[Path], workers: int, limits: Limits) -> None:
     """Serve until SIGTERM or SIGINT; then answer what is in flight, close the log, return."""
     documents = Documents(workers)  # loads the policy here, before any decider runs
     engine = prefer_compiled()
     decider = Decider(workers, log)
     try:
-        server = Server((host, port), decider, seconds, documents)
+        server = Server((host, port), decider, limits, documents)
     except BaseException:
         decider.close()
         raise
