@@ -164,9 +164,18 @@ def _until_answered(source: str, port: int, tries: int = 100) -> int:
     return status
 
 
+PART = b"GET /health HTTP/1.1\r\n"  # a request begun and never finished: the connection is busy
+
+
+def _busy(source: str, port: int) -> socket.socket:
+    client = _from(source, port)
+    client.sendall(PART)
+    return client
+
+
 def test_a_client_over_its_limit_is_answered_429_and_health_still_answers():
     with _serving("--max-per-client", "2", "--max-connections", "3", "--header-timeout", "120") as (served, held):
-        held += [_from("127.0.0.1", served.port) for _ in range(2)]  # two idle: this client's limit
+        held += [_busy("127.0.0.1", served.port) for _ in range(2)]  # this client's limit
         status, answer, head = _exchange(_from("127.0.0.1", served.port), POST)
         assert status == 429 and "at most 2" in answer["error"] and b"Retry-After:" in head
         status, answer, _ = _exchange(_from("127.0.0.1", served.port), HEALTH)
@@ -174,7 +183,7 @@ def test_a_client_over_its_limit_is_answered_429_and_health_still_answers():
         # another client is not held up by this one
         status, answer, _ = _exchange(_from("127.0.0.2", served.port), POST)
         assert status == 200 and answer["decision"] == "covered"
-        held.append(_from("127.0.0.2", served.port))  # three open: the limit in all
+        held.append(_busy("127.0.0.2", served.port))  # three open: the limit in all
         status, answer, head = _exchange(_from("127.0.0.3", served.port), POST)
         assert status == 503 and "at most 3" in answer["error"] and b"Retry-After:" in head
         status, answer, _ = _exchange(_from("127.0.0.3", served.port), HEALTH)
@@ -183,6 +192,13 @@ def test_a_client_over_its_limit_is_answered_429_and_health_still_answers():
             client.close()
         held.clear()
         assert _until_answered("127.0.0.1", served.port) == 200  # room again
+
+
+def test_with_every_connection_taken_one_left_idle_makes_room_for_a_new_client():
+    with _serving("--max-per-client", "8", "--max-connections", "2", "--header-timeout", "120") as (served, held):
+        held += [_from("127.0.0.1", served.port) for _ in range(2)]  # idle: no request begun
+        assert _until_answered("127.0.0.2", served.port) == 200
+        assert _read_all(held[0]) == b""  # the one idle longest was closed for it
 
 
 def test_the_head_and_the_body_have_their_own_timeouts():
@@ -238,16 +254,24 @@ def test_slowloris_from_one_address_holds_up_no_other_client():
 
 
 @pytest.mark.slow
-def test_idle_connections_from_many_addresses_fill_the_server_only_until_the_head_timeout():
+def test_heads_begun_from_many_addresses_fill_the_server_only_until_the_head_timeout():
     with _serving("--header-timeout", "2", "--max-per-client", "32") as (served, held):
-        held += [_from(f"127.0.0.{2 + n // 32}", served.port) for n in range(256)]  # 8 clients, 256 in all
+        held += [_busy(f"127.0.0.{2 + n // 32}", served.port) for n in range(256)]  # 8 clients, 256 in all
         status, answer, _ = _exchange(_from("127.0.0.20", served.port), POST)
         assert status == 503
         status, answer, _ = _exchange(_from("127.0.0.20", served.port), HEALTH)
         assert status == 200
-        for client in held:  # each is closed by the server once its head timeout passes
-            assert _read_all(client) == b""
+        for client in held:  # each is answered 408 once its head timeout passes
+            assert _status(_read_all(client))[0] == 408
         assert _until_answered("127.0.0.20", served.port) == 200
+
+
+@pytest.mark.slow
+def test_idle_connections_from_many_addresses_make_room_for_new_clients():
+    with _serving("--header-timeout", "120", "--max-per-client", "32") as (served, held):
+        held += [_from(f"127.0.0.{2 + n // 32}", served.port) for n in range(256)]  # 8 clients, 256 in all
+        for source in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):
+            assert _until_answered(source, served.port) == 200
 
 
 @pytest.mark.slow

@@ -40,6 +40,9 @@ MAX_BATCH = 256
 # head: /health is answered, anything else refused with the limit it met.
 GATE_SECONDS = 1.0
 GATE_CONNECTIONS = 64
+# With every connection taken, one idle this long (waiting for its next request) is closed
+# to make room for a new one.
+IDLE_GRACE = 0.5
 # A request head: at most this many field lines, this many bytes in all.
 MAX_FIELDS = 100
 MAX_HEAD_BYTES = 65536
@@ -684,7 +687,8 @@ class Server(ThreadingMixIn, HTTPServer):
         self.versions = documents.versions
         self.closing = False
         self._lock = threading.Lock()
-        self._idle: set[Handler] = set()
+        self._idle: dict[Handler, float] = {}  # waiting for a request to begin, since when
+        self._counted: set[socket.socket] = set()  # connections counted against the limits
         self._deadlines: dict[Handler, float] = {}
         self._open = 0
         self._clients: dict[str, int] = {}
@@ -703,12 +707,11 @@ class Server(ThreadingMixIn, HTTPServer):
             if self._clients.get(client, 0) >= self.limits.per_client:
                 refusal = (429, f"too many connections from {client} (at most {self.limits.per_client} "
                                 "from one client): close one, or try again")
-            elif self._open >= self.limits.connections:
+            elif self._open >= self.limits.connections and not self._evict():
                 refusal = (503, f"too many open connections (at most {self.limits.connections}): try again")
             else:
                 refusal = None
-                self._open += 1
-                self._clients[client] = self._clients.get(client, 0) + 1
+                self._count(request, client, 1)
         if refusal:
             self.gate.admit(request, *refusal)
             return
@@ -718,12 +721,29 @@ class Server(ThreadingMixIn, HTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            client = client_of(client_address)
             with self._lock:
-                self._open -= 1
-                self._clients[client] -= 1
-                if not self._clients[client]:
-                    del self._clients[client]
+                if request in self._counted:
+                    self._count(request, client_of(client_address), -1)
+
+    def _count(self, request: socket.socket, client: str, change: int) -> None:
+        (self._counted.add if change > 0 else self._counted.discard)(request)
+        self._open += change
+        self._clients[client] = self._clients.get(client, 0) + change
+        if not self._clients[client]:
+            del self._clients[client]
+
+    def _evict(self) -> bool:
+        """Make room by closing the connection idle longest, if one has been idle a while: an
+        idle connection holds nothing a new one should wait for."""
+        now = time.monotonic()
+        idle = [(since, handler) for handler, since in self._idle.items() if now - since >= IDLE_GRACE]
+        if not idle:
+            return False
+        _, handler = min(idle, key=lambda pair: pair[0])
+        del self._idle[handler]
+        self._count(handler.request, client_of(handler.client_address), -1)
+        _cut(handler.connection)
+        return True
 
     def server_close(self) -> None:
         super().server_close()
@@ -742,12 +762,12 @@ class Server(ThreadingMixIn, HTTPServer):
         with self._lock:
             if self.closing:
                 return False
-            self._idle.add(handler)
+            self._idle[handler] = time.monotonic()
             return True
 
     def busy(self, handler: Handler) -> None:
         with self._lock:
-            self._idle.discard(handler)
+            self._idle.pop(handler, None)
 
     def watch(self, handler: Handler, seconds: float) -> None:
         with self._lock:
