@@ -98,30 +98,34 @@ def test_a_full_disk_answers_503_naming_it_logs_nothing_and_recovers_when_space_
     assert _logged(log) == ["BEFORE", "AFTER", "AFTER", "AFTER"]
 
 
-def test_a_log_shared_by_serve_and_batch_keeps_every_row_of_both_on_one_chain(tmp_path):
+@pytest.mark.parametrize("batched, served_count, workers", [
+    (12, 6, "1"),
+    pytest.param(1000, 100, "2", marks=pytest.mark.slow),
+])
+def test_a_log_shared_by_serve_and_batch_keeps_every_row_of_both_on_one_chain(tmp_path, batched, served_count,
+                                                                               workers):
     log = tmp_path / "audit.db"
     source = tmp_path / "cases.jsonl"
-    source.write_text("".join(json.dumps(case(case_id=f"B{i}")) + "\n" for i in range(40)))
+    source.write_text("".join(json.dumps(case(case_id=f"B{i}")) + "\n" for i in range(batched)))
     served = Served("--log", str(log))
     try:
         batch = subprocess.Popen([sys.executable, "-m", "covkb", "batch", str(source), "--log", str(log),
-                                  "--chunk", "4", "--workers", "0", "-q"],
+                                  "--chunk", "4", "--workers", workers, "-q"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
         answered = []
-        for i in range(20):
+        for i in range(served_count):
             status, _, answer = served.request("POST", "/v1/check", json.dumps(case(case_id=f"S{i}")))
             assert status == 200, answer
             answered.append(answer["decision_id"])
-        assert batch.wait(timeout=120) == 0, batch.stderr.read()
+        assert batch.wait(timeout=600) == 0, batch.stderr.read()
         batch.stderr.close()
     finally:
         assert served.stop() == 0
     logged = _logged(log)
-    assert sorted(logged) == sorted([f"B{i}" for i in range(40)] + [f"S{i}" for i in range(20)])
-    assert [logged[ident - 1] for ident in answered] == [f"S{i}" for i in range(20)]
+    assert sorted(logged) == sorted([f"B{i}" for i in range(batched)] + [f"S{i}" for i in range(served_count)])
+    assert [logged[ident - 1] for ident in answered] == [f"S{i}" for i in range(served_count)]
     # batch appends a chunk in one transaction: its rows stay in order, whole chunks at a time
-    batched = [name for name in logged if name.startswith("B")]
-    assert batched == [f"B{i}" for i in range(40)]
+    assert [name for name in logged if name.startswith("B")] == [f"B{i}" for i in range(batched)]
 
 
 def _refused_while_full(served: Served, log: Path, fill, free, named: str) -> None:

@@ -823,6 +823,7 @@ class Gate:
         self.arrived: queue.SimpleQueue = queue.SimpleQueue()
         self.waiting: dict[socket.socket, _Turned] = {}
         self.wake, self._woken = socket.socketpair()
+        self.wake.setblocking(False)  # the accepting thread never waits on the gate
         self._woken.setblocking(False)
         self.selector.register(self._woken, selectors.EVENT_READ)
         self.closed = False
