@@ -650,8 +650,10 @@ def audit_report(
     try:
         with output(out, [log]) as sink:  # no half-written report
             write_report(connection, sink, since, until, replay_all, str(log), limit, include_what_if)
-    except (InvalidCase, CouldNotFinish) as error:
-        raise _stop(f"audit report: {getattr(error, 'message', error)}") from None
+    except InvalidCase as error:
+        raise _stop(f"audit report: --out {out}: {error.expected}") from None
+    except CouldNotFinish as error:
+        raise _stop(f"audit report: {error}") from None
     finally:
         connection.close()
 
