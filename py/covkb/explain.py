@@ -11,7 +11,7 @@ import msgspec
 
 from covkb.case import Case
 from covkb.decide import Policy, Shown, solve
-from covkb.render import documentation_lines, version_line
+from covkb.render import documentation_lines, fill, version_line
 from covkb.result import Document, Provenance, Result, Words, build
 
 
@@ -108,28 +108,26 @@ def compare(case: Case) -> list[Explanation]:
 # Rendering
 # ---------------------------------------------------------------------------
 def as_text(explanation: Explanation, width: int = 100) -> str:
-    import textwrap
-
     e = explanation
     lines = [f"{e.case_id}: {e.decision.upper().replace('_', ' ')} ({e.label})",
              version_line(e.policy, e.version, e.version_requested, e.version_by_date),
-             "", textwrap.fill(e.sentence, width)]
+             "", fill(e.sentence, width)]
     for step in e.criteria:
         lines.append("")
         lines.append(f"[{step.id}] {step.status}")
-        lines.append(textwrap.fill(f'"{step.text}"', width, initial_indent="  policy: ",
+        lines.append(fill(f'"{step.text}"', width, initial_indent="  policy: ",
                                    subsequent_indent="          "))
         for reason in step.because:
-            lines.append(textwrap.fill(reason, width, initial_indent="  fact:   ",
+            lines.append(fill(reason, width, initial_indent="  fact:   ",
                                        subsequent_indent="          "))
         if step.document:
             lines.append("  document: " + ", ".join(step.document))
         if step.remedy:
-            lines.append(textwrap.fill(step.remedy, width, initial_indent=f"  remedy ({step.remedy_kind}): ",
+            lines.append(fill(step.remedy, width, initial_indent=f"  remedy ({step.remedy_kind}): ",
                                        subsequent_indent="          "))
     if e.advisories:
         lines += ["", "advisories:"]
-        lines += [textwrap.fill(a, width, initial_indent="  - ", subsequent_indent="    ")
+        lines += [fill(a, width, initial_indent="  - ", subsequent_indent="    ")
                   for a in e.advisories]
     for name in e.unrecognised:
         hint = f"; did you mean {name.nearest!r}?" if name.nearest else ""
