@@ -222,7 +222,8 @@ def _policy(directory: Path) -> Policy:
 
 EXPLANATION_WORDS = {"field_words", "field_unit", "one_of", "remedy_words", "correspond", "plausible",
                      # kb/request.lp: the product a request asks for, the form's words
-                     "requested_code", "requested_product", "question_words", "choice_words", "payer_field"}
+                     "requested_code", "requested_product", "question_words", "choice_words", "payer_field",
+                     "typo_edits", "drug_stem", "hint_words"}
 
 
 def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:

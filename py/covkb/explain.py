@@ -4,7 +4,6 @@ and names to clarify. Every reason comes from the knowledge base's atoms."""
 
 from __future__ import annotations
 
-import difflib
 from typing import Optional
 
 import msgspec
@@ -12,7 +11,7 @@ import msgspec
 from covkb.case import Case
 from covkb.decide import Policy, Shown, solve
 from covkb.render import documentation_lines, fill, version_line
-from covkb.result import Document, Provenance, Result, Words, build
+from covkb.result import Document, Provenance, Result, Words, build, nearest
 
 
 class Step(msgspec.Struct):
@@ -70,10 +69,8 @@ def remedy_words(policy: Policy, version: Optional[str], ident: str, kind: str, 
 def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
     """The explanation of a result already built from the same shown atoms."""
     words = Words(case, policy)
-    names = []
-    for where, name in words.unrecognised(shown):
-        close = difflib.get_close_matches(name, sorted(policy.names), n=1, cutoff=0.6)
-        names.append(Name(words.place(where), words.name(name), close[0] if close else None))
+    names = [Name(words.place(where), words.name(name), nearest(name, policy))
+             for where, name in words.unrecognised(shown)]
     steps = []
     for criterion in result.criteria:
         step = Step(criterion.id, criterion.status, criterion.text, criterion.because,
@@ -129,15 +126,22 @@ def as_text(explanation: Explanation, width: int = 100) -> str:
         lines += ["", "advisories:"]
         lines += [fill(a, width, initial_indent="  - ", subsequent_indent="    ")
                   for a in e.advisories]
-    for name in e.unrecognised:
-        hint = f"; did you mean {name.nearest!r}?" if name.nearest else ""
-        lines.append(f"  - {name.field}: {name.name!r} may be a typo{hint}")
+    hint = _hint_words()
+    lines += [fill(hint.format(place=n.field, name=repr(n.name), nearest=repr(n.nearest)), width,
+                   initial_indent="  - ", subsequent_indent="    ")
+              for n in e.unrecognised if n.nearest]
     lines += documentation_lines(e.documentation, width)
     if e.missing and not e.documentation:
         lines += ["", "documentation missing: " + ", ".join(e.missing)]
     if e.provenance is not None:
         lines += ["", f"covkb {e.provenance.covkb}, kb sha256 {e.provenance.kb_sha256}"]
     return "\n".join(lines)
+
+
+def _hint_words() -> str:
+    from covkb.decide import policy as kb_policy
+
+    return kb_policy().facts["hint_words"][0][0]
 
 
 def _cell(text: str) -> str:

@@ -47,6 +47,14 @@ class Document(msgspec.Struct):
     words: str
 
 
+class Suggestion(msgspec.Struct):
+    """A name no table holds that looks like a typo of the one known name `nearest`."""
+
+    field: str
+    name: str
+    nearest: str
+
+
 class Result(msgspec.Struct, omit_defaults=True):
     case_id: str
     policy: str
@@ -63,6 +71,8 @@ class Result(msgspec.Struct, omit_defaults=True):
     version_by_date: Optional[str] = None
     # decided under a version asked for, not the one the date selects: kept out of statistics
     what_if: bool = False
+    # added in the third release: unrecognised names that look like a typo of a known name
+    did_you_mean: list[Suggestion] = []
 
 
 class Failure(msgspec.Struct):
@@ -112,7 +122,53 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         version_requested=shown.requested,
         version_by_date=by_date if shown.requested is not None else None,
         what_if=shown.requested is not None,
+        did_you_mean=[Suggestion(words.place(where), words.name(name), near)
+                      for where, name in words.unrecognised(shown)
+                      if (near := nearest(name, policy)) is not None],
     )
+
+
+def nearest(folded: str, policy: Policy) -> Optional[str]:
+    """The known name an unrecognised name is a likely typo of, or None: within
+    kb/words.lp's typo_edits of exactly one known name (compared as written and
+    compacted), and no word of it ending in a drug_stem, which spells a real drug of its own."""
+    from covkb.facts import compacted
+
+    allowed = sorted((least[1], edits) for least, edits in policy.facts.get("typo_edits", ()))
+    stems = tuple(s[0] for s in policy.facts.get("drug_stem", ()))
+    edits = max((e for least, e in allowed if len(folded) >= least), default=None)
+    words = folded.replace("-", " ").replace("/", " ").split()
+    if edits is None or any(w.endswith(stems) for w in words):
+        return None
+    forms = {folded, compacted(folded)}
+    best: dict[str, int] = {}
+    for known in policy.names:
+        distance = min(_edits(form, known, edits) for form in forms)
+        if distance <= edits:
+            best[known] = distance
+    if not best:
+        return None
+    least = min(best.values())
+    closest = [k for k, d in best.items() if d == least]
+    return closest[0] if len(closest) == 1 else None
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Edits from a to b (a letter added, dropped, changed, or two neighbours swapped),
+    or limit + 1 when more than limit."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before, row = None, list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (x != y))
+            if before is not None and i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                current[j] = min(current[j], before[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        before, row = row, current
+    return row[-1]
 
 
 # Where a value may stand to a plausibility bound, by relation (kb/words.lp plausible/4).
