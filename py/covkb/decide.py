@@ -82,6 +82,8 @@ class Shown:
     remedy: dict[str, str] = field(default_factory=dict)
     on_date: dict[str, list[tuple]] = field(default_factory=dict)
     fails: dict[str, set[str]] = field(default_factory=dict)
+    # fields still open once a criterion's remedy is applied
+    remedy_open: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -223,7 +225,7 @@ def _policy(directory: Path) -> Policy:
 EXPLANATION_WORDS = {"field_words", "field_unit", "one_of", "remedy_words", "correspond", "plausible",
                      # kb/request.lp: the product a request asks for, the form's words
                      "requested_code", "requested_product", "question_words", "choice_words", "payer_field",
-                     "typo_edits", "drug_stem", "hint_words"}
+                     "typo_edits", "drug_stem", "hint_words", "treatment"}
 
 
 def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
@@ -272,6 +274,8 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
             one.remedy[args[0]] = args[1][0]
         elif name == "on_date":
             one.on_date.setdefault(args[0], []).append(args[1])
+        elif name == "remedy_open":
+            one.remedy_open.setdefault(args[0], []).append(args[1])
         elif name == "failed_by":
             one.fails.setdefault(args[0], set()).add(args[1])
     for version, rows in criteria.items():

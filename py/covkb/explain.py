@@ -56,16 +56,6 @@ def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
     return explain_result(case, shown, policy, build(case, shown, policy))
 
 
-def remedy_words(policy: Policy, version: Optional[str], ident: str, kind: str, date: Optional[str]) -> str:
-    """What would meet a criterion not met, in the knowledge base's words for its kind."""
-    if kind == "request":
-        return policy.remedies.get((version, ident), "")
-    words = {k[0]: w for k, w in policy.facts.get("remedy_words", ())}
-    if kind == "on_date":
-        return words["on_date"].format(date=date) if date else words["on_date_unknown"]
-    return words.get(kind, kind)
-
-
 def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
     """The explanation of a result already built from the same shown atoms."""
     words = Words(case, policy)
@@ -78,7 +68,7 @@ def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> 
         if criterion.remedy is not None:
             kind, date = criterion.remedy.kind, criterion.remedy.date
             step.remediable = kind == "request"
-            step.remedy = remedy_words(policy, result.version, criterion.id, kind, date)
+            step.remedy = criterion.remedy.words
             step.remedy_kind, step.remedy_date = kind, date
         steps.append(step)
     return Explanation(result.case_id, result.policy, result.version, result.decision, result.label,

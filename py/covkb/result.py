@@ -20,11 +20,21 @@ from covkb.facts import field, fold
 
 class Remedy(msgspec.Struct, omit_defaults=True):
     """How a criterion not met could come to be met: `request` (change the request),
-    `on_date` (it is met from `date`), `clinical` (a new documented clinical status),
-    `history` (it cannot change)."""
+    `on_date` (it is met from `date`), `after_treatment` (once the member has received a
+    further line or class), `clinical` (a new documented clinical status), `history` (it
+    cannot change); `words` says it, with every condition it rests on besides: `document`,
+    fields still open once it is applied; `ongoing`, disease documented as present on the
+    date of service (no date leaves the window until it ends); `version_ends`, the applied
+    version's last day when `date` falls after it, and `version_then`, the version in force
+    on `date`."""
 
     kind: str
     date: Optional[str] = None
+    words: str = ""
+    document: list[str] = []
+    ongoing: bool = False
+    version_ends: Optional[str] = None
+    version_then: Optional[str] = None
 
 
 class Criterion(msgspec.Struct, omit_defaults=True):
@@ -92,9 +102,7 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         for ident, text in policy.criteria[shown.version]:
             reasons = sorted(shown.because.get(ident, ()))
             kind = shown.remedy.get(ident) if shown.status[ident] == "not_met" else None
-            remedy = None
-            if kind:
-                remedy = Remedy(kind, _met_on(shown.on_date.get(ident, ()), case, reasons))
+            remedy = _remedy(kind, ident, shown, policy, words, reasons) if kind else None
             criteria.append(Criterion(ident, shown.status[ident], text,
                                       [words.because(ident, term) for _, term in reasons], remedy))
     documentation = words.documentation(sorted(shown.missing))
@@ -206,11 +214,68 @@ def _yyyymmdd(day: datetime.date) -> int:
     return day.year * 10000 + day.month * 100 + day.day
 
 
-def _met_on(sources: list[tuple], case: Case, reasons: list) -> Optional[str]:
+def _remedy(kind: str, ident: str, shown: Shown, policy: Policy, words: "Words", reasons: list) -> Remedy:
+    """A criterion's remedy from kb/words.lp's atoms for the case, in its words."""
+    version = shown.version or ""
+    said = {k[0]: w for k, w in policy.facts.get("remedy_words", ())}
+    remedy = Remedy(kind, document=sorted(shown.remedy_open.get(ident, ())))
+    values: dict[str, object] = {"ident": ident}
+    if kind == "on_date":
+        sources = shown.on_date.get(ident, ())
+        day, remedy.ongoing = _met_on(sources, words.case, reasons)
+        remedy.date = day
+        for source in sources:
+            values.update({"least": source[2]} if source[0] == "age" else {"months": source[1]})
+        values["latest"] = max((_iso(t[2]) for _, t in reasons if t[0] == "within"), default="")
+        if remedy.ongoing:
+            text = said["ongoing"]
+        elif day is None:
+            text = said["on_date_unknown"]  # these words name the date of birth they need
+        elif remedy.document:
+            text = policy.words.get(("on_date_event", sources[0][0]), said["on_date"])
+        else:
+            text = said["on_date"]
+        text = text.format(date=day, **values)
+        if day is not None:
+            end = policy.versions[version][1]
+            if int(day.replace("-", "")) > end:
+                remedy.version_ends = _iso(end)
+                number = int(day.replace("-", ""))
+                remedy.version_then = next((v for v, (start, last) in policy.versions.items()
+                                            if start <= number <= last), None)
+                text = _beyond(text, said, policy, version, ident, remedy)
+    elif kind == "request":
+        text = policy.remedies.get((version, ident), "")
+    elif kind == "after_treatment":
+        treatment = {(v, i): w for v, i, w in policy.facts.get("treatment", ())}
+        text = said[kind].format(treatment=treatment.get((version, ident), ""))
+    else:
+        text = said.get(kind, kind)
+    if remedy.document and not (kind == "on_date" and remedy.date is None and not remedy.ongoing):
+        text = said["pending"].format(remedy=text, fields=", ".join(words.sendable(f) for f in remedy.document))
+    remedy.words = text
+    return remedy
+
+
+def _beyond(text: str, said: dict, policy: Policy, version: str, ident: str, remedy: Remedy) -> str:
+    """A date after the applied version's end: say so, and how the version then reads it."""
+    then = remedy.version_then
+    start = policy.versions[then][0] if then else None
+    moved = next((p[3] for p in policy.facts.get("correspond", ())
+                  if p[0] == version and p[1] == ident and p[2] == then), None)
+    guideline = said["guidelines"].format(ident=f"criterion {ident} of version {version}") \
+        if isinstance(moved, tuple) else ""
+    return said["version_ends"].format(remedy=text, version=version, end=remedy.version_ends,
+                                       start=_iso(start) if start else "", next=then or "none",
+                                       then=guideline)
+
+
+def _met_on(sources: list[tuple], case: Case, reasons: list) -> tuple[Optional[str], bool]:
     """The first date of service on which core.lp's arithmetic (as covkb.arith evaluates
     it) meets a criterion met with time: `age(F, A)`, the age from the birth date in F
     reaches A; `window(M)`, the window of M months back no longer holds the latest date
-    the criterion's within/3 reasons name."""
+    the criterion's within/3 reasons name. No date, and True, when that latest date is the
+    date of service: disease ongoing then (kb/words.lp, remedy_words(ongoing, ...))."""
     from covkb import arith
 
     found = None
@@ -226,6 +291,8 @@ def _met_on(sources: list[tuple], case: Case, reasons: list) -> Optional[str]:
             latest = max((term[2] for _, term in reasons if term[0] == "within"), default=None)
             if latest is None:
                 continue
+            if latest == _yyyymmdd(case.date_of_service):
+                return None, True
             start = datetime.date(latest // 10000, latest // 100 % 100, latest % 100)
             day, met = _add_months(start, months), lambda d: (arith.window_start(d, months) or 0) > latest
         if day is None:
@@ -237,7 +304,7 @@ def _met_on(sources: list[tuple], case: Case, reasons: list) -> Optional[str]:
                 found = max(found or day, day)
                 break
             day += datetime.timedelta(days=1)
-    return found.isoformat() if found else None
+    return (found.isoformat() if found else None), False
 
 
 def _add_months(day: datetime.date, months: int) -> Optional[datetime.date]:
