@@ -5,13 +5,16 @@ other fact unchanged, meets its criterion, or when it states the further conditi
 from __future__ import annotations
 
 import copy
+import json
 from datetime import date
 
 import pytest
 from hypothesis import given
+from typer.testing import CliRunner
 
 from cases import DROP, V2024, V2025, case, decide, status
 from covkb import case as cases
+from covkb.cli import app
 from covkb.explain import as_text, explain
 from strategies import AGENTS, LYMPHODEPLETING, PRODUCTS, cases as any_cases, remedied_cases
 
@@ -177,3 +180,9 @@ def test_every_remedy_applied_meets_its_criterion_or_states_what_else(data):
 @given(any_cases(documented=True))
 def test_every_remedy_of_any_documented_case_meets_its_criterion_or_states_what_else(data):
     _honest(data)
+
+
+def test_check_text_says_the_remedy_with_the_versions_end():
+    data = case(date_of_service="2025-10-20", significant_cardiac_disease_dates=["2025-09-15"])
+    out = CliRunner().invoke(app, ["check", "-"], input=json.dumps(data)).stdout
+    assert "2026-03-16" in out and "ends 2025-10-31" in " ".join(out.split())

@@ -64,8 +64,8 @@ def as_text(result: Result, width: int = 100, every: bool = False) -> str:
             lines.append(f"{criterion.id:<11}{criterion.status:<9}{wrapped[0]}")
             lines.extend(f"{'':<20}{more}" for more in wrapped[1:])
             if criterion.remedy is not None:
-                dated = f" from {criterion.remedy.date}" if criterion.remedy.date else ""
-                lines.append(f"{'':<20}remedy: {criterion.remedy.kind}{dated}")
+                said = wrap(f"remedy ({criterion.remedy.kind}): {criterion.remedy.words}", width - 20)
+                lines.extend(f"{'':<20}{more}" for more in said)
         met = sum(c.status == "met" for c in result.criteria)
         lines.append("")
         hint = "" if every else " (--all shows every criterion)"
