@@ -162,11 +162,14 @@ def as_markdown(explanation: Explanation) -> str:
         lines += [f"- {_cell(n.field)}: `{_cell(n.name)}`"
                   + (f" (nearest known name: `{n.nearest}`)" if n.nearest else "") for n in e.unrecognised]
         lines.append("")
-    if e.documentation:
-        lines += ["To document (any one field of an item settles it):", ""]
-        lines += [f"- {_cell(d.words)} (" + ", ".join(f"`{f}`" for f in d.fields) + ")" for d in e.documentation]
-        lines.append("")
-    elif e.missing:
+    for later, heading in ((False, 'To document (any one field of a "one of" item settles it):'),
+                           (True, "For a resubmission (these cannot change this decision):")):
+        items = [d for d in e.documentation if d.for_resubmission == later]
+        if items:
+            lines += [heading, ""]
+            lines += [f"- {_cell(d.words)} (" + ", ".join(f"`{f}`" for f in d.fields) + ")" for d in items]
+            lines.append("")
+    if e.missing and not e.documentation:
         lines += ["Documentation missing: " + ", ".join(f"`{m}`" for m in e.missing), ""]
     if e.provenance is not None:
         lines += [f"_covkb {e.provenance.covkb}, kb sha256 `{e.provenance.kb_sha256}`_", ""]

@@ -36,12 +36,14 @@ def wrap(text: str, width: int) -> list[str]:
 
 def documentation_lines(documentation: list[Document], width: int = 100) -> list[str]:
     """What to send, one item a line, in words with the case field paths."""
-    if not documentation:
-        return []
-    lines = ["", "to document (any one field of an item settles it):"]
-    for item in documentation:
-        lines.append(fill(f"{item.words} [{', '.join(item.fields)}]", width,
-                                   initial_indent="  - ", subsequent_indent="    "))
+    lines = []
+    for later, heading in ((False, "to document (any one field of a \"one of\" item settles it):"),
+                           (True, "for a resubmission (these cannot change this decision):")):
+        items = [item for item in documentation if item.for_resubmission == later]
+        if items:
+            lines += ["", heading]
+        lines += [fill(f"{item.words} [{', '.join(item.fields)}]", width,
+                       initial_indent="  - ", subsequent_indent="    ") for item in items]
     return lines
 
 

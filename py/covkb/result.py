@@ -30,7 +30,7 @@ class Remedy(msgspec.Struct, omit_defaults=True):
 
     kind: str
     date: Optional[str] = None
-    words: str = ""
+    words: Optional[str] = None
     document: list[str] = []
     ongoing: bool = False
     version_ends: Optional[str] = None
@@ -50,11 +50,15 @@ class Provenance(msgspec.Struct):
     kb_sha256: str
 
 
-class Document(msgspec.Struct):
-    """What to send, in words: `fields` are case field paths, any one of them settles it."""
+class Document(msgspec.Struct, omit_defaults=True):
+    """What to send, in words: `fields` are case field paths, any one of them settles it
+    unless the words say "each of"; `for_resubmission` when it cannot change this
+    decision (the decision is made, or what it settles cannot change it) and only a
+    resubmission would need it."""
 
     fields: list[str]
     words: str
+    for_resubmission: bool = False
 
 
 class Suggestion(msgspec.Struct):
@@ -105,10 +109,11 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
             remedy = _remedy(kind, ident, shown, policy, words, reasons) if kind else None
             criteria.append(Criterion(ident, shown.status[ident], text,
                                       [words.because(ident, term) for _, term in reasons], remedy))
-    documentation = words.documentation(sorted(shown.missing))
-    if shown.decision == "pending":
+    documentation = words.documentation(sorted(shown.missing), shown)
+    if shown.decision in ("pending", "not_covered"):
         documentation += [Document(["prior_lines" if where[0] == "line" else where],
-                                   f"a clarification of {words.name(name)!r} in {words.place(where)}, not a recognised name")
+                                   f"a clarification of {words.name(name)!r} in {words.place(where)}, not a recognised name",
+                                   shown.decision != "pending" or name not in shown.decisive_names)
                           for where, name in words.unrecognised(shown)]
     by_date = None
     if shown.requested is not None:
@@ -365,22 +370,30 @@ class Words:
         unit = self.units.get(path)
         return f"{self.label(path)} ({unit})" if unit else self.label(path)
 
-    def documentation(self, missing: list[str]) -> list["Document"]:
-        """The missing fields in words, alternatives of one group as "one of"."""
+    def documentation(self, missing: list[str], shown: Optional[Shown] = None) -> list["Document"]:
+        """The missing fields in words, alternatives of one group as "one of" (or "each of"
+        where the case needs every one, kb/words.lp all_of), each marked when it is only
+        for a resubmission."""
         out: list[Document] = []
         seen: dict[str, Document] = {}
+        joins = {g[0]: (start, join) for g, start, join in
+                 (self.policy.facts.get("group_words", ()) if self.policy else ())}
         for path in missing:
             group = self.group.get(path)
             if group and group in seen:
                 seen[group].fields.append(path)
                 continue
-            item = Document([path], self.sendable(path))
+            item = Document([path], self.sendable(path),
+                            shown is not None and path in shown.for_resubmission)
             out.append(item)
             if group:
                 seen[group] = item
+        every = shown.all_of if shown is not None else set()
         for item in out:
             if len(item.fields) > 1:
-                item.words = "one of: " + ", or ".join(self.sendable(f) for f in item.fields)
+                start, join = joins.get("all_of" if self.group[item.fields[0]] in every else "one_of",
+                                        ("one of: ", ", or "))
+                item.words = start + join.join(self.sendable(f) for f in item.fields)
         return out
 
     @staticmethod
@@ -420,10 +433,16 @@ class Words:
         policy = self.policy
         not_met = [c for c in criteria if c.status == "not_met"]
         unknown = [c.id for c in criteria if c.status == "unknown"]
-        template = policy.words.get(("rule_words", shown.rule or ""), shown.rule or "")
+        rule = shown.reason_rule or shown.rule or ""
+        template = policy.words.get(("rule_words", rule), rule)
+        if shown.decision == "pending":  # what cannot change the decision is not asked for
+            documentation = [d for d in documentation if not d.for_resubmission]
+            unknown = [c.id for c in criteria if c.id in shown.can_change]
+        unasserted = policy.facts.get("unasserted_words", [("",)])[0][0]
         return template.format(
             facts="; ".join(self.failed(shown, c) for c in not_met),
             unknown=("criterion " if len(unknown) == 1 else "criteria ") + _join(unknown),
+            unasserted="".join(unasserted.format(category=c) for c in sorted(shown.unasserted)),
             documents="; ".join(d.words for d in documentation),
             contract=policy.words.get(("contract_words", shown.contract or ""), ""),
             version=shown.version,
@@ -498,6 +517,9 @@ class Words:
         if kind == "within":
             return (f"{args[0]} has {_iso(args[1])}, on or after "
                     f"{_iso(args[2])}, the start of the window {ident} looks back over")
+        if kind == "before":
+            return self.policy.words[("term_words", "before")].format(
+                field=args[0], date=_iso(args[1]), start=_iso(args[2]), ident=ident)
         return repr(term)
 
     def advisory(self, term: tuple) -> str:
