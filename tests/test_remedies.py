@@ -33,7 +33,9 @@ def _combination(therapy: dict) -> bool:
     lymphodepleting chemotherapy agent; as supportive care, a myeloma agent other than
     dexamethasone and prednisone."""
     agent, purpose = fold(therapy["agent"]), therapy["purpose"]
-    myeloma = {fold(a) for a in AGENTS} - {"dexamethasone", "prednisone"}
+    # SPEC §1's myeloma agents: the three classes and the other myeloma agents (bendamustine
+    # among them, fludarabine not), less the two corticosteroids
+    myeloma = {fold(a) for a in AGENTS + ["bendamustine", "Treanda"]} - {"dexamethasone", "prednisone"}
     if purpose == "lymphodepletion":
         return agent in myeloma | {"dexamethasone", "prednisone"} | {fold(p) for p in PRODUCTS} \
             and agent not in {fold(a) for a in LYMPHODEPLETING}
