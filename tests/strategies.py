@@ -194,3 +194,29 @@ def eligible(service: date) -> dict:
     data = {k: v for k, v in ELIGIBLE.items()}
     data["date_of_service"] = service.isoformat()
     return data
+
+
+@st.composite
+def remedied_cases(draw):
+    """Cases failing in ways a changed request or a later date of service could meet:
+    an age under 18, recent or ongoing cardiac disease (LVEF sometimes undocumented), a
+    dose off the label, no specialist or center, combination use, dates near a version's
+    end (SPEC §2: remedy kinds)."""
+    import copy
+
+    when = draw(service_dates(low=date(2024, 8, 21), high=date(2026, 12, 31)))
+    data = copy.deepcopy(eligible(when))
+    if draw(st.booleans()):
+        data["member"] = draw(st.sampled_from([{"birth_date": draw(birth_dates(when))}, {"age": 17}]))
+    if draw(st.booleans()):
+        data["significant_cardiac_disease_dates"] = draw(st.lists(cardiac_dates(when), min_size=1, max_size=2))
+        data["lvef_percent"] = draw(maybe(LVEF))
+    if draw(st.booleans()):
+        data["dose_million_car_t_cells"] = draw(DOSE)
+    data["prescriber"] = {"specialist": draw(likely_true()), "approved_car_t_center": draw(likely_true())}
+    if draw(st.booleans()):
+        data["concurrent_therapies"] = draw(st.lists(st.fixed_dictionaries({
+            "agent": spelled(AGENTS + LYMPHODEPLETING * 2 + SUPPORTIVE + UNRECOGNISED[:1]),
+            "purpose": st.sampled_from(["lymphodepletion", "bridging", "supportive", "anti_cancer"])}),
+            max_size=3))
+    return data

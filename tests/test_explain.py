@@ -43,7 +43,12 @@ def explained(version=None, **changes):
      "Anti-CD38 monoclonal antibody (e.g., daratumumab, isatuximab): none in any prior line (criterion 3c)"),
     ({"compendium": {"nccn_category": "1"}, "diagnosis": {"cns_involvement": False},
       "prescriber": {"specialist": True}, "member": {"age": 16}},
-     "pending: criteria center and 2 cannot be decided without: diagnosis of multiple myeloma; "
+     # the criteria fail on the age (criterion 1: "18 years of age or older"), so only the
+     # compendium pathway is left, and the reason names the failing age
+     "pending: age on the date of service 16 is not 18 years of age or older (criterion 1), so only the "
+     "compendium pathway can still cover it (an NCCN category 1 recommendation is asserted; it is for an "
+     "indication other than relapsed or refractory multiple myeloma, criterion 2 not met, with the specialist "
+     "and center met), and that cannot be decided without: diagnosis of multiple myeloma; "
      "one of: myeloma is refractory, or myeloma is relapsed; given in a center approved to administer CAR-T"),
     # the compendium pathway names what the case asserts (SPEC §2: "naming the deciding facts")
     ({"compendium": {"nccn_category": "2A"}, "diagnosis": {"multiple_myeloma": False, "cns_involvement": False}},

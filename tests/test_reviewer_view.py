@@ -74,15 +74,16 @@ def test_a_reason_on_5e_failed_by_recent_cardiac_disease_names_the_date_not_the_
     (V2025, {"member": {"age": 17}}, "1", "on_date"),
     (V2024, {"member": {"age": 17}}, "1", "on_date"),
     # the rest of each version's criteria, by what meets them: the diagnosis, 6 and 7 are
-    # clinical status; 3 and its classes, 4 and the prior products are the member's
-    # history; 5a is the request's own combination
+    # clinical status; 3 and its classes are met once the member has received the further
+    # line or class (SPEC §2, third release: after_treatment); 4 and the prior products are
+    # the member's history; 5a is the request's own combination
     (V2025, {"diagnosis": {"multiple_myeloma": False}}, "2", "clinical"),
     (V2024, {"diagnosis": {"multiple_myeloma": False}}, "2", "clinical"),
-    (V2025, {"prior_lines": [["VRd"]]}, "3", "history"),
-    (V2024, {"prior_lines": [["VRd"]]}, "3", "history"),
-    (V2025, {"prior_lines": [["bortezomib"], ["daratumumab"]]}, "3a", "history"),
-    (V2024, {"prior_lines": [["lenalidomide"], ["daratumumab"]]}, "3b", "history"),
-    (V2025, {"prior_lines": [["VRd"], ["Kd"]]}, "3c", "history"),
+    (V2025, {"prior_lines": [["VRd"]]}, "3", "after_treatment"),
+    (V2024, {"prior_lines": [["VRd"]]}, "3", "after_treatment"),
+    (V2025, {"prior_lines": [["bortezomib"], ["daratumumab"]]}, "3a", "after_treatment"),
+    (V2024, {"prior_lines": [["lenalidomide"], ["daratumumab"]]}, "3b", "after_treatment"),
+    (V2025, {"prior_lines": [["VRd"], ["Kd"]]}, "3c", "after_treatment"),
     (V2025, {"clinical_trials": ["KarMMa"]}, "4", "history"),
     (V2024, {"clinical_trials": ["KarMMa"]}, "4", "history"),
     (V2024, {"concurrent_therapies": [{"agent": "Darzalex", "purpose": "anti_cancer"}]}, "5a", "request"),

@@ -82,6 +82,16 @@ class Shown:
     remedy: dict[str, str] = field(default_factory=dict)
     on_date: dict[str, list[tuple]] = field(default_factory=dict)
     fails: dict[str, set[str]] = field(default_factory=dict)
+    # fields still open once a criterion's remedy is applied
+    remedy_open: dict[str, list[str]] = field(default_factory=dict)
+    # the reason's words when they differ from the decided rule's
+    reason_rule: Optional[str] = None
+    # unknown criteria whose settling could change the decision, and the names they name
+    can_change: set[str] = field(default_factory=set)
+    decisive_names: set[str] = field(default_factory=set)
+    for_resubmission: set[str] = field(default_factory=set)  # fields that cannot change it
+    all_of: set[str] = field(default_factory=set)  # one_of groups needing every field
+    unasserted: list[str] = field(default_factory=list)  # NCCN categories that are no pathway
 
 
 @dataclass
@@ -222,7 +232,9 @@ def _policy(directory: Path) -> Policy:
 
 EXPLANATION_WORDS = {"field_words", "field_unit", "one_of", "remedy_words", "correspond", "plausible",
                      # kb/request.lp: the product a request asks for, the form's words
-                     "requested_code", "requested_product", "question_words", "choice_words", "payer_field"}
+                     "requested_code", "requested_product", "question_words", "choice_words", "payer_field",
+                     "typo_edits", "drug_stem", "hint_words", "treatment", "group_words",
+                     "unasserted_words"}
 
 
 def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
@@ -271,6 +283,20 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
             one.remedy[args[0]] = args[1][0]
         elif name == "on_date":
             one.on_date.setdefault(args[0], []).append(args[1])
+        elif name == "reason_rule":
+            one.reason_rule = args[0][0]
+        elif name == "can_change":
+            one.can_change.add(args[0])
+        elif name == "decisive_name":
+            one.decisive_names.add(args[0])
+        elif name == "for_resubmission":
+            one.for_resubmission.add(args[0])
+        elif name == "all_of":
+            one.all_of.add(args[0][0])
+        elif name == "unasserted":
+            one.unasserted.append(args[0])
+        elif name == "remedy_open":
+            one.remedy_open.setdefault(args[0], []).append(args[1])
         elif name == "failed_by":
             one.fails.setdefault(args[0], set()).add(args[1])
     for version, rows in criteria.items():

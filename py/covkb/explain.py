@@ -4,15 +4,14 @@ and names to clarify. Every reason comes from the knowledge base's atoms."""
 
 from __future__ import annotations
 
-import difflib
 from typing import Optional
 
 import msgspec
 
 from covkb.case import Case
 from covkb.decide import Policy, Shown, solve
-from covkb.render import documentation_lines, version_line
-from covkb.result import Document, Provenance, Result, Words, build
+from covkb.render import documentation_lines, fill, version_line
+from covkb.result import Document, Provenance, Result, Words, build, nearest
 
 
 class Step(msgspec.Struct):
@@ -57,23 +56,11 @@ def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
     return explain_result(case, shown, policy, build(case, shown, policy))
 
 
-def remedy_words(policy: Policy, version: Optional[str], ident: str, kind: str, date: Optional[str]) -> str:
-    """What would meet a criterion not met, in the knowledge base's words for its kind."""
-    if kind == "request":
-        return policy.remedies.get((version, ident), "")
-    words = {k[0]: w for k, w in policy.facts.get("remedy_words", ())}
-    if kind == "on_date":
-        return words["on_date"].format(date=date) if date else words["on_date_unknown"]
-    return words.get(kind, kind)
-
-
 def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
     """The explanation of a result already built from the same shown atoms."""
     words = Words(case, policy)
-    names = []
-    for where, name in words.unrecognised(shown):
-        close = difflib.get_close_matches(name, sorted(policy.names), n=1, cutoff=0.6)
-        names.append(Name(words.place(where), words.name(name), close[0] if close else None))
+    names = [Name(words.place(where), words.name(name), nearest(name, policy))
+             for where, name in words.unrecognised(shown)]
     steps = []
     for criterion in result.criteria:
         step = Step(criterion.id, criterion.status, criterion.text, criterion.because,
@@ -81,7 +68,7 @@ def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> 
         if criterion.remedy is not None:
             kind, date = criterion.remedy.kind, criterion.remedy.date
             step.remediable = kind == "request"
-            step.remedy = remedy_words(policy, result.version, criterion.id, kind, date)
+            step.remedy = criterion.remedy.words
             step.remedy_kind, step.remedy_date = kind, date
         steps.append(step)
     return Explanation(result.case_id, result.policy, result.version, result.decision, result.label,
@@ -108,38 +95,43 @@ def compare(case: Case) -> list[Explanation]:
 # Rendering
 # ---------------------------------------------------------------------------
 def as_text(explanation: Explanation, width: int = 100) -> str:
-    import textwrap
-
     e = explanation
     lines = [f"{e.case_id}: {e.decision.upper().replace('_', ' ')} ({e.label})",
              version_line(e.policy, e.version, e.version_requested, e.version_by_date),
-             "", textwrap.fill(e.sentence, width)]
+             "", fill(e.sentence, width)]
     for step in e.criteria:
         lines.append("")
         lines.append(f"[{step.id}] {step.status}")
-        lines.append(textwrap.fill(f'"{step.text}"', width, initial_indent="  policy: ",
+        lines.append(fill(f'"{step.text}"', width, initial_indent="  policy: ",
                                    subsequent_indent="          "))
         for reason in step.because:
-            lines.append(textwrap.fill(reason, width, initial_indent="  fact:   ",
+            lines.append(fill(reason, width, initial_indent="  fact:   ",
                                        subsequent_indent="          "))
         if step.document:
             lines.append("  document: " + ", ".join(step.document))
         if step.remedy:
-            lines.append(textwrap.fill(step.remedy, width, initial_indent=f"  remedy ({step.remedy_kind}): ",
+            lines.append(fill(step.remedy, width, initial_indent=f"  remedy ({step.remedy_kind}): ",
                                        subsequent_indent="          "))
     if e.advisories:
         lines += ["", "advisories:"]
-        lines += [textwrap.fill(a, width, initial_indent="  - ", subsequent_indent="    ")
+        lines += [fill(a, width, initial_indent="  - ", subsequent_indent="    ")
                   for a in e.advisories]
-    for name in e.unrecognised:
-        hint = f"; did you mean {name.nearest!r}?" if name.nearest else ""
-        lines.append(f"  - {name.field}: {name.name!r} may be a typo{hint}")
+    hint = _hint_words()
+    lines += [fill(hint.format(place=n.field, name=repr(n.name), nearest=repr(n.nearest)), width,
+                   initial_indent="  - ", subsequent_indent="    ")
+              for n in e.unrecognised if n.nearest]
     lines += documentation_lines(e.documentation, width)
     if e.missing and not e.documentation:
         lines += ["", "documentation missing: " + ", ".join(e.missing)]
     if e.provenance is not None:
         lines += ["", f"covkb {e.provenance.covkb}, kb sha256 {e.provenance.kb_sha256}"]
     return "\n".join(lines)
+
+
+def _hint_words() -> str:
+    from covkb.decide import policy as kb_policy
+
+    return kb_policy().facts["hint_words"][0][0]
 
 
 def _cell(text: str) -> str:
@@ -170,11 +162,14 @@ def as_markdown(explanation: Explanation) -> str:
         lines += [f"- {_cell(n.field)}: `{_cell(n.name)}`"
                   + (f" (nearest known name: `{n.nearest}`)" if n.nearest else "") for n in e.unrecognised]
         lines.append("")
-    if e.documentation:
-        lines += ["To document (any one field of an item settles it):", ""]
-        lines += [f"- {_cell(d.words)} (" + ", ".join(f"`{f}`" for f in d.fields) + ")" for d in e.documentation]
-        lines.append("")
-    elif e.missing:
+    for later, heading in ((False, 'To document (any one field of a "one of" item settles it):'),
+                           (True, "For a resubmission (these cannot change this decision):")):
+        items = [d for d in e.documentation if d.for_resubmission == later]
+        if items:
+            lines += [heading, ""]
+            lines += [f"- {_cell(d.words)} (" + ", ".join(f"`{f}`" for f in d.fields) + ")" for d in items]
+            lines.append("")
+    if e.missing and not e.documentation:
         lines += ["Documentation missing: " + ", ".join(f"`{m}`" for m in e.missing), ""]
     if e.provenance is not None:
         lines += [f"_covkb {e.provenance.covkb}, kb sha256 `{e.provenance.kb_sha256}`_", ""]

@@ -25,14 +25,25 @@ def version_line(policy: str, version: Optional[str], requested: Optional[str] =
     return line
 
 
+def fill(text: str, width: int, **indents) -> str:
+    """textwrap.fill that never breaks a word at its hyphen: `ide-cel` stays whole."""
+    return textwrap.fill(text, width, break_on_hyphens=False, **indents)
+
+
+def wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, width, break_on_hyphens=False)
+
+
 def documentation_lines(documentation: list[Document], width: int = 100) -> list[str]:
     """What to send, one item a line, in words with the case field paths."""
-    if not documentation:
-        return []
-    lines = ["", "to document (any one field of an item settles it):"]
-    for item in documentation:
-        lines.append(textwrap.fill(f"{item.words} [{', '.join(item.fields)}]", width,
-                                   initial_indent="  - ", subsequent_indent="    "))
+    lines = []
+    for later, heading in ((False, "to document (any one field of a \"one of\" item settles it):"),
+                           (True, "for a resubmission (these cannot change this decision):")):
+        items = [item for item in documentation if item.for_resubmission == later]
+        if items:
+            lines += ["", heading]
+        lines += [fill(f"{item.words} [{', '.join(item.fields)}]", width,
+                       initial_indent="  - ", subsequent_indent="    ") for item in items]
     return lines
 
 
@@ -42,7 +53,7 @@ def as_text(result: Result, width: int = 100, every: bool = False) -> str:
     lines = [
         f"{result.case_id}: {result.decision.upper().replace('_', ' ')} ({result.label})",
         version_line(result.policy, result.version, result.version_requested, result.version_by_date),
-        textwrap.fill(result.reason, width),
+        fill(result.reason, width),
     ]
     if result.criteria:
         rows = [c for c in result.criteria if every or c.status != "met"]
@@ -51,12 +62,12 @@ def as_text(result: Result, width: int = 100, every: bool = False) -> str:
             lines.append(f"{'criterion':<11}{'status':<9}reason")
         for criterion in rows:
             reason = "; ".join(criterion.because) or criterion.text
-            wrapped = textwrap.wrap(reason, width - 20) or [""]
+            wrapped = wrap(reason, width - 20) or [""]
             lines.append(f"{criterion.id:<11}{criterion.status:<9}{wrapped[0]}")
             lines.extend(f"{'':<20}{more}" for more in wrapped[1:])
             if criterion.remedy is not None:
-                dated = f" from {criterion.remedy.date}" if criterion.remedy.date else ""
-                lines.append(f"{'':<20}remedy: {criterion.remedy.kind}{dated}")
+                said = wrap(f"remedy ({criterion.remedy.kind}): {criterion.remedy.words}", width - 20)
+                lines.extend(f"{'':<20}{more}" for more in said)
         met = sum(c.status == "met" for c in result.criteria)
         lines.append("")
         hint = "" if every else " (--all shows every criterion)"
@@ -64,7 +75,7 @@ def as_text(result: Result, width: int = 100, every: bool = False) -> str:
     if result.advisories:
         lines.append("")
         lines.append("advisories:")
-        lines.extend(textwrap.fill(a, width, initial_indent="  - ", subsequent_indent="    ")
+        lines.extend(fill(a, width, initial_indent="  - ", subsequent_indent="    ")
                      for a in result.advisories)
     lines += documentation_lines(result.documentation, width)
     return "\n".join(lines)

@@ -20,11 +20,21 @@ from covkb.facts import field, fold
 
 class Remedy(msgspec.Struct, omit_defaults=True):
     """How a criterion not met could come to be met: `request` (change the request),
-    `on_date` (it is met from `date`), `clinical` (a new documented clinical status),
-    `history` (it cannot change)."""
+    `on_date` (it is met from `date`), `after_treatment` (once the member has received a
+    further line or class), `clinical` (a new documented clinical status), `history` (it
+    cannot change); `words` says it, with every condition it rests on besides: `document`,
+    fields still open once it is applied; `ongoing`, disease documented as present on the
+    date of service (no date leaves the window until it ends); `version_ends`, the applied
+    version's last day when `date` falls after it, and `version_then`, the version in force
+    on `date`."""
 
     kind: str
     date: Optional[str] = None
+    words: Optional[str] = None
+    document: list[str] = []
+    ongoing: bool = False
+    version_ends: Optional[str] = None
+    version_then: Optional[str] = None
 
 
 class Criterion(msgspec.Struct, omit_defaults=True):
@@ -40,11 +50,23 @@ class Provenance(msgspec.Struct):
     kb_sha256: str
 
 
-class Document(msgspec.Struct):
-    """What to send, in words: `fields` are case field paths, any one of them settles it."""
+class Document(msgspec.Struct, omit_defaults=True):
+    """What to send, in words: `fields` are case field paths, any one of them settles it
+    unless the words say "each of"; `for_resubmission` when it cannot change this
+    decision (the decision is made, or what it settles cannot change it) and only a
+    resubmission would need it."""
 
     fields: list[str]
     words: str
+    for_resubmission: bool = False
+
+
+class Suggestion(msgspec.Struct):
+    """A name no table holds that looks like a typo of the one known name `nearest`."""
+
+    field: str
+    name: str
+    nearest: str
 
 
 class Result(msgspec.Struct, omit_defaults=True):
@@ -63,6 +85,8 @@ class Result(msgspec.Struct, omit_defaults=True):
     version_by_date: Optional[str] = None
     # decided under a version asked for, not the one the date selects: kept out of statistics
     what_if: bool = False
+    # added in the third release: unrecognised names that look like a typo of a known name
+    did_you_mean: list[Suggestion] = []
 
 
 class Failure(msgspec.Struct):
@@ -82,15 +106,14 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         for ident, text in policy.criteria[shown.version]:
             reasons = sorted(shown.because.get(ident, ()))
             kind = shown.remedy.get(ident) if shown.status[ident] == "not_met" else None
-            remedy = None
-            if kind:
-                remedy = Remedy(kind, _met_on(shown.on_date.get(ident, ()), case, reasons))
+            remedy = _remedy(kind, ident, shown, policy, words, reasons) if kind else None
             criteria.append(Criterion(ident, shown.status[ident], text,
                                       [words.because(ident, term) for _, term in reasons], remedy))
-    documentation = words.documentation(sorted(shown.missing))
-    if shown.decision == "pending":
+    documentation = words.documentation(sorted(shown.missing), shown)
+    if shown.decision in ("pending", "not_covered"):
         documentation += [Document(["prior_lines" if where[0] == "line" else where],
-                                   f"a clarification of {words.name(name)!r} in {words.place(where)}, not a recognised name")
+                                   f"a clarification of {words.name(name)!r} in {words.place(where)}, not a recognised name",
+                                   shown.decision != "pending" or name not in shown.decisive_names)
                           for where, name in words.unrecognised(shown)]
     by_date = None
     if shown.requested is not None:
@@ -112,7 +135,53 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         version_requested=shown.requested,
         version_by_date=by_date if shown.requested is not None else None,
         what_if=shown.requested is not None,
+        did_you_mean=[Suggestion(words.place(where), words.name(name), near)
+                      for where, name in words.unrecognised(shown)
+                      if (near := nearest(name, policy)) is not None],
     )
+
+
+def nearest(folded: str, policy: Policy) -> Optional[str]:
+    """The known name an unrecognised name is a likely typo of, or None: within
+    kb/words.lp's typo_edits of exactly one known name (compared as written and
+    compacted), and no word of it ending in a drug_stem, which spells a real drug of its own."""
+    from covkb.facts import compacted
+
+    allowed = sorted((least[1], edits) for least, edits in policy.facts.get("typo_edits", ()))
+    stems = tuple(s[0] for s in policy.facts.get("drug_stem", ()))
+    edits = max((e for least, e in allowed if len(folded) >= least), default=None)
+    words = folded.replace("-", " ").replace("/", " ").split()
+    if edits is None or any(w.endswith(stems) for w in words):
+        return None
+    forms = {folded, compacted(folded)}
+    best: dict[str, int] = {}
+    for known in policy.names:
+        distance = min(_edits(form, known, edits) for form in forms)
+        if distance <= edits:
+            best[known] = distance
+    if not best:
+        return None
+    least = min(best.values())
+    closest = [k for k, d in best.items() if d == least]
+    return closest[0] if len(closest) == 1 else None
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Edits from a to b (a letter added, dropped, changed, or two neighbours swapped),
+    or limit + 1 when more than limit."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before, row = None, list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (x != y))
+            if before is not None and i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                current[j] = min(current[j], before[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        before, row = row, current
+    return row[-1]
 
 
 # Where a value may stand to a plausibility bound, by relation (kb/words.lp plausible/4).
@@ -150,11 +219,68 @@ def _yyyymmdd(day: datetime.date) -> int:
     return day.year * 10000 + day.month * 100 + day.day
 
 
-def _met_on(sources: list[tuple], case: Case, reasons: list) -> Optional[str]:
+def _remedy(kind: str, ident: str, shown: Shown, policy: Policy, words: "Words", reasons: list) -> Remedy:
+    """A criterion's remedy from kb/words.lp's atoms for the case, in its words."""
+    version = shown.version or ""
+    said = {k[0]: w for k, w in policy.facts.get("remedy_words", ())}
+    remedy = Remedy(kind, document=sorted(shown.remedy_open.get(ident, ())))
+    values: dict[str, object] = {"ident": ident}
+    if kind == "on_date":
+        sources = shown.on_date.get(ident, ())
+        day, remedy.ongoing = _met_on(sources, words.case, reasons)
+        remedy.date = day
+        for source in sources:
+            values.update({"least": source[2]} if source[0] == "age" else {"months": source[1]})
+        values["latest"] = max((_iso(t[2]) for _, t in reasons if t[0] == "within"), default="")
+        if remedy.ongoing:
+            text = said["ongoing"]
+        elif day is None:
+            text = said["on_date_unknown"]  # these words name the date of birth they need
+        elif remedy.document:
+            text = policy.words.get(("on_date_event", sources[0][0]), said["on_date"])
+        else:
+            text = said["on_date"]
+        text = text.format(date=day, **values)
+        if day is not None:
+            end = policy.versions[version][1]
+            if int(day.replace("-", "")) > end:
+                remedy.version_ends = _iso(end)
+                number = int(day.replace("-", ""))
+                remedy.version_then = next((v for v, (start, last) in policy.versions.items()
+                                            if start <= number <= last), None)
+                text = _beyond(text, said, policy, version, ident, remedy)
+    elif kind == "request":
+        text = policy.remedies.get((version, ident), "")
+    elif kind == "after_treatment":
+        treatment = {(v, i): w for v, i, w in policy.facts.get("treatment", ())}
+        text = said[kind].format(treatment=treatment.get((version, ident), ""))
+    else:
+        text = said.get(kind, kind)
+    if remedy.document and not (kind == "on_date" and remedy.date is None and not remedy.ongoing):
+        text = said["pending"].format(remedy=text, fields=", ".join(words.sendable(f) for f in remedy.document))
+    remedy.words = text
+    return remedy
+
+
+def _beyond(text: str, said: dict, policy: Policy, version: str, ident: str, remedy: Remedy) -> str:
+    """A date after the applied version's end: say so, and how the version then reads it."""
+    then = remedy.version_then
+    start = policy.versions[then][0] if then else None
+    moved = next((p[3] for p in policy.facts.get("correspond", ())
+                  if p[0] == version and p[1] == ident and p[2] == then), None)
+    guideline = said["guidelines"].format(ident=f"criterion {ident} of version {version}") \
+        if isinstance(moved, tuple) else ""
+    return said["version_ends"].format(remedy=text, version=version, end=remedy.version_ends,
+                                       start=_iso(start) if start else "", next=then or "none",
+                                       then=guideline)
+
+
+def _met_on(sources: list[tuple], case: Case, reasons: list) -> tuple[Optional[str], bool]:
     """The first date of service on which core.lp's arithmetic (as covkb.arith evaluates
     it) meets a criterion met with time: `age(F, A)`, the age from the birth date in F
     reaches A; `window(M)`, the window of M months back no longer holds the latest date
-    the criterion's within/3 reasons name."""
+    the criterion's within/3 reasons name. No date, and True, when that latest date is the
+    date of service: disease ongoing then (kb/words.lp, remedy_words(ongoing, ...))."""
     from covkb import arith
 
     found = None
@@ -170,6 +296,8 @@ def _met_on(sources: list[tuple], case: Case, reasons: list) -> Optional[str]:
             latest = max((term[2] for _, term in reasons if term[0] == "within"), default=None)
             if latest is None:
                 continue
+            if latest == _yyyymmdd(case.date_of_service):
+                return None, True
             start = datetime.date(latest // 10000, latest // 100 % 100, latest % 100)
             day, met = _add_months(start, months), lambda d: (arith.window_start(d, months) or 0) > latest
         if day is None:
@@ -181,7 +309,7 @@ def _met_on(sources: list[tuple], case: Case, reasons: list) -> Optional[str]:
                 found = max(found or day, day)
                 break
             day += datetime.timedelta(days=1)
-    return found.isoformat() if found else None
+    return (found.isoformat() if found else None), False
 
 
 def _add_months(day: datetime.date, months: int) -> Optional[datetime.date]:
@@ -242,22 +370,30 @@ class Words:
         unit = self.units.get(path)
         return f"{self.label(path)} ({unit})" if unit else self.label(path)
 
-    def documentation(self, missing: list[str]) -> list["Document"]:
-        """The missing fields in words, alternatives of one group as "one of"."""
+    def documentation(self, missing: list[str], shown: Optional[Shown] = None) -> list["Document"]:
+        """The missing fields in words, alternatives of one group as "one of" (or "each of"
+        where the case needs every one, kb/words.lp all_of), each marked when it is only
+        for a resubmission."""
         out: list[Document] = []
         seen: dict[str, Document] = {}
+        joins = {g[0]: (start, join) for g, start, join in
+                 (self.policy.facts.get("group_words", ()) if self.policy else ())}
         for path in missing:
             group = self.group.get(path)
             if group and group in seen:
                 seen[group].fields.append(path)
                 continue
-            item = Document([path], self.sendable(path))
+            item = Document([path], self.sendable(path),
+                            shown is not None and path in shown.for_resubmission)
             out.append(item)
             if group:
                 seen[group] = item
+        every = shown.all_of if shown is not None else set()
         for item in out:
             if len(item.fields) > 1:
-                item.words = "one of: " + ", or ".join(self.sendable(f) for f in item.fields)
+                start, join = joins.get("all_of" if self.group[item.fields[0]] in every else "one_of",
+                                        ("one of: ", ", or "))
+                item.words = start + join.join(self.sendable(f) for f in item.fields)
         return out
 
     @staticmethod
@@ -297,10 +433,16 @@ class Words:
         policy = self.policy
         not_met = [c for c in criteria if c.status == "not_met"]
         unknown = [c.id for c in criteria if c.status == "unknown"]
-        template = policy.words.get(("rule_words", shown.rule or ""), shown.rule or "")
+        rule = shown.reason_rule or shown.rule or ""
+        template = policy.words.get(("rule_words", rule), rule)
+        if shown.decision == "pending":  # what cannot change the decision is not asked for
+            documentation = [d for d in documentation if not d.for_resubmission]
+            unknown = [c.id for c in criteria if c.id in shown.can_change]
+        unasserted = policy.facts.get("unasserted_words", [("",)])[0][0]
         return template.format(
             facts="; ".join(self.failed(shown, c) for c in not_met),
             unknown=("criterion " if len(unknown) == 1 else "criteria ") + _join(unknown),
+            unasserted="".join(unasserted.format(category=c) for c in sorted(shown.unasserted)),
             documents="; ".join(d.words for d in documentation),
             contract=policy.words.get(("contract_words", shown.contract or ""), ""),
             version=shown.version,
@@ -375,6 +517,9 @@ class Words:
         if kind == "within":
             return (f"{args[0]} has {_iso(args[1])}, on or after "
                     f"{_iso(args[2])}, the start of the window {ident} looks back over")
+        if kind == "before":
+            return self.policy.words[("term_words", "before")].format(
+                field=args[0], date=_iso(args[1]), start=_iso(args[2]), ident=ident)
         return repr(term)
 
     def advisory(self, term: tuple) -> str:

@@ -1,0 +1,53 @@
+"""Did-you-mean hints (SPEC §4.13: unrecognised names are kept and reported): a hint is
+offered only for a likely typo, never another real drug, and it is part of the JSON
+result as well as of `explain`."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cases import case, decide
+from covkb import case as cases
+from covkb.cli import app
+from covkb.explain import as_text, explain
+
+runner = CliRunner()
+
+
+def hints(data):
+    return [(s.field, s.name, s.nearest) for s in decide(data).did_you_mean]
+
+
+@pytest.mark.parametrize("changes, name", [
+    # mezigdomide is a real cereblon modulator (-mide), not a misspelt pomalidomide
+    ({"prior_lines": [["mezigdomide"], ["VRd", "daratumumab"]]}, "mezigdomide"),
+    # anito-cel is a real CAR-T product (-cel), not a misspelt axi-cel
+    ({"prior_cell_therapies": ["anito-cel"]}, "anito-cel"),
+    # a three-letter shorthand is as near many names as one: no guess at 'flucy'
+    ({"concurrent_therapies": [{"agent": "Flu", "purpose": "lymphodepletion"}]}, "Flu"),
+    # as near karmma-2 as karmma-3: no one name to offer
+    ({"clinical_trials": ["KarMMa-8"]}, "KarMMa-8"),
+])
+def test_a_name_that_is_no_likely_typo_is_offered_no_known_name(changes, name):
+    data = case(**changes)
+    if not any(n.name == name for n in explain(cases.from_object(data)).unrecognised):
+        pytest.skip(f"{name} is a recognised name in this knowledge base")
+    assert hints(data) == []
+    text = as_text(explain(cases.from_object(data)))
+    assert "did you mean" not in text and "may be a typo" not in text
+
+
+def test_a_likely_typo_is_offered_the_known_name_in_the_json_result():
+    data = case(prior_lines=[["Revlimid", "Velcaid"], ["Darzalx"]])
+    assert hints(data) == [("prior_lines line 1", "Velcaid", "velcade"),
+                           ("prior_lines line 2", "Darzalx", "darzalex")]
+    out = runner.invoke(app, ["check", "-", "--format", "json"], input=json.dumps(data))
+    assert json.loads(out.stdout)["did_you_mean"] == [
+        {"field": "prior_lines line 1", "name": "Velcaid", "nearest": "velcade"},
+        {"field": "prior_lines line 2", "name": "Darzalx", "nearest": "darzalex"}]
+
+
+def test_a_result_with_no_hint_has_no_did_you_mean_field():
+    out = runner.invoke(app, ["check", "-", "--format", "json"], input=json.dumps(case()))
+    assert "did_you_mean" not in json.loads(out.stdout)
