@@ -66,3 +66,15 @@ def pytest_runtest_logstart(nodeid, location):
 def pytest_internalerror(excrepr, excinfo):
     if _RUNNING:
         print(f"INTERNALERROR while running {_RUNNING[0]}")
+
+
+@pytest.fixture(autouse=True)
+def _sources_of_this_test_only():
+    # A command names each fact's FHIR source through a context variable, set once per
+    # process by the command that read the case. Tests run many commands in one process
+    # (typer's CliRunner): each test starts with none, and leaves none to the next.
+    from covkb.result import SOURCES
+
+    token = SOURCES.set({})
+    yield
+    SOURCES.reset(token)
