@@ -240,6 +240,33 @@ def diff_versions(
     typer.echo(as_json(result) if format is Format.json else diff_text(result))
 
 
+class LintFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def lint(
+    version: Optional[str] = typer.Option(None, POLICY_VERSION, help="The version to lint (default: the newest)."),
+    format: LintFormat = typer.Option(LintFormat.text, "--format", "-f",
+                                      help="text: the findings; json: with each witness case; "
+                                           "markdown: a table per kind, for the policy team."),
+) -> None:
+    """What a policy author should see before publishing a version, each finding proved by
+    clingo over the whole case space `covkb diff` searches: criteria implied by others (so
+    never the only reason for a denial), criteria that can never be the deciding one or never
+    be met, quoted words that join with OR what the rules conjoin, and a bound stated
+    differently in the criteria and the guidelines. A witness case is given where one exists,
+    re-decided by `covkb check`'s path. Exit 0 with or without findings."""
+    from covkb.lint import as_markdown, as_text as lint_text, lint as run_lint
+    from covkb.render import as_json
+
+    result = run_lint(_known_version(version, POLICY_VERSION))
+    typer.echo(as_json(result) if format is LintFormat.json
+               else as_markdown(result) if format is LintFormat.markdown else lint_text(result))
+
+
 @app.command()
 def versions() -> None:
     """List the policy versions with the dates they are in force."""
