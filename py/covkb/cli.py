@@ -267,6 +267,38 @@ def lint(
                else as_markdown(result) if format is LintFormat.markdown else lint_text(result))
 
 
+class Allow(str, enum.Enum):
+    clinical = "clinical"
+
+
+@app.command()
+def whatif(
+    case: Path = CASE_ARGUMENT,
+    allow: list[Allow] = typer.Option([], "--allow",
+                                      help="Also change fields of this remedy kind: clinical (a new documented "
+                                           "clinical status). Without it only what the request itself can change "
+                                           "(remedy kind request: dose, center, specialist, concurrent therapies) "
+                                           "and documentation of what is undocumented; history never changes."),
+    version: Optional[str] = typer.Option(None, POLICY_VERSION, help=VERSION_HELP),
+    limit: int = typer.Option(10, "--limit", min=1, help="List at most this many alternatives of the smallest size."),
+    format: Format = typer.Option(Format.text, "--format", "-f",
+                                  help="text: each alternative, its decision and a sentence for a provider letter; "
+                                       "json: the same with each alternative's case."),
+) -> None:
+    """The smallest changes that make the request covered, found by clingo over the request
+    and the classes the knowledge base's thresholds make. Numbers move to the nearest value
+    of a class, exactly (a dose of 600 becomes 510); every alternative of the smallest size
+    is re-decided as `covkb check` decides it. A criterion met from a date is reported with
+    its date; for a pending request, which documented values meet or fail each unknown
+    criterion."""
+    from covkb.render import as_json
+    from covkb.terminal import printable
+    from covkb.whatif import as_text as whatif_text, whatif as run_whatif
+
+    answer = run_whatif(_load(case), Allow.clinical in allow, _known_version(version), limit)
+    typer.echo(as_json(answer) if format is Format.json else printable(whatif_text(answer)))
+
+
 @app.command()
 def versions() -> None:
     """List the policy versions with the dates they are in force."""
