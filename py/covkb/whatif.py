@@ -200,7 +200,8 @@ class _Space:
             if field.options[0].value is not ABSENT:
                 fact(F("now", [S(field.path)]))
             mine = None
-            number = field.options[0].value if isinstance(field.options[0].value, Decimal) else None
+            value = field.options[0].value
+            number = Decimal(value) if isinstance(value, (int, Decimal)) and not isinstance(value, bool) else None
             for position, option in enumerate(field.options):
                 key = [S(field.path), N(position)]
                 fact(F("option", key))
@@ -436,6 +437,8 @@ def _field_words(directory: Optional[Path]) -> tuple[dict, dict]:
 # Rendering.
 # ---------------------------------------------------------------------------
 def _phrase(change: Change, words: tuple[dict, dict]) -> str:
+    """A change in words: what the request does, or (documentation, a clinical status) what
+    the record shows."""
     labels, units = words
     label = labels.get(change.field, change.field)
     unit = units.get(change.field)
@@ -443,21 +446,23 @@ def _phrase(change: Change, words: tuple[dict, dict]) -> str:
     for tail in (" or more", " or less"):
         if unit and change.words.endswith(tail):
             said = f"{change.words[:-len(tail)]} {unit}{tail}"
-    stated = change.how in ("document", "clinical")
+    shown = _stated(change)
     if change.to is True or change.to is False:
-        if stated:
-            return f"{label if change.to else 'no ' + label} is documented"
+        if shown:
+            return label if change.to else f"no {label}"
         return f"the request is {'' if change.to else 'not '}{label}"
     if _is_number_words(change.words):
-        if stated:
+        if shown:
             joined = "" if change.words.split(" ")[0] in ("above", "below", "from") else "of "
-            return f"a {label} {joined}{said} is documented"
+            return f"a {label} {joined}{said}"
         return f"the {label} is {said}"
-    if change.words.startswith(_WITHOUT) and not stated:
+    if change.words.startswith(_WITHOUT) and not shown:
         return f"the {label} leave out {change.words[len(_WITHOUT):]}"
-    if isinstance(change.to, list) and not change.to:
-        return f"{label}: none" + (" is documented" if stated else "")
-    return f"{label}: {change.words}" + (" is documented" if stated else "")
+    return f"{label}: {change.words}"
+
+
+def _stated(change: Change) -> bool:
+    return change.how in ("document", "clinical")
 
 
 def _is_number_words(text: str) -> bool:
@@ -465,12 +470,22 @@ def _is_number_words(text: str) -> bool:
     return head in ("above", "below", "from") or head.replace(".", "", 1).isdigit()
 
 
+def _and(parts: list[str], between: str = ", ") -> str:
+    return parts[0] if len(parts) == 1 else between.join(parts[:-1]) + " and " + parts[-1]
+
+
 def _sentence(changes: list[Change], waived: list[Waived], words, decision: str) -> str:
-    parts = [_phrase(c, words) for c in changes]
-    parts += [f"criterion {w.criterion} is met" + (f" from {w.date}" if w.date else f" ({w.remedy})") for w in waived]
-    said = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    done = [_phrase(c, words) for c in changes if not _stated(c)]
+    done += [f"the date of service is {w.date} or later (criterion {w.criterion} is met from then)" if w.date
+             else f"criterion {w.criterion} is met ({w.remedy})" for w in waived]
+    shown = [_phrase(c, words) for c in changes if _stated(c)]
+    said = []
+    if done:
+        said.append(_and(done))
+    if shown:
+        said.append(("the record documents " if len(shown) == 1 else "the record documents: ") + _and(shown, "; "))
     head = "Covered if " if decision == "covered" else f"Decided {decision} even if "
-    return head + said + "."
+    return head + ", and ".join(said) + "."
 
 
 def as_text(answer: WhatIf) -> str:
