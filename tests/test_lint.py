@@ -29,6 +29,15 @@ def v2025():
     return lint("2025-11-01")
 
 
+def _lint_with(tmp_path, version, change):
+    """Lint a copy of kb/ whose version file `change` rewrites."""
+    copy = tmp_path / "kb"
+    shutil.copytree(KB, copy)
+    path = copy / f"v{version}.lp"
+    path.write_text(change(path.read_text()))
+    return lint(version, copy)
+
+
 def _of(result, kind):
     return {tuple(f.criteria): f for f in result.findings if f.kind == kind}
 
@@ -80,13 +89,10 @@ def test_2024_g_and_6_is_joined_as_the_rules_join_it(v2024):
 
 @pytest.mark.slow
 def test_the_connective_is_read_from_the_kb_words(tmp_path):
-    copy = tmp_path / "kb"
-    shutil.copytree(KB, copy)
-    version = copy / "v2025-11-01.lp"
-    text = version.read_text()
-    assert "modified T-cell therapy; OR\n" in text
-    version.write_text(text.replace("modified T-cell therapy; OR\n", "modified T-cell therapy; AND\n", 1))
-    assert not _of(lint("2025-11-01", copy), "or_where_and")
+    words = "modified T-cell therapy; OR\n"
+    assert words in (KB / "v2025-11-01.lp").read_text()
+    fixed = _lint_with(tmp_path, "2025-11-01", lambda text: text.replace(words, words.replace("OR", "AND"), 1))
+    assert not _of(fixed, "or_where_and")
 
 
 def test_criteria_and_guidelines_state_the_same_bounds(v2024, v2025):
@@ -98,11 +104,9 @@ def test_criteria_and_guidelines_state_the_same_bounds(v2024, v2025):
 
 @pytest.mark.slow
 def test_a_guideline_bound_unlike_its_criterion_is_found_with_a_value_between(tmp_path):
-    copy = tmp_path / "kb"
-    shutil.copytree(KB, copy)
-    with (copy / "v2025-11-01.lp").open("a") as kb:
-        kb.write('\nbound("2025-11-01",dose_guideline,"dose_million_car_t_cells",le,460).\n')
-    finding = _of(lint("2025-11-01", copy), "bound_differs")[("dose", "dose_guideline")]
+    changed = _lint_with(tmp_path, "2025-11-01", lambda text: text + (
+        '\nbound("2025-11-01",dose_guideline,"dose_million_car_t_cells",le,460).\n'))
+    finding = _of(changed, "bound_differs")[("dose", "dose_guideline")]
     assert "le 510" in finding.message and "le 460" in finding.message
     dose = finding.witness.case["dose_million_car_t_cells"]
     assert 460 < dose <= 510
@@ -121,3 +125,25 @@ def test_cli_formats():
     assert markdown.exit_code == 0 and "| 5, 6 |" in markdown.output
     bad = runner.invoke(app, ["lint", "--policy-version", "2023-01-01"])
     assert bad.exit_code == 2 and "--policy-version" in bad.output
+
+
+def test_criteria_and_guidelines_do_not_part_on_any_value(v2024, v2025):
+    # 2024-08-21 has no Policy Guidelines; 2025-11-01's guidelines speak of creatinine
+    # clearance, ejection fraction, cardiac disease and infections, which no 2025 criterion reads.
+    assert not _of(v2024, "guideline_differs") and not _of(v2025, "guideline_differs")
+
+
+@pytest.mark.slow
+def test_a_guideline_window_unlike_its_criterion_is_found_with_a_date_between(tmp_path):
+    # 5e: "clinically significant cardiac disease within in the past 6 months"; a made-up
+    # guideline of the same version speaking of the past 3 months parts from it.
+    changed = _lint_with(tmp_path, "2024-08-21", lambda text: text + (
+        '\nmonths_back(3).\n'
+        'advisory(K,guideline_date("significant_cardiac_disease_dates",D,"3 months")) :- '
+        'in2024(K), cardiac(K,D), window_start(K,3,S), D >= S.\n'))
+    finding = _of(changed, "guideline_differs")[("5e",)]
+    (day,) = finding.witness.case["significant_cardiac_disease_dates"]
+    service = finding.witness.case["date_of_service"]
+    assert service == "2024-08-21"
+    assert "2024-02-21" <= day < "2024-05-21"  # inside 6 months back, before 3 months back
+    assert finding.witness.not_met == ["5e"]

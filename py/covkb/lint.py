@@ -54,6 +54,7 @@ KINDS = {
     "never_fails": "never fails",
     "or_where_and": "quoted as OR where the rules conjoin",
     "bound_differs": "a bound stated differently in the criteria and the guidelines",
+    "guideline_differs": "a criterion and a guideline of the version part on a value",
 }
 
 
@@ -227,6 +228,13 @@ def lint(version: Optional[str] = None, directory: Optional[Path] = None) -> Lin
                                 f"{f}: criterion {i} says {stated(i)}, its guideline {g} says {stated(g)}",
                                 witness.of(symbols[("bound_parts", i, g, f)])
                                 if ("bound_parts", i, g, f) in symbols else None))
+    spoken = {f for (f,) in atoms.get("guideline_on", [])}
+    parting = set(atoms.get("parts_on", []))
+    for i, f in sorted(set(atoms.get("criterion_on", [])), key=lambda p: (_policy_order(p[0]), p[1])):
+        if f in spoken and (i, f) in parting:
+            findings.append(Finding("guideline_differs", [i], f"{f}: criterion {i} and a Policy Guidelines "
+                                    f"advisory of this version part on a value of it (a threshold or window "
+                                    f"stated differently)", witness.of(symbols[("parts_on", i, f)])))
     return Lint(version, criteria, findings, round(time.perf_counter() - started, 2))
 
 

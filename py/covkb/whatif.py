@@ -477,15 +477,17 @@ def _and(parts: list[str], between: str = ", ") -> str:
 def _sentence(changes: list[Change], waived: list[Waived], words, decision: str) -> str:
     done = [_phrase(c, words) for c in changes if not _stated(c)]
     done += [f"the date of service is {w.date} or later (criterion {w.criterion} is met from then)" if w.date
-             else f"criterion {w.criterion} is met ({w.remedy})" for w in waived]
+             else f"criterion {w.criterion} is met ({w.remedy.replace('_', ' ')})" for w in waived]
     shown = [_phrase(c, words) for c in changes if _stated(c)]
     said = []
     if done:
         said.append(_and(done))
     if shown:
         said.append(("the record documents " if len(shown) == 1 else "the record documents: ") + _and(shown, "; "))
-    head = "Covered if " if decision == "covered" else f"Decided {decision} even if "
-    return head + ", and ".join(said) + "."
+    if decision == "covered":
+        return "Covered if " + ", and ".join(said) + "."
+    # a criterion met only after something the request cannot bring about, at no date given
+    return f"Decided {decision} as it stands; covered once " + ", and ".join(said) + "."
 
 
 def as_text(answer: WhatIf) -> str:
