@@ -157,3 +157,23 @@ def test_every_alternative_re_decides_as_covered(data, clinical):
         if all(w.date for w in answer.waived):
             assert alternative.decision == "covered", alternative
             assert check(from_object(alternative.case)).decision == "covered"
+
+
+def test_no_change_undoes_a_criterion_met():
+    # A second ide-cel infusion (4, 5c, 5g, 8: history). Failing 2 would open the compendium
+    # pathway, for "an indication ... not listed as an indication above": never a remedy.
+    answer = whatif(_fact("not-covered-compendium-second-infusion-2024.json"), allow_clinical=True)
+    assert not answer.alternatives
+    assert answer.blocking == ["4", "5c", "5g", "8"]
+
+
+def test_an_unrecognised_name_is_clarified_not_documented():
+    answer = whatif(_fact("pending-unrecognised-trial-2025.json"))
+    (alternative,) = answer.alternatives
+    (change,) = alternative.changes
+    assert (change.field, change.how) == ("clinical_trials", "clarify")
+    assert alternative.decision == "covered" and "clarifies" in alternative.sentence
+    settles = {s.criterion: s for s in answer.pending}["4"]
+    # 2025-11-01 lists idecabtagene vicleucel alone: a trial of it fails 4
+    assert any("idecabtagene vicleucel" in o.value for o in settles.not_met_when if o.field == "clinical_trials")
+    assert not any("idecabtagene vicleucel" in o.value for o in settles.met_when if o.field == "clinical_trials")

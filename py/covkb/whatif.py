@@ -38,7 +38,7 @@ _FIXED = {"case", "case_id", "date_of_service"}
 
 class Change(msgspec.Struct, omit_defaults=True):
     field: str
-    how: str  # request, clinical or document
+    how: str  # request, clinical, document (undocumented) or clarify (documented, left unknown)
     was: Any = None  # the request's value (absent when undocumented)
     to: Any = None  # the new value, exact
     words: str = ""  # the new value in words: "510", "above 45", "true"
@@ -173,7 +173,8 @@ def _without(value: Any) -> list[Option]:
 
 
 class _Space:
-    def __init__(self, case: Case, version: str, directory: Optional[Path]):
+    def __init__(self, case: Case, version: str, directory: Optional[Path], met: list[str]):
+        self.met = met
         self.raw = _plain(case)
         self.service = case.date_of_service
         kb = _kb_facts(directory)
@@ -186,6 +187,7 @@ class _Space:
         self.directory = directory
 
     def load(self, backend, unknown: list[str], allow: list[str], waived: list[str]) -> None:
+        """The request and its space as facts for whatif.lp (see its head)."""
         F, S, N = clingo.Function, clingo.String, clingo.Number
 
         def fact(symbol):
@@ -234,6 +236,8 @@ class _Space:
             fact(F("gives", [S("(rest)"), N(0), term]))
         for ident in unknown:
             fact(F("unknown_now", [S(ident)]))
+        for ident in self.met:
+            fact(F("met_now", [S(ident)]))
         for kind in allow:
             fact(F("allow", [F(kind)]))
         for ident in waived:
@@ -283,7 +287,7 @@ def whatif(case: Case, allow_clinical: bool = False, version: Optional[str] = No
         answer.message = f"{result.label}: this policy does not decide the request, so no change to it can make it covered"
         return answer
 
-    where = _Space(case, result.version, directory)
+    where = _Space(case, result.version, directory, [c.id for c in result.criteria if c.status == "met"])
     words = _field_words(directory)
     if unknown:
         answer.pending = _pending(where, unknown, allow, [w.criterion for w in waived], words)
@@ -462,7 +466,7 @@ def _phrase(change: Change, words: tuple[dict, dict]) -> str:
 
 
 def _stated(change: Change) -> bool:
-    return change.how in ("document", "clinical")
+    return change.how in ("document", "clinical", "clarify")
 
 
 def _is_number_words(text: str) -> bool:
@@ -478,12 +482,11 @@ def _sentence(changes: list[Change], waived: list[Waived], words, decision: str)
     done = [_phrase(c, words) for c in changes if not _stated(c)]
     done += [f"the date of service is {w.date} or later (criterion {w.criterion} is met from then)" if w.date
              else f"criterion {w.criterion} is met ({w.remedy.replace('_', ' ')})" for w in waived]
-    shown = [_phrase(c, words) for c in changes if _stated(c)]
-    said = []
-    if done:
-        said.append(_and(done))
-    if shown:
-        said.append(("the record documents " if len(shown) == 1 else "the record documents: ") + _and(shown, "; "))
+    said = [_and(done)] if done else []
+    for how, verb in (("clarify", "clarifies"), ("document", "documents"), ("clinical", "documents")):
+        shown = [_phrase(c, words) for c in changes if c.how == how]
+        if shown:
+            said.append(f"the record {verb}{' ' if len(shown) == 1 else ': '}" + _and(shown, "; "))
     if decision == "covered":
         return "Covered if " + ", and ".join(said) + "."
     # a criterion met only after something the request cannot bring about, at no date given
