@@ -46,7 +46,8 @@ def test_a_dose_over_the_range_moves_to_510_exactly_and_a_specialist_orders_it()
     assert only.sentence.startswith("Covered if the planned dose is 510 x 10^6 CAR-positive T cells and ")
 
 
-@pytest.mark.parametrize("dose, nearest", [("200", 300), ("510.01", 510), ("299.999", 300)])
+@pytest.mark.parametrize("dose, nearest", [("200", 300), ("510.01", 510), ("299.999", 300),
+                                           ("510.000000000000000000000000000001", 510)])
 def test_a_dose_moves_to_the_nearest_end_of_300_to_510(dose, nearest):
     answer = whatif(from_object(case(dose_million_car_t_cells=Decimal(dose))))
     (alternative,) = answer.alternatives
@@ -107,6 +108,17 @@ def test_a_date_remedy_is_reported_with_its_date_and_re_decided_on_it():
     assert not alternative.changes and alternative.case["date_of_service"] == expected
     assert alternative.decision == "covered"
     assert expected in alternative.sentence
+
+
+def test_an_age_is_met_from_the_18th_birthday_and_the_dose_still_moves():
+    # "Individual is 18 years of age or older": born 2008-01-15, 18 on 2026-01-15
+    answer = whatif(from_object(case(member={"birth_date": "2008-01-15"}, dose_million_car_t_cells=Decimal(600))))
+    (waived,) = answer.waived
+    assert (waived.criterion, waived.remedy, waived.date) == ("1", "on_date", "2026-01-15")
+    (alternative,) = answer.alternatives
+    assert [(c.field, c.to) for c in alternative.changes] == [("dose_million_car_t_cells", Decimal(510))]
+    assert alternative.case["date_of_service"] == "2026-01-15" and alternative.decision == "covered"
+    assert "2026-01-15 or later" in alternative.sentence
 
 
 def test_a_pending_request_says_what_documentation_settles_each_criterion():

@@ -430,20 +430,21 @@ def _no_route(blocking, not_met, allow_clinical) -> str:
             + extra)
 
 
-def _field_words(directory: Optional[Path]) -> tuple[dict, dict]:
+def _field_words(directory: Optional[Path]) -> tuple[dict, dict, dict]:
     from covkb.decide import policy
 
     facts = policy(directory).facts
-    return ({f: w for f, w in facts.get("field_words", ())}, {f: u for f, u in facts.get("field_unit", ())})
+    return ({f: w for f, w in facts.get("field_words", ())}, {f: u for f, u in facts.get("field_unit", ())},
+            {k[0] if isinstance(k, tuple) else k: w for k, w in facts.get("remedy_words", ())})
 
 
 # ---------------------------------------------------------------------------
 # Rendering.
 # ---------------------------------------------------------------------------
-def _phrase(change: Change, words: tuple[dict, dict]) -> str:
+def _phrase(change: Change, words: tuple[dict, dict, dict]) -> str:
     """A change in words: what the request does, or (documentation, a clinical status) what
     the record shows."""
-    labels, units = words
+    labels, units, _ = words
     label = labels.get(change.field, change.field)
     unit = units.get(change.field)
     said = change.words + (f" {unit}" if unit else "")
@@ -480,8 +481,15 @@ def _and(parts: list[str], between: str = ", ") -> str:
 
 def _sentence(changes: list[Change], waived: list[Waived], words, decision: str) -> str:
     done = [_phrase(c, words) for c in changes if not _stated(c)]
-    done += [f"the date of service is {w.date} or later (criterion {w.criterion} is met from then)" if w.date
-             else f"criterion {w.criterion} is met ({w.remedy.replace('_', ' ')})" for w in waived]
+    remedies = words[2]
+    for w in waived:
+        if w.date:
+            done.append(f"the date of service is {w.date} or later (criterion {w.criterion} is met from then)")
+        else:
+            said = next((t for t in (remedies.get(f"{w.remedy}_unknown"), remedies.get(w.remedy))
+                         if t and "{" not in t), w.remedy.replace("_", " "))
+            done.append(f"criterion {w.criterion} is {said}" if said.startswith("met ")
+                        else f"criterion {w.criterion} is met ({said})")
     said = [_and(done)] if done else []
     for how, verb in (("clarify", "clarifies"), ("document", "documents"), ("clinical", "documents")):
         shown = [_phrase(c, words) for c in changes if c.how == how]
