@@ -244,6 +244,65 @@ def diff_versions(
     typer.echo(as_json(result) if format is Format.json else diff_text(result))
 
 
+class LintFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def lint(
+    version: Optional[str] = typer.Option(None, POLICY_VERSION, help="The version to lint (default: the newest)."),
+    format: LintFormat = typer.Option(LintFormat.text, "--format", "-f",
+                                      help="text: the findings; json: with each witness case; "
+                                           "markdown: a table per kind, for the policy team."),
+) -> None:
+    """What a policy author should see before publishing a version, each finding proved by
+    clingo over the whole case space `covkb diff` searches: criteria implied by others (so
+    never the only reason for a denial), criteria that can never be the deciding one or never
+    be met, quoted words that join with OR what the rules conjoin, and a bound stated
+    differently in the criteria and the guidelines. A witness case is given where one exists,
+    re-decided by `covkb check`'s path. Exit 0 with or without findings."""
+    from covkb.lint import as_markdown, as_text as lint_text, lint as run_lint
+    from covkb.render import as_json
+
+    result = run_lint(_known_version(version, POLICY_VERSION))
+    typer.echo(as_json(result) if format is LintFormat.json
+               else as_markdown(result) if format is LintFormat.markdown else lint_text(result))
+
+
+class Allow(str, enum.Enum):
+    clinical = "clinical"
+
+
+@app.command()
+def whatif(
+    case: Path = CASE_ARGUMENT,
+    allow: list[Allow] = typer.Option([], "--allow",
+                                      help="Also change fields of this remedy kind: clinical (a new documented "
+                                           "clinical status). Without it only what the request itself can change "
+                                           "(remedy kind request: dose, center, specialist, concurrent therapies) "
+                                           "and documentation of what is undocumented; history never changes."),
+    version: Optional[str] = typer.Option(None, POLICY_VERSION, help=VERSION_HELP),
+    limit: int = typer.Option(10, "--limit", min=1, help="List at most this many alternatives of the smallest size."),
+    format: Format = typer.Option(Format.text, "--format", "-f",
+                                  help="text: each alternative, its decision and a sentence for a provider letter; "
+                                       "json: the same with each alternative's case."),
+) -> None:
+    """The smallest changes that make the request covered, found by clingo over the request
+    and the classes the knowledge base's thresholds make. Numbers move to the nearest value
+    of a class, exactly (a dose of 600 becomes 510); every alternative of the smallest size
+    is re-decided as `covkb check` decides it. A criterion met from a date is reported with
+    its date; for a pending request, which documented values meet or fail each unknown
+    criterion."""
+    from covkb.render import as_json
+    from covkb.terminal import printable
+    from covkb.whatif import as_text as whatif_text, whatif as run_whatif
+
+    answer = run_whatif(_load(case), Allow.clinical in allow, _known_version(version), limit)
+    typer.echo(as_json(answer) if format is Format.json else printable(whatif_text(answer)))
+
+
 @app.command()
 def versions() -> None:
     """List the policy versions with the dates they are in force."""
