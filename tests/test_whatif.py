@@ -57,11 +57,23 @@ def test_a_dose_moves_to_the_nearest_end_of_300_to_510(dose, nearest):
 
 
 def test_history_is_never_changed():
-    # one prior line: criterion 3 "two or more prior lines", remedy kind history
+    # a prior cilta-cel: criterion 4 "has not received prior treatment with CAR T-cell
+    # therapy" and 5b "Prior treatment with chimeric antigen receptor therapy", remedy kind
+    # history: nothing a request or a clinician documents changes the member's history
     for clinical in (False, True):
-        answer = whatif(_fact("not-covered-one-line-2025.json"), allow_clinical=clinical)
-        assert not answer.alternatives and answer.blocking == ["3"]
-        assert "3 (history)" in answer.message
+        answer = whatif(_fact("not-covered-prior-cilta-cel-2025.json"), allow_clinical=clinical)
+        assert not answer.alternatives and answer.blocking == ["4", "5b"]
+        assert "4 (history), 5b (history)" in answer.message
+
+
+def test_one_prior_line_is_met_after_treatment_not_by_a_change():
+    # one prior line: criterion 3 "two or more prior lines" is met once the member has
+    # received another line (remedy kind after_treatment): reported as such; the request's
+    # lines are never rewritten and no alternative claims covered
+    answer = whatif(_fact("not-covered-one-line-2025.json"))
+    assert [(w.criterion, w.remedy) for w in answer.waived] == [("3", "after_treatment")]
+    assert answer.blocking == []
+    assert all(not a.changes and a.decision != "covered" for a in answer.alternatives)
 
 
 def test_a_clinical_status_changes_only_when_allowed():
