@@ -303,13 +303,15 @@ def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
               decide: Callable = decide_chunk) -> Iterator[tuple[Chunk, Decided]]:
     # Workers fork from this process: load the modules and the policy once, here.
     from covkb import api, render  # noqa: F401
-    from covkb.decide import prepare
+    from covkb.decide import choose
 
     api.versions()
     work = iter(work)
     first = next(work, None)
     if first is not None:  # compile kb/ here, once, when the chunks are big enough to use it
-        prepare(first[1].count(b"\n"))
+        choice = choose(first[1].count(b"\n"))
+        if choice.refused:  # said whatever --verbose: the run is slower than it should be
+            print(f"covkb: {choice.why}", file=sys.stderr, flush=True)
         work = chain([first], work)
     gc.freeze()
     # clingo keeps every symbol for the life of a process: workers are recycled, also one alone.
