@@ -77,12 +77,16 @@ def _unexpected(error: BaseException) -> str:
 
 def decide_chunk(chunk: Chunk, version: Optional[str] = None, log: bool = False) -> Decided:
     """Result lines for one chunk of raw lines, in order; with log, the rows to record."""
+    return _without_collector(_decide_chunk, chunk, version, log)
+
+
+def _without_collector(work: Callable, *args):
     # A chunk allocates some hundred thousand objects that reference counting frees;
     # the cycle collector would walk them again and again while they live.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _decide_chunk(chunk, version, log)
+        return work(*args)
     finally:
         if enabled:
             gc.enable()
@@ -430,13 +434,7 @@ def _stopped_message(text: str) -> str:
 def replay_chunk(chunk: Chunk, current: str, explained: bool) -> Decided:
     """A worker's part of Replay: the piece's rows decided again (compared with what was
     logged), the explanation made only for those decided differently."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _replay_chunk(chunk, current, explained)
-    finally:
-        if enabled:
-            gc.enable()
+    return _without_collector(_replay_chunk, chunk, current, explained)
 
 
 def _replay_chunk(chunk: Chunk, current: str, explained: bool) -> Decided:
