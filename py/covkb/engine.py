@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache, reduce
+from functools import reduce
 from operator import and_, itemgetter
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -553,10 +553,16 @@ _DATE_STANDS = [f"{MARK}o{i:02d}" for i in range(DATES)]
 AGE = f"{MARK}age1"
 
 
-@lru_cache(maxsize=1 << 14)
 def _text(value) -> str:
-    """clingo's text of a case value."""
-    return str(_symbol(value))
+    """clingo's text of a case value, written here: a clingo symbol made per distinct name
+    would stay in clingo's symbol table for the life of the process (a server's workers
+    meet new names with every request). A string ends at its first NUL, as clingo's does."""
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        value = value.split("\0", 1)[0]
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return value[0]
 
 
 @dataclass
@@ -760,9 +766,10 @@ class Compiled:
                 low = cases & -cases
                 bit = low.bit_length() - 1
                 cases ^= low
-                if marked:
+                if marked:  # the case's own values: parsed, not kept (reads holds kb/'s texts only)
                     stand = encoded[bit][1][1]
-                    yield name, keys[bit], read(_STAND_IN.sub(lambda m: stand[m.group(0)[1:-1]], text))
+                    own = _STAND_IN.sub(lambda m: stand[m.group(0)[1:-1]], text)
+                    yield name, keys[bit], (own, parse_arguments(own))
                 else:
                     yield name, keys[bit], got
 
