@@ -17,6 +17,34 @@ carries the format, covkb's version, the kb digest, the hash of everything the b
 read, and the SHA-256 of the body; a file owned by another user, writable by group or
 others, or failing any check is rebuilt and replaced, never used.
 
+Why the stand-ins are safe (what _flow checks). Let σ map each stand-in of a compiled case
+to the value it stands for: a distinct name outside kb/ to a distinct stand-in, the
+dates (cardiac dates, window starts) to stand-ins numbered in their order, the age and
+the case id to one stand-in each. σ is a bijection between the stand-ins a case uses and
+its values, it keeps order among dates, and no stand-in equals a string of kb/ (they
+open with a private-use character kb/ never writes; _read_kb refuses a kb/ that does),
+while a name that is a string of kb/ is kept as itself. Grounding over the stand-ins
+then gives, through σ, exactly the rule instances grounding over the values gives, as
+long as every rule does with a case value only what σ preserves:
+- passes it on, unchanged, into a head argument (every kind): the head then carries the
+  same kind at that argument path, to a fixpoint over all rules, and a path holding two
+  kinds is refused, so each consumer sees one kind;
+- joins or compares it for (in)equality with another name or a kb/ string (names only):
+  σ is injective and fixes kb/'s strings, so = and != and a join with a kb/ table come
+  out the same; a date, the age or the case id joined with kb/ data is refused;
+- compares two dates with < <= > >= = != (dates only, variable against variable): σ
+  keeps their order; a date against a constant is refused (a constant has no rank);
+- nothing else: arithmetic, any other comparison, a case value inside an aggregate
+  (#sum skips a weight that is not a number, #min/#max order strings after numbers), a
+  computed term matched against a case argument, a rule reading a raw number or date
+  (only covkb.arith's rules may, and their results are fed in) or the date of service
+  (only the version selection may; a representative date in the same versions is fed),
+  and a rule deriving the case vocabulary are refused, so kb/ is then decided by clingo.
+A case whose values outnumber the stand-ins is decided by clingo. The shown atoms read
+back have σ applied (their stand-ins replaced by the values' clingo text), so they are
+clingo's shown atoms for that case; tests/test_engine.py compares the two on every
+bundled example and generated batches, tests/test_engine_flow.py each rule shape above.
+
 Anything this cannot evaluate exactly - a knowledge base with choice rules, disjunction,
 constraints, unstratified negation, theory atoms, arithmetic other than covkb.arith's,
 a stand-in used otherwise than passed on or compared as allowed - is refused as a whole
@@ -143,6 +171,7 @@ def _head_atom(rule) -> Optional[tuple[str, list]]:
 _ARITHMETIC = {ast.ASTType.BinaryOperation, ast.ASTType.UnaryOperation, ast.ASTType.Interval,
                ast.ASTType.Pool}
 _EQUALITY = {ast.ComparisonOperator.Equal, ast.ComparisonOperator.NotEqual}
+_AGGREGATES = {ast.ASTType.BodyAggregate, ast.ASTType.Aggregate, ast.ASTType.HeadAggregate}
 
 
 def _flow(rules: list) -> None:
@@ -226,7 +255,7 @@ def _flow_rule(rule, kinds) -> bool:
             for index, argument in enumerate(atom[1]):
                 if argument is not None:
                     _bind(argument, (index,), entries, shapes, plain, rule)
-        if element.ast_type == ast.ASTType.BodyAggregate:
+        if any(n.ast_type in _AGGREGATES for n in _walk(element)):  # `C = #count{...}` is a Literal
             aggregated |= _variables(element)
     var_kind = {name: _kind(shape) for name, shape in shapes.items()}
     for name, kind in var_kind.items():
