@@ -73,8 +73,19 @@ def test_new_names_in_every_request_make_no_clingo_symbol_and_keep_nothing(monke
         assert symbols_made["count"] == 0
         assert {r.case_id for r in results} == {c.case_id for c in cases}
         kept.append(len(compiled.reads))
+        assert len(compiled.owned) <= engine.OWNED
     # what the engine keeps between requests is bounded by kb/'s shown atoms, not the cases
     assert max(kept) <= len(compiled.shown) + len(compiled.facts)
+
+
+def test_the_table_of_case_texts_is_cleared_when_full(monkeypatch):
+    monkeypatch.setenv("COVKB_ENGINE", "compiled")
+    monkeypatch.setattr(engine, "OWNED", 25)
+    compiled = engine.compiled(decide.kb_dir())
+    rng = random.Random(6)
+    for batch in range(3):
+        determine([from_json(_fresh(rng, i, batch)) for i in range(30)])
+        assert len(compiled.owned) <= 25
 
 
 @given(st.text(max_size=30))

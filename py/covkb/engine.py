@@ -75,6 +75,7 @@ MARK = "\ue000"    # stand-ins are strings opening with this private-use charact
 LINES = 12         # prior lines a compiled case may have
 NAMES = 10         # distinct names outside kb/ a compiled case may have
 DATES = 8          # distinct cardiac dates and window starts a compiled case may have
+OWNED = 4096       # parsed texts holding case values kept at most (cleared when full)
 
 # How the rules may use a value at an argument position of the case vocabulary.
 OPAQUE = "opaque"    # passed on only (the age, the case id)
@@ -443,9 +444,11 @@ def _atleast(bound: int, values: list[int], weights: list[int], everyone: int) -
     return reached[bound]
 
 
-def _compile(capture: _Capture, inputs: set[int], wanted: set[int]) -> tuple[list, int]:
+def _compile(capture: _Capture, inputs: set[int], wanted: set[int]) -> tuple[list, int, dict[int, int]]:
     """The ground program as data: steps over a vector of case sets (see _evaluate),
-    only the rules the `wanted` atoms depend on, each component after those it reads."""
+    only the rules the `wanted` atoms depend on, each component after those it reads;
+    a rule that can never fire is left out, and an atom that only copies another is read
+    from that one (the returned aliases)."""
     if capture.unsupported:
         raise Refused(f"the ground program has {capture.unsupported[0]}")
     foreign = set(capture.externals) - inputs
@@ -478,13 +481,20 @@ def _compile(capture: _Capture, inputs: set[int], wanted: set[int]) -> tuple[lis
     slots: dict[int, int] = {}  # a negated atom → the slot that holds its complement
     steps: list = []
 
+    alias: dict[int, int] = {}  # an atom whose one rule copies another atom → that atom
+    false: set[int] = set()     # atoms no rule can make true
+
+    def is_false(atom: int) -> bool:
+        return atom not in inputs and atom not in alias and (atom not in bodies or atom in false)
+
     def slot(lit: int, before: list) -> int:
         if lit > 0:
-            return lit
-        if -lit not in slots:
-            slots[-lit] = atoms + len(slots)
-            before.append(["n", -lit, slots[-lit]])
-        return slots[-lit]
+            return alias.get(lit, lit)
+        atom = alias.get(-lit, -lit)
+        if atom not in slots:
+            slots[atom] = atoms + len(slots)
+            before.append(["n", atom, slots[atom]])
+        return slots[atom]
 
     for component in _components(sorted(bodies), edges):
         cyclic = len(component) > 1 or component[0] in edges.get(component[0], ())
@@ -494,10 +504,23 @@ def _compile(capture: _Capture, inputs: set[int], wanted: set[int]) -> tuple[lis
         members = [a for a in component if a in bodies and a in needed]
         if not members:
             continue
+        if not cyclic:  # atoms of earlier components are final: a false one decides a literal
+            rules = []
+            for rule in bodies[members[0]]:
+                if rule[0] != "rule":
+                    rules.append(rule)
+                elif not any(lit > 0 and is_false(lit) for lit in rule[1]):  # else it never fires
+                    rules.append(("rule", [lit for lit in rule[1] if not (lit < 0 and is_false(-lit))]))
+            if not rules:
+                false.add(members[0])
+                continue
+            if len(rules) == 1 and rules[0][0] == "rule" and len(rules[0][1]) == 1 and rules[0][1][0] > 0:
+                alias[members[0]] = alias.get(rules[0][1][0], rules[0][1][0])
+                continue
         before: list = []  # complements of atoms of earlier components, final by now
         body: list = []
         for head in members:
-            for rule in bodies[head]:
+            for rule in (rules if not cyclic else bodies[head]):
                 if rule[0] == "rule":
                     body.append(["r", head, [slot(lit, before) for lit in rule[1]]])
                 else:
@@ -505,7 +528,7 @@ def _compile(capture: _Capture, inputs: set[int], wanted: set[int]) -> tuple[lis
                                  [w for _, w in rule[2]]])
         steps += before
         steps += [["loop", body]] if cyclic else body
-    return steps, atoms + len(slots)
+    return steps, atoms + len(slots), alias
 
 
 def _operations(steps: list, size: int) -> list[tuple]:
@@ -516,11 +539,17 @@ def _operations(steps: list, size: int) -> list[tuple]:
             raise ValueError(f"not a slot of the program: {value!r}")
         return value
 
+    def indices(values: list) -> list:
+        if type(values) is not list or (values and (set(map(type, values)) != _INT or min(values) < 0
+                                                    or max(values) >= size)):
+            raise ValueError("not slots of the program")
+        return values
+
     out: list[tuple] = []
     for step in steps:
         kind = step[0]
         if kind == "r" and len(step) == 3:
-            head, body = index(step[1]), [index(s) for s in step[2]]
+            head, body = index(step[1]), indices(step[2])
             if not body:
                 out.append((_TRUE, head, None))
             elif len(body) == 1:
@@ -545,6 +574,7 @@ def _operations(steps: list, size: int) -> list[tuple]:
 
 
 _AND, _COPY, _TRUE, _NOT, _WEIGHT, _LOOP = range(6)
+_INT = {int}
 
 
 def _evaluate(operations: list[tuple], v: list[int], M: int) -> None:
@@ -606,7 +636,8 @@ class Compiled:
     months: list[int]
     thresholds: list[tuple[str, int]]
     facts: list[tuple[str, str]] = field(default_factory=list)  # shown atoms true for every case
-    reads: dict[str, tuple] = field(default_factory=dict)
+    reads: dict[str, tuple] = field(default_factory=dict)    # kb/'s texts read back, parsed
+    owned: dict[str, tuple] = field(default_factory=dict)    # texts holding a case's values, parsed
 
     def __post_init__(self):
         self.operations = _operations(self.program, self.size)
@@ -781,7 +812,7 @@ class Compiled:
 
     def _atoms(self, v, everyone, encoded):
         keys = [key for key, _ in encoded]
-        read = self.read
+        read, owned = self.read, self.owned
         for name, text in self.facts:
             got = read(text)
             for key in keys:
@@ -795,10 +826,15 @@ class Compiled:
                 low = cases & -cases
                 bit = low.bit_length() - 1
                 cases ^= low
-                if marked:  # the case's own values: parsed, not kept (reads holds kb/'s texts only)
+                if marked:  # the case's own values: kept a while, in a table of bounded size
                     stand = encoded[bit][1][1]
                     own = _STAND_IN.sub(lambda m: stand[m.group(0)[1:-1]], text)
-                    yield name, keys[bit], (own, parse_arguments(own))
+                    got_own = owned.get(own)
+                    if got_own is None:
+                        if len(owned) >= OWNED:
+                            owned.clear()
+                        got_own = owned[own] = (own, parse_arguments(own))
+                    yield name, keys[bit], got_own
                 else:
                     yield name, keys[bit], got
 
@@ -877,7 +913,8 @@ def build(directory: Path) -> Compiled:
             always.append((symbol.name, text))
         else:
             shown.append((atom, symbol.name, text, MARK in text))
-    program, size = _compile(capture, set(inputs.values()), {atom for atom, _, _, _ in shown})
+    program, size, alias = _compile(capture, set(inputs.values()), {atom for atom, _, _, _ in shown})
+    shown = [(alias.get(atom, atom), name, text, marked) for atom, name, text, marked in shown]
     return Compiled(program, size, inputs, shown, frozenset(strings), versions, candidates, months,
                     thresholds, always)
 
