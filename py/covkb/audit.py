@@ -342,13 +342,18 @@ def verify(connection: sqlite3.Connection, expect_head: Optional[str] = None,
     return Verdict(True, count, previous)
 
 
-def replay(connection: sqlite3.Connection, ident: Optional[int] = None, chunk: int = 500):
-    """Re-decide stored inputs with the current knowledge base, reading the log a chunk at
-    a time: yields (row, now, kb changed) for each that differs, in id order; `now` is an
-    error message when the stored input no longer reads as a case."""
+def replay(connection: sqlite3.Connection, ident: Optional[int] = None, chunk: int = 500,
+           workers: int = 0):
+    """Re-decide stored inputs with the current knowledge base as batch decides (chunks on
+    worker processes, 0: one per core), reading the log a chunk at a time: a covkb.batch.
+    Replay of (row, now, explanation, kb changed) for each that differs, in id order; `now`
+    is an error message when the stored input no longer reads as a case."""
+    import os
+
+    from covkb.batch import Replay
+
     stored = (dict(row) for row in rows(connection, ident=ident))
-    for row, now, _, kb_changed in redecide(stored, kb_hash(), chunk, unreadable=True):
-        yield row, now, kb_changed
+    return Replay(stored, kb_hash(), chunk, workers or os.cpu_count() or 1)
 
 
 def redecide(stored: Iterable[dict], current: str, chunk: int = 500, unreadable: bool = False):

@@ -59,7 +59,7 @@ class Decided:
     decisions: Counter
     invalid: int
     blank: int
-    prepared: list[dict]  # decision-log rows, with log
+    prepared: list[dict]  # decision-log rows, with log; a replay's rows decided differently
 
     @staticmethod
     def joined(parts: list["Decided"]) -> "Decided":
@@ -77,12 +77,16 @@ def _unexpected(error: BaseException) -> str:
 
 def decide_chunk(chunk: Chunk, version: Optional[str] = None, log: bool = False) -> Decided:
     """Result lines for one chunk of raw lines, in order; with log, the rows to record."""
+    return _without_collector(_decide_chunk, chunk, version, log)
+
+
+def _without_collector(work: Callable, *args):
     # A chunk allocates some hundred thousand objects that reference counting frees;
     # the cycle collector would walk them again and again while they live.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _decide_chunk(chunk, version, log)
+        return work(*args)
     finally:
         if enabled:
             gc.enable()
@@ -299,17 +303,21 @@ class _Workers:
 
 
 def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
-              chunks_per_worker: int, log: bool,
-              decide: Callable = decide_chunk) -> Iterator[tuple[Chunk, Decided]]:
+              chunks_per_worker: int, log: bool, decide: Callable = decide_chunk,
+              chosen: Optional[list] = None) -> Iterator[tuple[Chunk, Decided]]:
     # Workers fork from this process: load the modules and the policy once, here.
     from covkb import api, render  # noqa: F401
-    from covkb.decide import prepare
+    from covkb.decide import choose
 
     api.versions()
     work = iter(work)
     first = next(work, None)
     if first is not None:  # compile kb/ here, once, when the chunks are big enough to use it
-        prepare(first[1].count(b"\n"))
+        choice = choose(first[1].count(b"\n"))
+        if chosen is not None:
+            chosen.append(choice)
+        if choice.refused:  # said whatever --verbose: the run is slower than it should be
+            print(f"covkb: {choice.why}", file=sys.stderr, flush=True)
         work = chain([first], work)
     gc.freeze()
     # clingo keeps every symbol for the life of a process: workers are recycled, also one alone.
@@ -360,6 +368,106 @@ def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
                     done[sequence] = Decided.joined(parts.pop(sequence))
     finally:
         pool.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Replay: the decision log's stored inputs decided again, through the same worker processes
+# ---------------------------------------------------------------------------------------
+REPLAYED = ("input_json", "version_requested", "policy_version", "decision", "label", "criteria_json",
+            "kb_sha256")
+
+
+class Replay:
+    """The stored rows that the current knowledge base decides differently, in id order, as
+    (row, now, explanation, kb changed): `now` the Result (or why the input no longer reads
+    as a case), `explanation` with explained, else None. Chunks are decided by worker
+    processes, as batch decides them; `choice` says which engine decided, once started."""
+
+    def __init__(self, stored: Iterable[dict], current: str, chunk: int = 500, workers: int = 1,
+                 explained: bool = False):
+        self.stored, self.current, self.chunk = iter(stored), current, chunk
+        self.workers, self.explained = max(workers, 1), explained
+        self.chosen: list = []
+        self.held: dict[int, dict] = {}
+
+    @property
+    def choice(self):
+        return self.chosen[0] if self.chosen else None
+
+    def _pieces(self) -> Iterator[Chunk]:
+        import json
+
+        number = 0
+        while True:
+            lines = []
+            for row in self.stored:
+                # the logged explanation (the bulk of a row) is kept only for a report's pages
+                self.held[number + len(lines)] = row if self.explained else \
+                    {k: v for k, v in row.items() if k != "explanation_json"}
+                lines.append(json.dumps({k: row[k] for k in REPLAYED}).encode() + b"\n")
+                if len(lines) >= self.chunk:
+                    break
+            if not lines:
+                return
+            yield number, b"".join(lines)
+            number += len(lines)
+
+    def __iter__(self):
+        for (first, blob), decided in _in_order(self._pieces(), self.current, self.workers, 50,
+                                                self.explained, replay_chunk, self.chosen):
+            count = blob.count(b"\n")
+            if decided.text:  # a row whose worker stopped twice: said, not skipped
+                row = self.held[first]
+                yield row, _stopped_message(decided.text), None, row["kb_sha256"] != self.current
+            for index, now, explanation, kb_changed in decided.prepared:
+                yield self.held[index], now, explanation, kb_changed
+            for index in range(first, first + count):
+                self.held.pop(index, None)
+
+
+def _stopped_message(text: str) -> str:
+    import json
+
+    return json.loads(text.splitlines()[0]).get("error", "could not be decided")
+
+
+def replay_chunk(chunk: Chunk, current: str, explained: bool) -> Decided:
+    """A worker's part of Replay: the piece's rows decided again (compared with what was
+    logged), the explanation made only for those decided differently."""
+    return _without_collector(_replay_chunk, chunk, current, explained)
+
+
+def _replay_chunk(chunk: Chunk, current: str, explained: bool) -> Decided:
+    import json
+
+    from covkb.api import determine, determine_explained
+    from covkb.audit import canonical
+
+    first, blob = chunk
+    rows = [json.loads(line) for line in blob.split(b"\n") if line]
+    differ: list[tuple] = []
+    by_version: dict = {}
+    for index, row in enumerate(rows, start=first):
+        try:
+            case = from_json(row["input_json"])
+        except InvalidCase as error:
+            differ.append((index, f"the stored input no longer reads as a case ({error.message})", None,
+                           row["kb_sha256"] != current))
+            continue
+        by_version.setdefault(row["version_requested"], []).append((index, row, case))
+    for version, group in by_version.items():
+        changed = [(index, row, case, result) for (index, row, case), result
+                   in zip(group, determine([case for _, _, case in group], version))
+                   if (result.version, result.decision, result.label, canonical(result.criteria))
+                   != (row["policy_version"], row["decision"], row["label"], row["criteria_json"])]
+        if explained and changed:
+            pairs = determine_explained([case for _, _, case, _ in changed], version)
+        else:
+            pairs = [(result, None) for _, _, _, result in changed]
+        differ += [(index, result, explanation, row["kb_sha256"] != current)
+                   for (index, row, _, _), (result, explanation) in zip(changed, pairs)]
+    differ.sort(key=lambda item: item[0])
+    return Decided("", len(rows), Counter(), 0, 0, differ)
 
 
 class Progress:

@@ -556,6 +556,9 @@ def audit_replay(
                                              "change (decision, criteria, reworded, unreadable), the decision logged "
                                              "and now, and the criteria that changed: the full list the report "
                                              "counts."),
+    workers: int = typer.Option(0, "--workers", "-w", min=0,
+                                help="Worker processes deciding chunks side by side, as batch does; "
+                                     "0 means one per core."),
 ) -> None:
     """Re-decide stored inputs with the current knowledge base and list every determination
     that would now differ. Exit 0 when none differ, 1 when any does."""
@@ -567,7 +570,8 @@ def audit_replay(
     records = None if format is ReplayFormat.text else _replay_records(format)
     try:
         total = audit.count(connection, None if all_rows else ident)
-        for row, now, kb_changed in audit.replay(connection, None if all_rows else ident):
+        replayed = audit.replay(connection, None if all_rows else ident, workers=workers)
+        for row, now, _, kb_changed in replayed:
             differ += 1
             if records is not None:
                 records(row, now, kb_changed)
@@ -578,7 +582,9 @@ def audit_replay(
                                  f"{now_text}; {cause}", lines=False))
     finally:
         connection.close()
-    typer.echo(f"replayed {total} determination(s) with kb {audit.kb_hash()[:16]}: {differ} differ", err=True)
+    engine = f" by the {replayed.choice.engine} engine" if replayed.choice else ""
+    typer.echo(f"replayed {total} determination(s) with kb {audit.kb_hash()[:16]}{engine}: {differ} differ",
+               err=True)
     if differ:
         raise typer.Exit(1)
 

@@ -200,6 +200,10 @@ def guarded(run) -> None:
 def _unexpected(error: Exception) -> None:
     from covkb.terminal import printable
 
+    decide = sys.modules.get("covkb.decide")
+    if decide is not None and isinstance(error, decide.EngineChoice):
+        echo(f"covkb: {printable(str(error), lines=False)}", err=True)
+        sys.exit(2)
     sqlite3 = sys.modules.get("sqlite3")
     if sqlite3 is not None and isinstance(error, sqlite3.DatabaseError):
         echo(f"covkb: the decision log cannot be read ({printable(str(error), lines=False)})", err=True)

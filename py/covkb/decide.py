@@ -124,28 +124,54 @@ def _control(directory: Optional[Path]) -> clingo.Control:
 COMPILED_FROM = 200
 
 
+ENGINES = ("auto", "compiled", "clingo")
+
+
+class EngineChoice(Exception):
+    """COVKB_ENGINE names no engine: a usage error."""
+
+
 def engine_name() -> str:
     """COVKB_ENGINE: clingo (clingo solves everything), compiled, or auto (the default:
-    compiled for batches of COMPILED_FROM cases or more)."""
-    return os.environ.get("COVKB_ENGINE", "auto")
+    compiled for batches of COMPILED_FROM cases or more). Anything else is EngineChoice."""
+    name = os.environ.get("COVKB_ENGINE", "auto")
+    if name not in ENGINES:
+        raise EngineChoice(f"COVKB_ENGINE={name!r} names no engine; use one of {', '.join(ENGINES)} "
+                           "(auto, the default: compiled for big batches, clingo for a few cases)")
+    return name
 
 
-def prepare(count: int, directory: Optional[Path] = None) -> str:
+@dataclass(frozen=True)
+class Choice:
+    """Which engine decides `count` cases at a time, why, and the compiler's refusal of kb/."""
+
+    engine: str  # "compiled" or "clingo"
+    why: str
+    refused: Optional[str] = None
+
+
+def choose(count: int, directory: Optional[Path] = None) -> Choice:
     """Build the compiled engine now (before batch workers fork) when deciding `count`
-    cases at a time will use it; say which engine decides and why."""
+    cases at a time will use it; which engine decides and why."""
     name = engine_name()
     if name == "clingo":
-        return "clingo decides (COVKB_ENGINE=clingo)"
+        return Choice("clingo", "clingo decides (COVKB_ENGINE=clingo)")
     if name != "compiled" and count < COMPILED_FROM:
-        return (f"clingo decides: {count} case(s) at a time, fewer than the {COMPILED_FROM} "
-                "from which the compiled engine pays for compiling kb/")
+        return Choice("clingo", f"clingo decides: {count} case(s) at a time, fewer than the {COMPILED_FROM} "
+                      "from which the compiled engine pays for compiling kb/")
     from covkb import engine
 
     where = directory or kb_dir()
     if engine.compiled(where) is None:
-        return f"clingo decides: the compiled engine refuses kb/ ({engine.refusal(where)})"
-    return ("the compiled engine decides (kb/ ground once); clingo decides any case beyond "
-            "its slots for prior lines, names and dates")
+        refused = engine.refusal(where)
+        return Choice("clingo", f"clingo decides: the compiled engine refuses kb/ ({refused})", refused)
+    return Choice("compiled", "the compiled engine decides (kb/ ground once); clingo decides any case "
+                  "beyond its slots for prior lines, names and dates")
+
+
+def prepare(count: int, directory: Optional[Path] = None) -> str:
+    """choose(), said in a sentence."""
+    return choose(count, directory).why
 
 
 def solve(cases: Iterable[tuple[int, Case, Optional[str]]],

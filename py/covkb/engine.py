@@ -6,9 +6,44 @@ names, and for values the rules may only pass on or compare, stand-ins (a placeh
 per distinct name outside kb/, per date rank, for the age). The arithmetic clingo would
 do on a case's values (covkb.arith) is fed as its result. A clingo Observer captures the
 ground program; when it is a stratified normal program (weight rules allowed) it is
-compiled into straight-line Python over ints, one bit per case, and the shown atoms that
-come out true are read back exactly as covkb.decide reads clingo's model, the case's
-own values put back for the stand-ins.
+compiled into plain data - steps over ints, one bit per case, only the rules the shown
+atoms depend on - that _evaluate runs, and the shown atoms that come out true are read
+back exactly as covkb.decide reads clingo's model, the case's own values put back for
+the stand-ins.
+
+Building takes seconds, so the build is kept in a cache file for the next process. It
+is data, never code: nothing is unpickled, unmarshalled or executed from it. Its header
+carries the format, covkb's version, the kb digest, the hash of everything the build
+read, and the SHA-256 of the body; a file owned by another user, writable by group or
+others, or failing any check is rebuilt and replaced, never used.
+
+Why the stand-ins are safe (what _flow checks). Let σ map each stand-in of a compiled case
+to the value it stands for: a distinct name outside kb/ to a distinct stand-in, the
+dates (cardiac dates, window starts) to stand-ins numbered in their order, the age and
+the case id to one stand-in each. σ is a bijection between the stand-ins a case uses and
+its values, it keeps order among dates, and no stand-in equals a string of kb/ (they
+open with a private-use character kb/ never writes; _read_kb refuses a kb/ that does),
+while a name that is a string of kb/ is kept as itself. Grounding over the stand-ins
+then gives, through σ, exactly the rule instances grounding over the values gives, as
+long as every rule does with a case value only what σ preserves:
+- passes it on, unchanged, into a head argument (every kind): the head then carries the
+  same kind at that argument path, to a fixpoint over all rules, and a path holding two
+  kinds is refused, so each consumer sees one kind;
+- joins or compares it for (in)equality with another name or a kb/ string (names only):
+  σ is injective and fixes kb/'s strings, so = and != and a join with a kb/ table come
+  out the same; a date, the age or the case id joined with kb/ data is refused;
+- compares two dates with < <= > >= = != (dates only, variable against variable): σ
+  keeps their order; a date against a constant is refused (a constant has no rank);
+- nothing else: arithmetic, any other comparison, a case value inside an aggregate
+  (#sum skips a weight that is not a number, #min/#max order strings after numbers), a
+  computed term matched against a case argument, a rule reading a raw number or date
+  (only covkb.arith's rules may, and their results are fed in) or the date of service
+  (only the version selection may; a representative date in the same versions is fed),
+  and a rule deriving the case vocabulary are refused, so kb/ is then decided by clingo.
+A case whose values outnumber the stand-ins is decided by clingo. The shown atoms read
+back have σ applied (their stand-ins replaced by the values' clingo text), so they are
+clingo's shown atoms for that case; tests/test_engine.py compares the two on every
+bundled example and generated batches, tests/test_engine_flow.py each rule shape above.
 
 Anything this cannot evaluate exactly - a knowledge base with choice rules, disjunction,
 constraints, unstratified negation, theory atoms, arithmetic other than covkb.arith's,
@@ -19,11 +54,11 @@ than the slots) is decided by clingo with the others compiled.
 
 from __future__ import annotations
 
-import marshal
 import re
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import reduce
+from operator import and_, itemgetter
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -40,6 +75,7 @@ MARK = "\ue000"    # stand-ins are strings opening with this private-use charact
 LINES = 12         # prior lines a compiled case may have
 NAMES = 10         # distinct names outside kb/ a compiled case may have
 DATES = 8          # distinct cardiac dates and window starts a compiled case may have
+OWNED = 4096       # parsed texts holding case values kept at most (cleared when full)
 
 # How the rules may use a value at an argument position of the case vocabulary.
 OPAQUE = "opaque"    # passed on only (the age, the case id)
@@ -136,6 +172,7 @@ def _head_atom(rule) -> Optional[tuple[str, list]]:
 _ARITHMETIC = {ast.ASTType.BinaryOperation, ast.ASTType.UnaryOperation, ast.ASTType.Interval,
                ast.ASTType.Pool}
 _EQUALITY = {ast.ComparisonOperator.Equal, ast.ComparisonOperator.NotEqual}
+_AGGREGATES = {ast.ASTType.BodyAggregate, ast.ASTType.Aggregate, ast.ASTType.HeadAggregate}
 
 
 def _flow(rules: list) -> None:
@@ -219,7 +256,7 @@ def _flow_rule(rule, kinds) -> bool:
             for index, argument in enumerate(atom[1]):
                 if argument is not None:
                     _bind(argument, (index,), entries, shapes, plain, rule)
-        if element.ast_type == ast.ASTType.BodyAggregate:
+        if any(n.ast_type in _AGGREGATES for n in _walk(element)):  # `C = #count{...}` is a Literal
             aggregated |= _variables(element)
     var_kind = {name: _kind(shape) for name, shape in shapes.items()}
     for name, kind in var_kind.items():
@@ -407,8 +444,11 @@ def _atleast(bound: int, values: list[int], weights: list[int], everyone: int) -
     return reached[bound]
 
 
-def _compile(capture: _Capture, inputs: set[int]) -> tuple[Callable, int]:
-    """Straight-line Python computing every atom's cases from the inputs' cases."""
+def _compile(capture: _Capture, inputs: set[int], wanted: set[int]) -> tuple[list, int, dict[int, int]]:
+    """The ground program as data: steps over a vector of case sets (see _evaluate),
+    only the rules the `wanted` atoms depend on, each component after those it reads;
+    a rule that can never fire is left out, and an atom that only copies another is read
+    from that one (the returned aliases)."""
     if capture.unsupported:
         raise Refused(f"the ground program has {capture.unsupported[0]}")
     foreign = set(capture.externals) - inputs
@@ -431,53 +471,134 @@ def _compile(capture: _Capture, inputs: set[int]) -> tuple[Callable, int]:
                 deps.append(abs(lit))
                 if lit < 0:
                     negative.setdefault(head, set()).add(-lit)
-    size = 1 + max([0, *inputs, *bodies, *(a for d in edges.values() for a in d)])
-    lines = ["def run(v, M):"]
+    needed, todo = set(wanted), list(wanted)
+    while todo:
+        for atom in edges.get(todo.pop(), ()):
+            if atom not in needed:
+                needed.add(atom)
+                todo.append(atom)
+    atoms = 1 + max([0, *inputs, *wanted, *needed])
+    slots: dict[int, int] = {}  # a negated atom → the slot that holds its complement
+    steps: list = []
 
-    def literal(lit: int) -> str:
-        return f"v[{lit}]" if lit > 0 else f"(M ^ v[{-lit}])"
+    alias: dict[int, int] = {}  # an atom whose one rule copies another atom → that atom
+    false: set[int] = set()     # atoms no rule can make true
 
-    def assign(head: int, rules: list, op: str) -> None:
-        first = op
-        for rule in rules:
-            if rule[0] == "rule":
-                body = rule[1]
-                if not body:
-                    term = "M"
-                else:
-                    term = " & ".join(literal(lit) for lit in body[:64])
-                    for start in range(64, len(body), 64):
-                        lines.append(f"    t = {term}")
-                        term = "t & " + " & ".join(literal(lit) for lit in body[start:start + 64])
-            else:
-                _, bound, body = rule
-                values = ", ".join(literal(lit) for lit, _ in body)
-                weights = ", ".join(str(w) for _, w in body)
-                term = f"atleast({bound}, [{values}], [{weights}], M)"
-            lines.append(f"    v[{head}] {first} {term}")
-            first = "|="
+    def is_false(atom: int) -> bool:
+        return atom not in inputs and atom not in alias and (atom not in bodies or atom in false)
+
+    def slot(lit: int, before: list) -> int:
+        if lit > 0:
+            return alias.get(lit, lit)
+        atom = alias.get(-lit, -lit)
+        if atom not in slots:
+            slots[atom] = atoms + len(slots)
+            before.append(["n", atom, slots[atom]])
+        return slots[atom]
 
     for component in _components(sorted(bodies), edges):
-        members = [a for a in component if a in bodies]
+        cyclic = len(component) > 1 or component[0] in edges.get(component[0], ())
+        if cyclic and any(negative.get(a, set()) & set(component) for a in component):
+            # checked whether shown or not: an unstratified part can leave no model at all
+            raise Refused("the ground program is not stratified")
+        members = [a for a in component if a in bodies and a in needed]
         if not members:
             continue
-        cyclic = len(component) > 1 or component[0] in edges.get(component[0], ())
-        if not cyclic:
-            assign(members[0], bodies[members[0]], "=")
-            continue
-        inside = set(component)
-        if any(negative.get(a, set()) & inside for a in component):
-            raise Refused("the ground program is not stratified")
-        state = ", ".join(f"v[{a}]" for a in members)
-        lines.append("    while True:")
-        lines.append(f"        old = ({state},)")
-        for a in members:
-            before = len(lines)
-            assign(a, bodies[a], "|=")
-            lines[before:] = ["    " + line for line in lines[before:]]
-        lines.append(f"        if ({state},) == old: break")
-    code = compile("\n".join(lines) + "\n    return v\n", "<covkb.engine>", "exec")
-    return marshal.dumps(code), size
+        if not cyclic:  # atoms of earlier components are final: a false one decides a literal
+            rules = []
+            for rule in bodies[members[0]]:
+                if rule[0] != "rule":
+                    rules.append(rule)
+                elif not any(lit > 0 and is_false(lit) for lit in rule[1]):  # else it never fires
+                    rules.append(("rule", [lit for lit in rule[1] if not (lit < 0 and is_false(-lit))]))
+            if not rules:
+                false.add(members[0])
+                continue
+            if len(rules) == 1 and rules[0][0] == "rule" and len(rules[0][1]) == 1 and rules[0][1][0] > 0:
+                alias[members[0]] = alias.get(rules[0][1][0], rules[0][1][0])
+                continue
+        before: list = []  # complements of atoms of earlier components, final by now
+        body: list = []
+        for head in members:
+            for rule in (rules if not cyclic else bodies[head]):
+                if rule[0] == "rule":
+                    body.append(["r", head, [slot(lit, before) for lit in rule[1]]])
+                else:
+                    body.append(["w", head, rule[1], [slot(lit, before) for lit, _ in rule[2]],
+                                 [w for _, w in rule[2]]])
+        steps += before
+        steps += [["loop", body]] if cyclic else body
+    return steps, atoms + len(slots), alias
+
+
+def _operations(steps: list, size: int) -> list[tuple]:
+    """The steps as (kind, a, b) for _evaluate; ValueError for anything malformed, so
+    that a program read back from a cache is plain data checked, not trusted."""
+    def index(value) -> int:
+        if type(value) is not int or not 0 <= value < size:
+            raise ValueError(f"not a slot of the program: {value!r}")
+        return value
+
+    def indices(values: list) -> list:
+        if type(values) is not list or (values and (set(map(type, values)) != _INT or min(values) < 0
+                                                    or max(values) >= size)):
+            raise ValueError("not slots of the program")
+        return values
+
+    out: list[tuple] = []
+    for step in steps:
+        kind = step[0]
+        if kind == "r" and len(step) == 3:
+            head, body = index(step[1]), indices(step[2])
+            if not body:
+                out.append((_TRUE, head, None))
+            elif len(body) == 1:
+                out.append((_COPY, head, body[0]))
+            else:
+                out.append((_AND, head, itemgetter(*body)))
+        elif kind == "w" and len(step) == 5:
+            bound, weights = step[2], step[4]
+            if type(bound) is not int or any(type(w) is not int or w < 0 for w in weights) \
+                    or len(weights) != len(step[3]):
+                raise ValueError("a malformed weight rule")
+            out.append((_WEIGHT, index(step[1]), (bound, [index(s) for s in step[3]], weights)))
+        elif kind == "n" and len(step) == 3:
+            out.append((_NOT, index(step[1]), index(step[2])))
+        elif kind == "loop" and len(step) == 2:
+            inner = _operations(step[1], size)
+            heads = sorted({op[1] for op in inner if op[0] != _NOT})
+            out.append((_LOOP, itemgetter(*heads, heads[0]) if heads else None, inner))
+        else:
+            raise ValueError(f"not a step of the program: {step!r}"[:200])
+    return out
+
+
+_AND, _COPY, _TRUE, _NOT, _WEIGHT, _LOOP = range(6)
+_INT = {int}
+
+
+def _evaluate(operations: list[tuple], v: list[int], M: int) -> None:
+    """Every atom's cases from the inputs' cases: v[atom] holds one bit per case, M all
+    of them; each rule ors the and of its body into its head, a loop repeats until no
+    head changes (a cycle without negation inside reaches its least fixpoint)."""
+    for kind, a, b in operations:
+        if kind is _AND:
+            v[a] |= reduce(and_, b(v))
+        elif kind is _COPY:
+            v[a] |= v[b]
+        elif kind is _TRUE:
+            v[a] = M
+        elif kind is _NOT:
+            v[b] = M ^ v[a]
+        elif kind is _WEIGHT:
+            bound, body, weights = b
+            v[a] |= _atleast(bound, [v[i] for i in body], weights, M)
+        else:
+            while True:
+                old = a(v) if a else None
+                _evaluate(b, v, M)
+                if (a(v) if a else None) == old:
+                    break
 
 
 # ---------------------------------------------------------------------------------------
@@ -491,15 +612,21 @@ _DATE_STANDS = [f"{MARK}o{i:02d}" for i in range(DATES)]
 AGE = f"{MARK}age1"
 
 
-@lru_cache(maxsize=1 << 14)
 def _text(value) -> str:
-    """clingo's text of a case value."""
-    return str(_symbol(value))
+    """clingo's text of a case value, written here: a clingo symbol made per distinct name
+    would stay in clingo's symbol table for the life of the process (a server's workers
+    meet new names with every request). A string ends at its first NUL, as clingo's does."""
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        value = value.split("\0", 1)[0]
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return value[0]
 
 
 @dataclass
 class Compiled:
-    program: bytes  # the marshalled code of run(v, M)
+    program: list  # the ground program as steps over case sets (_compile), plain data
     size: int
     inputs: dict[tuple, int]                 # an input atom's key → its program atom
     shown: list[tuple[int, str, str, bool]]  # (atom, name, text after the key, has stand-ins)
@@ -509,19 +636,58 @@ class Compiled:
     months: list[int]
     thresholds: list[tuple[str, int]]
     facts: list[tuple[str, str]] = field(default_factory=list)  # shown atoms true for every case
-    reads: dict[str, tuple] = field(default_factory=dict)
+    reads: dict[str, tuple] = field(default_factory=dict)    # kb/'s texts read back, parsed
+    owned: dict[str, tuple] = field(default_factory=dict)    # texts holding a case's values, parsed
 
     def __post_init__(self):
-        namespace = {"atleast": _atleast}
-        exec(marshal.loads(self.program), namespace)
-        self.run = namespace["run"]
+        self.operations = _operations(self.program, self.size)
+        if any(not 0 <= atom < self.size for atom in self.inputs.values()) or \
+                any(not 0 <= row[0] < self.size for row in self.shown):
+            raise ValueError("an input or shown atom outside the program")
 
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k not in ("run", "reads")}
+    def run(self, v: list[int], everyone: int) -> list[int]:
+        _evaluate(self.operations, v, everyone)
+        return v
 
-    def __setstate__(self, state):
-        self.__dict__.update(state, reads={})
-        self.__post_init__()
+    def data(self) -> dict:
+        """Everything but the operations, as JSON values (constants as one-element lists)."""
+        return {"program": self.program, "size": self.size,
+                "inputs": [[_plain(key), atom] for key, atom in self.inputs.items()],
+                "shown": [list(row) for row in self.shown], "strings": sorted(self.strings),
+                "versions": [list(pair) for pair in self.versions], "candidates": self.candidates,
+                "months": self.months, "thresholds": [list(pair) for pair in self.thresholds],
+                "facts": [list(pair) for pair in self.facts]}
+
+    @classmethod
+    def from_data(cls, data: dict) -> "Compiled":
+        """The inverse of data(); ValueError, TypeError or KeyError when it is not one."""
+        def texts(values) -> list[str]:
+            if not all(type(value) is str for value in values):
+                raise ValueError("a string expected")
+            return list(values)
+
+        def ints(values) -> list[int]:
+            if not all(type(value) is int for value in values):
+                raise ValueError("an integer expected")
+            return list(values)
+
+        inputs = {}
+        for key, atom in data["inputs"]:
+            inputs[tuple(tuple(texts(a)) if isinstance(a, list) else a for a in key)] = ints([atom])[0]
+        for key in inputs:
+            if not all(type(a) in (str, int) or (type(a) is tuple and len(a) == 1) for a in key):
+                raise ValueError("an input key holds something other than a value")
+        shown = []
+        for atom, name, text, marked in data["shown"]:
+            texts([name, text])
+            if type(atom) is not int or type(marked) is not bool:
+                raise ValueError("a malformed shown atom")
+            shown.append((atom, name, text, marked))
+        size = ints([data["size"]])[0]
+        return cls(data["program"], size, inputs, shown, frozenset(texts(data["strings"])),
+                   [tuple(ints(pair)) for pair in data["versions"]], ints(data["candidates"]),
+                   ints(data["months"]), [(texts(pair[:1])[0], ints(pair[1:])[0]) for pair in data["thresholds"]],
+                   [tuple(texts(pair)) for pair in data["facts"]])
 
     def read(self, text: str) -> tuple:
         got = self.reads.get(text)
@@ -646,7 +812,7 @@ class Compiled:
 
     def _atoms(self, v, everyone, encoded):
         keys = [key for key, _ in encoded]
-        read = self.read
+        read, owned = self.read, self.owned
         for name, text in self.facts:
             got = read(text)
             for key in keys:
@@ -660,9 +826,15 @@ class Compiled:
                 low = cases & -cases
                 bit = low.bit_length() - 1
                 cases ^= low
-                if marked:
+                if marked:  # the case's own values: kept a while, in a table of bounded size
                     stand = encoded[bit][1][1]
-                    yield name, keys[bit], read(_STAND_IN.sub(lambda m: stand[m.group(0)[1:-1]], text))
+                    own = _STAND_IN.sub(lambda m: stand[m.group(0)[1:-1]], text)
+                    got_own = owned.get(own)
+                    if got_own is None:
+                        if len(owned) >= OWNED:
+                            owned.clear()
+                        got_own = owned[own] = (own, parse_arguments(own))
+                    yield name, keys[bit], got_own
                 else:
                     yield name, keys[bit], got
 
@@ -726,7 +898,6 @@ def build(directory: Path) -> Compiled:
             builder.add(ast.External(where, ast.SymbolicAtom(ast.SymbolicTerm(where, symbol)), [], false))
     control.ground([("base", [])])
     inputs = {key: control.symbolic_atoms[symbol].literal for key, symbol in symbols.items()}
-    program, size = _compile(capture, set(inputs.values()))
     shown, always = [], []
     for symbol, atom in capture.shown:
         args = symbol.arguments
@@ -742,8 +913,14 @@ def build(directory: Path) -> Compiled:
             always.append((symbol.name, text))
         else:
             shown.append((atom, symbol.name, text, MARK in text))
+    program, size, alias = _compile(capture, set(inputs.values()), {atom for atom, _, _, _ in shown})
+    shown = [(alias.get(atom, atom), name, text, marked) for atom, name, text, marked in shown]
     return Compiled(program, size, inputs, shown, frozenset(strings), versions, candidates, months,
                     thresholds, always)
+
+
+def _plain(key: tuple) -> list:
+    return [list(a) if isinstance(a, tuple) else a for a in key]
 
 
 def _value(symbol: clingo.Symbol):
@@ -770,59 +947,169 @@ def compiled(directory: Path, verbose: bool = False) -> Optional[Compiled]:
     return got
 
 
-def _cache_file(directory: Path) -> Optional[Path]:
-    """Where the build of this kb/ is kept: named by the hash of everything the build reads
-    (kb/, the modules that define the case vocabulary and its domains, clingo, Python)."""
-    import hashlib
+FORMAT = "covkb-engine/2"
+
+
+def _cache_root() -> Optional[Path]:
+    """$COVKB_CACHE ("off": none), else covkb/ under $XDG_CACHE_HOME, else under ~/.cache;
+    a relative XDG_CACHE_HOME is ignored, as the XDG Base Directory spec asks."""
     import os
 
-    from covkb import case, decide, facts
-
-    root = os.environ.get("COVKB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "covkb")
+    root = os.environ.get("COVKB_CACHE")
     if root == "off":
         return None
-    digest = hashlib.sha256(f"{clingo.__version__} {sys.version}".encode())
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):
+        base = os.path.expanduser("~/.cache")
+    return Path(base) / "covkb"
+
+
+def _build_key(directory: Path) -> str:
+    """The hash of everything a build reads: kb/, the modules that define the case
+    vocabulary, its domains and this engine, covkb's, clingo's and Python's versions."""
+    from covkb import __version__, case, decide, facts
+
+    digest = decide._sha256()
+    digest.update(f"{FORMAT} {__version__} {clingo.__version__} {sys.version}".encode())
     for path in [*decide.kb_files(directory), Path(__file__), Path(arith.__file__),
                  Path(facts.__file__), Path(case.__file__)]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return Path(root) / f"engine-{digest.hexdigest()[:32]}.pickle"
+    return digest.hexdigest()
+
+
+def _cache_file(directory: Path) -> Optional[Path]:
+    """Where the build of this kb/ is kept, named by its build key."""
+    root = _cache_root()
+    return None if root is None else root / f"engine-{_build_key(directory)[:32]}.json"
+
+
+def _encode(got, directory: Path) -> bytes:
+    """A build as a cache file: one header line (format, covkb version, kb digest, build
+    key, the SHA-256 of the body), then the body: JSON data, never code."""
+    import json
+
+    from covkb import __version__, decide
+
+    body = json.dumps({"refused": str(got)} if isinstance(got, Refused) else got.data(),
+                      separators=(",", ":")).encode()
+    digest = decide._sha256()
+    digest.update(body)
+    header = {"format": FORMAT, "covkb": __version__, "kb_sha256": decide.kb_sha256(directory),
+              "build": _build_key(directory), "sha256": digest.hexdigest()}
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
+
+
+def _decode(raw: bytes, directory: Path):
+    """The Compiled (or Refused) a cache file holds, after every check; ValueError (with
+    what failed) when any fails."""
+    import json
+
+    from covkb import __version__, decide
+
+    line, newline, body = raw.partition(b"\n")
+    if not newline:
+        raise ValueError("no header")
+    try:
+        header = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the header is not JSON") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError("not a covkb engine cache of this format")
+    if header.get("covkb") != __version__:
+        raise ValueError(f"built by covkb {header.get('covkb')}, this is {__version__}")
+    if header.get("kb_sha256") != decide.kb_sha256(directory):
+        raise ValueError("built from another kb/")
+    if header.get("build") != _build_key(directory):
+        raise ValueError("built by another engine, clingo or Python")
+    digest = decide._sha256()
+    digest.update(body)
+    if header.get("sha256") != digest.hexdigest():
+        raise ValueError("its content does not match its hash")
+    try:
+        data = json.loads(body)
+        if set(data) == {"refused"}:
+            if type(data["refused"]) is not str:
+                raise ValueError("a malformed refusal")
+            return Refused(data["refused"])
+        return Compiled.from_data(data)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise ValueError(f"malformed content: {error}"[:200]) from None
+
+
+def _read_cache(path: Path, directory: Path):
+    """The build kept at `path`, or None (and why) when there is none or it fails a check:
+    owned by another user, writable by group or others, or any check of _decode."""
+    import os
+    import stat
+
+    try:
+        with open(path, "rb") as stream:
+            status = os.fstat(stream.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                return None, "not a regular file"
+            if status.st_uid != os.geteuid():
+                return None, "owned by another user"
+            if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return None, "writable by group or others"
+            raw = stream.read()
+    except FileNotFoundError:
+        return None, None
+    except OSError as error:
+        return None, str(error)
+    try:
+        return _decode(raw, directory), None
+    except ValueError as error:
+        return None, str(error)
+
+
+def _write_cache(path: Path, got, directory: Path) -> None:
+    """Written whole with mode 0600 in a directory made 0700, then renamed over whatever
+    was there: a reader never sees half a file, and a refused file is replaced."""
+    import os
+
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{os.getpid()}.part")
+        descriptor = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(_encode(got, directory))
+        os.replace(part, path)
+    except OSError:
+        pass
+
+
+# Why the last cache file read was not used (None: used, or there was none).
+cache_refused: dict[Path, str] = {}
 
 
 def _build_apart(directory: Path):
-    """The Compiled (or Refused) for kb/: from the cache when this very kb/ was built
-    before, else built in a child interpreter, so that clingo's ground program and the
-    compiler's memory never enter this process (batch workers fork from it)."""
-    import os
-    import pickle
-
-    try:
-        cache = _cache_file(directory)
-        if cache is not None:
-            return pickle.loads(cache.read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
-        pass
+    """The Compiled (or Refused) for kb/: from the cache when a file built from this very
+    kb/ passes every check, else built in a child interpreter, so that clingo's ground
+    program and the compiler's memory never enter this process (batch workers fork from
+    it), and kept in the cache for the next process."""
+    cache = _cache_file(directory)
+    if cache is not None:
+        got, why = _read_cache(cache, directory)
+        if got is not None:
+            return got
+        if why is not None:
+            cache_refused[directory] = why
     got = _build_child(directory)
     if cache is not None:
-        try:  # written whole, then renamed: a reader never sees half a file
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            part = cache.with_suffix(f".{os.getpid()}.part")
-            part.write_bytes(pickle.dumps(got))
-            os.replace(part, cache)
-        except OSError:
-            pass
+        _write_cache(cache, got, directory)
     return got
 
 
 def _build_child(directory: Path):
-    import pickle
     import subprocess
 
     try:
         done = subprocess.run([sys.executable, "-m", "covkb.engine", str(directory)],
                               capture_output=True, check=True)
-        return pickle.loads(done.stdout)
-    except (OSError, subprocess.CalledProcessError, pickle.UnpicklingError, EOFError):
+        return _decode(done.stdout, directory)
+    except (OSError, subprocess.CalledProcessError, ValueError):
         try:  # whatever stopped the child, the same build here
             return build(directory)
         except Refused as error:
@@ -834,13 +1121,12 @@ def refusal(directory: Path) -> Optional[str]:
     return str(got) if isinstance(got, Refused) else None
 
 
-if __name__ == "__main__":  # python -m covkb.engine KB_DIR: the pickled Compiled (or Refused) on stdout
-    import pickle
+if __name__ == "__main__":  # python -m covkb.engine KB_DIR: the build as a cache file on stdout
+    from covkb import engine  # the classes by their importable names, not __main__'s
 
-    from covkb import engine  # pickled by their importable names, not __main__'s
-
+    where = Path(sys.argv[1])
     try:
-        result = engine.build(Path(sys.argv[1]))
+        result = engine.build(where)
     except engine.Refused as error:
         result = error
-    sys.stdout.buffer.write(pickle.dumps(result))
+    sys.stdout.buffer.write(engine._encode(result, where))

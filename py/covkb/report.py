@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -398,38 +399,14 @@ def redecided(connection: sqlite3.Connection, counted: Tally, since: Optional[st
     return found
 
 
-def _redecided_chunk(part: list, current: str) -> list:
-    from covkb.audit import redecide
-
-    return list(redecide(part, current, chunk=len(part) or 1))
-
-
 def _redecide_parallel(stored: Iterator[dict], current: str, chunk: int, workers: int):
-    """audit.redecide over worker processes, a window of chunks in flight, in id order."""
-    from itertools import islice
+    """The rows decided differently now, in id order, as batch decides them (covkb.batch.Replay)."""
+    from covkb.batch import Replay
 
-    if workers <= 1:
-        from covkb.audit import redecide
-
-        yield from redecide(stored, current, chunk)
-        return
-    import gc
-    import multiprocessing
-    from collections import deque
-
-    from covkb import api, decide
-
-    api.versions()  # workers fork with the policy loaded, and the compiled engine built once
-    decide.prepare(chunk)
-    gc.freeze()
-    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=50) as pool:
-        window: deque = deque()
-        while part := list(islice(stored, chunk)):
-            window.append(pool.apply_async(_redecided_chunk, (part, current)))
-            if len(window) >= 2 * workers:
-                yield from window.popleft().get()
-        while window:
-            yield from window.popleft().get()
+    replayed = Replay(stored, current, chunk, workers, explained=True)
+    yield from replayed
+    if replayed.choice is not None:
+        sys.stderr.write(f"covkb: replayed by the {replayed.choice.engine} engine\n")
 
 
 def _explanation_type():

@@ -145,17 +145,17 @@ def _worker_start() -> None:
     decide.prepare(MAX_BATCH)
 
 
-def prefer_compiled() -> str:
+def prefer_compiled():
     """A server lives long enough for the compiled engine to pay for itself: unless
     COVKB_ENGINE says otherwise, kb/ is compiled once at start and decides every batch,
-    however small. Which engine decides, and why."""
+    however small. Which engine decides, and why (a covkb.decide.Choice)."""
     import os
 
     from covkb import decide
 
     if decide.engine_name() == "auto":
         os.environ["COVKB_ENGINE"] = "compiled"  # worker processes inherit it
-    return decide.prepare(MAX_BATCH)
+    return decide.choose(MAX_BATCH)
 
 
 class Pending:
@@ -184,6 +184,8 @@ class Decider:
 
     def __init__(self, workers: int, log: Optional[Path]):
         self.log = log
+        # requests in a row that could not be decided, and why the last one: /health
+        self.failures, self.failure = 0, None
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.pool = None
         self.replacing = threading.Lock()
@@ -243,6 +245,7 @@ class Decider:
                     self._decide(batch, connection)
                 except Exception as error:  # never leave a client waiting, never lose the decider
                     _log_line(f"could not answer: {type(error).__name__}: {error}")
+                    self.failures, self.failure = self.failures + 1, f"{type(error).__name__}: {error}"[:300]
                     for pending in batch:
                         if not pending.done.is_set():
                             pending.answer(500, _error_body(f"could not decide: {type(error).__name__}"))
@@ -277,8 +280,10 @@ class Decider:
                     self._decide([pending], connection)
                 return
             _log_line(f"could not decide {batch[0].case.case_id!r}: {type(error).__name__}: {error}")
+            self.failures, self.failure = self.failures + 1, f"{type(error).__name__}: {error}"[:300]
             batch[0].answer(500, _error_body(f"could not decide: {type(error).__name__}"))
             return
+        self.failures = 0
         if connection is None:
             for pending, (body, _) in zip(batch, answers):
                 pending.answer(200, body, uuid.uuid4().hex)
@@ -516,7 +521,7 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 status, body, headers, kind = self._decide(path, query)
             else:
-                status, body, headers = 200, self.server.read_body(path, query), ()
+                (status, body), headers = self.server.read_body(path, query), ()
             if method == "HEAD":
                 self._send_head(status, body, kind)
             else:
@@ -754,8 +759,10 @@ class Server(ThreadingMixIn, HTTPServer):
         if not isinstance(error, OSError):  # a client gone is no news
             _log_line(f"{client_address[0]}: {type(error).__name__}: {error}")
 
-    def read_body(self, path: str, query: dict[str, str]) -> str:
-        return self.documents.body(path, query)
+    def read_body(self, path: str, query: dict[str, str]) -> tuple[int, str]:
+        if path == "/health":
+            return self.documents.health(self.decider)
+        return 200, self.documents.body(path, query)
 
     # -- a connection is idle (cut on SIGTERM) or reading a request (bounded in time)
     def idle(self, handler: Handler) -> bool:
@@ -944,7 +951,7 @@ def _cut(connection: socket.socket) -> None:
 # What GET answers: read from the knowledge base and the case schema once, at start
 # ---------------------------------------------------------------------------
 class Documents:
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, choice=None):
         from covkb import decide
         from covkb.audit import kb_hash
         from covkb.result import _iso
@@ -954,15 +961,26 @@ class Documents:
         self.versions = dict(policy.versions)
         self.questionnaires: dict[str, str] = {}
         self.static = {
-            "/health": json.dumps({"status": "ok", "covkb": __version__, "policy": policy.id,
-                                   "kb_sha256": kb_hash(),
-                                   "deciders": f"{workers} process{'es' if workers > 1 else ''}" if workers else "1 thread"}),
             "/v1/versions": json.dumps({"policy": policy.id, "versions": [
                 {"version": name, "from": _iso(start), "to": None if end >= 99991231 else _iso(end)}
                 for name, (start, end) in sorted(policy.versions.items())]}),
             "/v1/schema": json.dumps(_case_schema()),
             "/openapi.json": json.dumps(openapi()),
         }
+
+        self.health_fields = {
+            "covkb": __version__, "policy": policy.id, "kb_sha256": kb_hash(),
+            "deciders": f"{workers} process{'es' if workers > 1 else ''}" if workers else "1 thread",
+            "engine": choice.engine if choice else None, "engine_reason": choice.why if choice else None,
+            "kb_refused_by_compiler": choice.refused if choice else None}
+
+    def health(self, decider: "Decider") -> tuple[int, str]:
+        """200 and "ok" while requests are decided; 503 and "failing" (with the last
+        error) once the last request could not be decided, so a supervisor restarts it."""
+        failing = decider.failures > 0
+        return (503 if failing else 200), json.dumps({
+            "status": "failing" if failing else "ok", **self.health_fields,
+            "failures_in_a_row": decider.failures, "last_failure": decider.failure if failing else None})
 
     def body(self, path: str, query: dict[str, str]) -> str:
         if path == "/v1/questionnaire":
@@ -1065,7 +1083,8 @@ def openapi() -> dict:
                 "summary": "The FHIR R4 Questionnaire (DTR) asking for every case field (as `covkb questionnaire`).",
                 "parameters": [{**version, "description": "The policy version to ask for (default: the newest)."}],
                 "responses": {"200": {"description": "OK", "content": {FHIR_JSON: {"schema": {"type": "object"}}}}}}},
-            "/health": read("Whether the server is up, its covkb version and knowledge base hash.",
+            "/health": read("Whether the server decides (200 ok; 503 failing once the last request could not be "
+                            "decided), its covkb version, knowledge base hash, and the engine deciding.",
                             {"type": "object"}),
             "/openapi.json": read("This document.", {"type": "object"}),
         },
@@ -1076,8 +1095,8 @@ def openapi() -> dict:
 # ---------------------------------------------------------------------------
 def run(host: str, port: int, log: Optional[Path], workers: int, limits: Limits) -> None:
     """Serve until SIGTERM or SIGINT; then answer what is in flight, close the log, return."""
-    documents = Documents(workers)  # loads the policy here, before any decider runs
-    engine = prefer_compiled()
+    choice = prefer_compiled()
+    documents = Documents(workers, choice)  # loads the policy here, before any decider runs
     decider = Decider(workers, log)
     try:
         server = Server((host, port), decider, limits, documents)
@@ -1092,7 +1111,7 @@ def run(host: str, port: int, log: Optional[Path], workers: int, limits: Limits)
     deciders = f"{workers} decider process{'es' if workers > 1 else ''}" if workers else "one decider thread"
     _log_line(f"listening on http://{host}:{server.server_port} ({deciders}"
               f"{', logging to ' + str(log) if log else ''})")
-    _log_line(engine)
+    _log_line(choice.why)
     try:
         server.serve_forever(poll_interval=0.1)  # how soon a SIGTERM stops accepting
     finally:
