@@ -900,7 +900,7 @@ class Gate:
         line = turned.received.split(b"\r\n", 1)[0].split(b" ")
         status, headers, body = turned.status, f"Retry-After: {RETRY_SECONDS}\r\n", _error_body(turned.message)
         if len(line) == 3 and line[0] in (b"GET", b"HEAD") and urlsplit(line[1].decode("latin-1")).path == "/health":
-            status, headers, body = 200, "", self.server.read_body("/health", {})
+            (status, body), headers = self.server.read_body("/health", {}), ""
         data = body.encode()
         head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nServer: covkb/{__version__}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n{headers}"
