@@ -102,6 +102,15 @@ def _as_another_user(log: Path, commands, original: Path) -> list[tuple[int, str
     if os.geteuid() != 0:
         return run(log)
     run(original)  # every module and the policy loaded before the child gives up root
+    # ... and what replay's worker processes import when they start and decide: they fork
+    # from the child, and this machine's Python may be readable by root alone.
+    import ctypes  # noqa: F401
+
+    from covkb import batch
+
+    replay = audit.replay(audit.open_read(original), workers=1)
+    for piece in replay._pieces():
+        batch.replay_chunk(piece, replay.current, False)
     reading, writing = os.pipe()
     child = os.fork()
     if child == 0:

@@ -208,7 +208,7 @@ def _die_with_parent() -> None:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the closed pipe ends the worker instead
+    except (OSError, AttributeError, ImportError):  # not Linux, or no ctypes: the closed pipe ends the worker instead
         pass
 
 
