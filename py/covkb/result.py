@@ -87,11 +87,14 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
                 remedy = Remedy(kind, _met_on(shown.on_date.get(ident, ()), case, reasons))
             criteria.append(Criterion(ident, shown.status[ident], text,
                                       [words.because(ident, term) for _, term in reasons], remedy))
-    documentation = words.documentation(sorted(shown.missing))
+    documentation = words.documentation(sorted(shown.missing), words.doubted(shown))
     if shown.decision == "pending":
         documentation += [Document(["prior_lines" if where[0] == "line" else where],
                                    f"a clarification of {words.name(name)!r} in {words.place(where)}, not a recognised name")
                           for where, name in words.unrecognised(shown)]
+        documentation += [Document([where], f"a clarification of {words.name(name)!r} in {where}: "
+                                            f"it {what}, and may be misfiled")
+                          for where, name, what in words.misfiled(shown)]
     by_date = None
     if shown.requested is not None:
         service = int(case.date_of_service.strftime("%Y%m%d"))
@@ -103,8 +106,7 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         decision=shown.decision,
         label=shown.label,
         criteria=criteria,
-        advisories=[words.advisory(term) for _, term in sorted(shown.advisories)]
-                   + (implausible(case, policy) if shown.version is not None else []),
+        advisories=[words.advisory(term) for _, term in sorted(shown.advisories)],
         missing=sorted(shown.missing),
         reason=words.reason(shown, criteria, documentation),
         provenance=Provenance(__version__, policy.kb_sha256),
@@ -113,41 +115,6 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         version_by_date=by_date if shown.requested is not None else None,
         what_if=shown.requested is not None,
     )
-
-
-# Where a value may stand to a plausibility bound, by relation (kb/words.lp plausible/4).
-_PLACES = {"gt": {"above"}, "ge": {"above", "equal"}, "lt": {"below"}, "le": {"below", "equal"}}
-
-
-def implausible(case: Case, policy: Policy) -> list[str]:
-    """Advisories for documented values beyond kb/words.lp's plausibility bounds, compared
-    exactly as core.lp compares a number with a point (covkb.arith.place). They never
-    change a status or the decision: the compiled engine grounds kb/ once, and these
-    comparisons are kept out of the rules that decide."""
-    from covkb import arith
-
-    out = []
-    for path, relation, bound, words in policy.facts.get("plausible", ()):
-        if path == "age":  # the age a documented birth date gives on the date of service
-            birth = case.member.birth_date if case.member else None
-            if birth is None:
-                continue
-            years = arith.age(_yyyymmdd(case.date_of_service), _yyyymmdd(birth), None)
-            place, shown = arith.place((years, "whole"), bound), f"member.birth_date = {birth.isoformat()}"
-        else:
-            value = field(case, path)
-            if value is None:
-                continue
-            whole = int(value // 1)
-            place = arith.place((whole, "whole" if value == whole else "fraction"), bound)
-            shown = f"{path} = {value}"
-        if place not in _PLACES[relation[0]]:
-            out.append(f"{shown}: {words}")
-    return out
-
-
-def _yyyymmdd(day: datetime.date) -> int:
-    return day.year * 10000 + day.month * 100 + day.day
 
 
 def _met_on(sources: list[tuple], case: Case, reasons: list) -> Optional[str]:
@@ -242,14 +209,19 @@ class Words:
         unit = self.units.get(path)
         return f"{self.label(path)} ({unit})" if unit else self.label(path)
 
-    def documentation(self, missing: list[str]) -> list["Document"]:
-        """The missing fields in words, alternatives of one group as "one of"."""
+    def documentation(self, missing: list[str], doubted: frozenset = frozenset()) -> list["Document"]:
+        """The missing fields in words, alternatives of one group as "one of"; a doubted
+        value is asked to be confirmed."""
         out: list[Document] = []
         seen: dict[str, Document] = {}
         for path in missing:
             group = self.group.get(path)
             if group and group in seen:
                 seen[group].fields.append(path)
+                continue
+            if path in doubted:
+                out.append(Document([path], f"a confirmation of {self.label(path)} {self.value(path)}, "
+                                            f"doubted as written ({self.sendable(path)})"))
                 continue
             item = Document([path], self.sendable(path))
             out.append(item)
@@ -259,6 +231,15 @@ class Words:
             if len(item.fields) > 1:
                 item.words = "one of: " + ", or ".join(self.sendable(f) for f in item.fields)
         return out
+
+    @staticmethod
+    def doubted(shown: Shown) -> frozenset:
+        """The fields whose documented value the knowledge base doubts."""
+        return frozenset(term[1] for _, term in shown.advisories if term[0] == "doubtful")
+
+    @staticmethod
+    def misfiled(shown: Shown) -> list[tuple]:
+        return [term[1:] for _, term in sorted(shown.advisories) if term[0] == "misfiled"]
 
     @staticmethod
     def unrecognised(shown: Shown) -> list[tuple]:
@@ -375,6 +356,8 @@ class Words:
         if kind == "within":
             return (f"{args[0]} has {_iso(args[1])}, on or after "
                     f"{_iso(args[2])}, the start of the window {ident} looks back over")
+        if kind == "doubted":
+            return f"{self.stated(args[0])} is doubted as written (see advisories): it decides nothing until confirmed"
         return repr(term)
 
     def advisory(self, term: tuple) -> str:
@@ -389,6 +372,13 @@ class Words:
             return f"{args[0]} has {_iso(args[1])}: {args[2]}"
         if kind == "unrecognised":
             return f"{self.place(args[0])}: {self.name(args[1])!r} is not a recognised name; please clarify it"
+        if kind == "misfiled":
+            return (f"{args[0]}: {self.name(args[1])!r} {args[2]}: it is not read as a prior cell therapy; "
+                    "please clarify it (a prior line of therapy belongs in prior_lines)")
+        if kind in ("doubtful", "implausible"):
+            return f"{self.stated(args[0])}: {args[1]}"
+        if kind == "line_note":
+            return f"prior_lines line {args[0]} {args[1]}"
         return repr(term)
 
 
