@@ -220,8 +220,8 @@ class Words:
                 seen[group].fields.append(path)
                 continue
             if path in doubted:
-                out.append(Document([path], f"a confirmation of {self.label(path)} {self.value(path)}, "
-                                            f"doubted as written ({self.sendable(path)})"))
+                out.append(Document([path], f"a confirmation of {self.sendable(path)}: "
+                                            f"{self.value(path)} as written is doubted (see advisories)"))
                 continue
             item = Document([path], self.sendable(path))
             out.append(item)
