@@ -273,8 +273,8 @@ def name_forms(written: str) -> tuple[tuple, ...]:
     for shape in shapes:
         fold_shape = shape.casefold()
         forms.update(spellings(fold_shape))
-        if _PARTS.match(shape):
-            continue
+        if _PARTS.match(shape) or words.stripped(shape) != shape:
+            continue  # read by its parts: a qualifier word is no token ("Dara IV" is no I and V)
         for number, reading in enumerate(words.readings(shape), start=1):
             forms.add(("reading_size", fold_shape, number, len(reading)))
             forms.update(("reading_token", fold_shape, number, index, token)
