@@ -67,7 +67,7 @@ def test_a_regimen_listed_by_name_settles_an_all_capitals_d(spelling, classes):
 
 
 # Letters that are codes but no regimen, and a code beside a full name, are not read.
-@pytest.mark.parametrize("spelling", ["RT", "XRT", "MRI", "BMT", "Velcade-x", "Isa-Pd-Q"])
+@pytest.mark.parametrize("spelling", ["RT", "XRT", "MRI", "BMT", "Velcade-x", "Isa-Pd-Q", "DPdd"])
 def test_letters_that_make_no_regimen_stay_unrecognised(spelling):
     result = decide(case(prior_lines=[[spelling], ["dexamethasone"]]))
     assert result.decision == "pending"
