@@ -67,7 +67,7 @@ PRODUCTS = ["Abecma", "ide-cel", "idecabtagene vicleucel", "Carvykti", "cilta-ce
 TRIALS = {"KarMMa": "ide-cel", "KarMMa-2": "ide-cel", "KarMMa-3": "ide-cel",
           "CARTITUDE-1": "cilta-cel", "CARTITUDE-2": "cilta-cel", "CARTITUDE-4": "cilta-cel",
           "CARTITUDE-5": "cilta-cel", "CARTITUDE-6": "cilta-cel"}
-UNRECOGNISED = ["mystery-cel", "KarMMa-9", "Velcaid"]
+UNRECOGNISED = ["mystery-cel", "KarMMa-5", "Velcaid"]
 # SPEC §1 and §4.6: the lymphodepleting chemotherapy agents, and agents given around the
 # infusion that are none.
 LYMPHODEPLETING = ["fludarabine", "cyclophosphamide", "bendamustine", "Treanda"]

@@ -3,6 +3,7 @@ remedies say their kind, pending says what to send in words, the short view, the
 forced version and the provenance (SPEC §2, second release)."""
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -343,18 +344,25 @@ def test_audit_show_json_keeps_the_logged_time_and_the_digests(log):
 
 
 # --- 11. plausibility advisories ----------------------------------------------------------------
+# SPEC §4.16: a likely unit slip decides nothing (a denial never rests on a value covkb
+# doubts); under 2025-11-01 LVEF and creatinine clearance are no criterion, so the decision
+# stays; an age over 100 is only checked.
 @pytest.mark.parametrize("changes, field, decision", [
     ({"lvef_percent": 1}, "lvef_percent", "covered"),
     ({"lvef_percent": Decimal("0.55")}, "lvef_percent", "covered"),
     ({"creatinine_clearance_ml_min": Decimal("250.01")}, "creatinine_clearance_ml_min", "covered"),
-    # the dose is the policy's criterion: not covered by it, and flagged as a likely unit slip
-    ({"dose_million_car_t_cells": Decimal("0.45")}, "dose_million_car_t_cells", "not_covered"),
+    # the dose is the policy's criterion: doubted, it is unknown, so the request is pending
+    ({"dose_million_car_t_cells": Decimal("0.45")}, "dose_million_car_t_cells", "pending"),
     ({"member": {"birth_date": "1924-11-12"}}, "member.birth_date", "covered"),   # 101 that day
 ])
 def test_an_implausible_value_gets_an_advisory_and_the_decision_stays_the_policys(changes, field, decision):
     result = decide(case(**changes))
     assert result.decision == decision
-    assert any(a.startswith(f"{field} = ") and "please check" in a for a in result.advisories)
+    assert len([a for a in result.advisories if a.startswith(f"{field} = ")]) == 1
+    assert any(a.startswith(f"{field} = ") and PLEASE.search(a) for a in result.advisories)
+
+
+PLEASE = re.compile(r"please (check|confirm)")
 
 
 @pytest.mark.parametrize("changes", [
@@ -362,7 +370,7 @@ def test_an_implausible_value_gets_an_advisory_and_the_decision_stays_the_policy
     {"dose_million_car_t_cells": 1}, {"member": {"birth_date": "1924-11-13"}},   # 100 that day
 ])
 def test_a_value_on_the_plausible_side_of_its_bound_gets_none(changes):
-    assert not [a for a in decide(case(**changes)).advisories if "please check" in a]
+    assert not [a for a in decide(case(**changes)).advisories if PLEASE.search(a)]
 
 
 def test_a_fhir_case_reason_keeps_the_unit_with_the_number():

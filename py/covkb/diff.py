@@ -78,18 +78,24 @@ def _kb_facts(directory: Optional[Path]) -> KbFacts:
     control = clingo.Control(["--warn=none"])
     for path in kb_files(directory):
         control.load(str(path))
+    # the points a criterion's bounds compare against; the plausibility points (kb/core.lp
+    # plausible/5) mark doubtful values, which decide nothing and differ in no version
     control.add("base", [], "#show threshold/2. #show months_back/1. #show drug_class/2. "
+                            "#show plausible/5. "
                             "#show name/2. #show product/2. #show version/3.")
     control.ground([("base", [])])
     facts = KbFacts()
     names: dict[str, list[str]] = {}
     classes: dict[str, list[str]] = {}
     products: dict[str, list[str]] = {}
+    doubted: set[tuple[str, int]] = set()
     with control.solve(yield_=True) as handle:
         for symbol in next(iter(handle)).symbols(shown=True):
             args = symbol.arguments
             if symbol.name == "threshold":
                 facts.thresholds.setdefault(args[0].string, []).append(args[1].number)
+            elif symbol.name == "plausible":
+                doubted.add((args[0].string, args[2].number))
             elif symbol.name == "months_back":
                 facts.months_back.append(args[0].number)
             elif symbol.name == "drug_class":
@@ -100,6 +106,8 @@ def _kb_facts(directory: Optional[Path]) -> KbFacts:
                 products.setdefault(args[1].name, []).append(args[0].string)
             elif symbol.name == "version":
                 facts.versions[args[0].string] = args[1].number
+    for field, points in facts.thresholds.items():
+        points[:] = [p for p in points if (field, p) not in doubted]
     for drug_class, agents in sorted(classes.items()):
         facts.class_agents[drug_class] = min(names[min(agents)])
     facts.products = {product: max(spellings, key=len) for product, spellings in sorted(products.items())}

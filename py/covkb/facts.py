@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import unicodedata
 from decimal import Decimal
 from functools import lru_cache
 from typing import Iterator, Optional
@@ -107,12 +108,25 @@ def _parts(path: str) -> tuple[str, ...]:
 
 
 _MARKS = str.maketrans("", "", "\u00ae\u2122")  # ® and ™
+# Every Unicode dash a hyphen: U+2010–U+2015, minus sign, small and full-width hyphen-minus.
+_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"})
+_SPACE = re.compile(r"\s+")
 _PARTS = re.compile(r"^(?P<x>[^()]*[^\s()])\s*\((?P<y>[^()]+)\)$")
+# What joins the parts of a name read compositionally: hyphens, spaces, `/`, `+`, commas.
+_JOINS = re.compile(r"[\s\-/+,&]+")
+
+
+def normalise(name: str) -> str:
+    """A name as written, ® and ™ dropped (before NFKC, which spells ™ as "TM"),
+    NFKC-normalised, every Unicode dash a hyphen, every Unicode space a space and white
+    space collapsed; its letter case kept."""
+    text = unicodedata.normalize("NFKC", name.translate(_MARKS)).translate(_MARKS).translate(_DASHES)
+    return _SPACE.sub(" ", text).strip()
 
 
 def fold(name: str) -> str:
-    """A name as the knowledge base matches it: case-folded, ® and ™ dropped, white space collapsed."""
-    return " ".join(name.translate(_MARKS).casefold().split())
+    """A name as the knowledge base matches it: normalised, then case-folded."""
+    return normalise(name).casefold()
 
 
 def compacted(folded: str) -> str:
@@ -132,6 +146,140 @@ def spellings(folded: str) -> tuple[tuple[str, str, str], ...]:
         forms += [("part", folded, part) for part in names[1:]]
     forms += [("compact", name, compacted(name)) for name in names if compacted(name) != name]
     return tuple(forms)
+
+
+class Vocabulary:
+    """The words kb/names.lp declares for splitting a name: its tokens, the two whose letter
+    case tells them apart, the qualifier words a name may be followed by, and the words
+    that join a combination."""
+
+    LIMIT = 32  # readings of one name beyond which it is read no way at all
+
+    def __init__(self, tokens, cased, qualifiers, connectors):
+        self.cased = frozenset(cased)
+        self.qualifiers = frozenset(qualifiers)
+        self.connectors = frozenset(connectors)
+        self.tokens: dict[str, list[str]] = {}  # a token's compacted, folded form → the kb's tokens
+        for token in tokens:
+            self.tokens.setdefault(compacted(token.casefold()), []).append(token)
+        self.longest = max((len(t) for t in self.tokens), default=0)
+
+    def stripped(self, text: str) -> str:
+        """The name less the qualifier words written after it ("Darzalex SC" → "Darzalex")."""
+        words = text.split(" ")
+        while len(words) > 1:
+            for size in (2, 1):
+                tail = " ".join(words[-size:]).casefold()
+                if len(words) > size and tail in self.qualifiers:
+                    words = words[:-size]
+                    break
+            else:
+                break
+        return " ".join(words)
+
+    def readings(self, text: str) -> list[tuple[str, ...]]:
+        """Every way of splitting a normalised name into declared tokens: pieces between
+        joins, a piece that is a token whole read as that token, any other piece letter by
+        letter. In a name written in one letter case, a cased token matches either case."""
+        pieces = [p for p in _JOINS.split(text) if p and p.casefold() not in self.connectors]
+        letters = [c for c in text if c.isalpha()]
+        contrast = any(c.islower() for c in letters) and any(c.isupper() for c in letters)
+        found: list[tuple[str, ...]] = []
+
+        def pieces_from(index: int, sofar: tuple[str, ...]) -> bool:
+            if len(found) > self.LIMIT:
+                return False
+            if index == len(pieces):
+                found.append(sofar)
+                return True
+            whole = False
+            for end in range(index + 1, len(pieces) + 1):
+                run = compacted("".join(pieces[index:end]).casefold())
+                for token in self.tokens.get(run, ()):
+                    if token not in self.cased or not contrast or token == "".join(pieces[index:end]):
+                        whole = whole or end == index + 1
+                        pieces_from(end, sofar + (token,))
+            if not whole:
+                for split in self._letters(pieces[index], contrast):
+                    pieces_from(index + 1, sofar + split)
+            return True
+
+        pieces_from(0, ())
+        if len(found) > self.LIMIT:
+            return []
+        return sorted(set(r for r in found if len(r) >= 2))
+
+    def _letters(self, piece: str, contrast: bool) -> list[tuple[str, ...]]:
+        """Every split of one piece into tokens, character by character."""
+        out: list[tuple[str, ...]] = []
+        folded = piece.casefold()
+
+        def walk(at: int, sofar: tuple[str, ...]) -> None:
+            if len(out) > self.LIMIT:
+                return
+            if at == len(piece):
+                out.append(sofar)
+                return
+            for size in range(1, min(self.longest, len(piece) - at) + 1):
+                for token in self.tokens.get(folded[at:at + size], ()):
+                    if token not in self.cased or not contrast or token == piece[at:at + size]:
+                        walk(at + size, sofar + (token,))
+
+        walk(0, ())
+        return out
+
+
+@lru_cache(maxsize=8)
+def _vocabulary(directory) -> Vocabulary:
+    import clingo
+
+    control = clingo.Control(["--warn=none"])
+    control.load(str(directory / "names.lp"))
+    control.ground([("base", [])])
+
+    def strings(name: str) -> list[str]:
+        return [s.symbol.arguments[0].string for s in control.symbolic_atoms.by_signature(name, 1)]
+
+    return Vocabulary(strings("token"), strings("cased"), strings("qualifier"), strings("connector"))
+
+
+def vocabulary() -> Vocabulary:
+    """The splitting words of the knowledge base in use (kb/names.lp), read once."""
+    from covkb.decide import kb_dir
+
+    return _vocabulary(kb_dir().resolve())
+
+
+@lru_cache(maxsize=1 << 16)
+def name_forms(written: str) -> tuple[tuple, ...]:
+    """The facts a name as written brings beyond its folded self: its compacted forms and
+    parts (`X (Y)`, the name less its qualifier words) and its readings: ("compact", A, C),
+    ("part", A, P), ("reading_size", A, R, N) and ("reading_token", A, R, I, T)."""
+    words = vocabulary()
+    text = normalise(written)
+    folded = text.casefold()
+    forms = set(spellings(folded))
+    shapes = {text}
+    less = words.stripped(text)
+    if less != text:
+        shapes.add(less)
+        forms.add(("part", folded, less.casefold()))
+    for shape in list(shapes):
+        written_as = _PARTS.match(shape)
+        if written_as and shape != text:
+            for part in (written_as["x"], written_as["y"].strip()):
+                shapes.add(part)
+                forms.add(("part", folded, part.casefold()))
+    for shape in shapes:
+        fold_shape = shape.casefold()
+        forms.update(spellings(fold_shape))
+        if _PARTS.match(shape) or words.stripped(shape) != shape:
+            continue  # read by its parts: a qualifier word is no token ("Dara IV" is no I and V)
+        for number, reading in enumerate(words.readings(shape), start=1):
+            forms.add(("reading_size", fold_shape, number, len(reading)))
+            forms.update(("reading_token", fold_shape, number, index, token)
+                         for index, token in enumerate(reading, start=1))
+    return tuple(sorted(forms, key=repr))
 
 
 def day(value: datetime.date) -> int:
@@ -191,8 +339,8 @@ def case_rows(key: int, case: Case, version: Optional[str], make: Symbols) -> It
     for therapy in case.concurrent_therapies or ():
         names.add(therapy.agent)
         yield "concurrent", [k, name(therapy.agent), make.constant(therapy.purpose)]
-    for predicate, of, form in {f for written in names for f in spellings(fold(written))}:
-        yield predicate, [k, text(of), text(form)]
+    for fact in {f for written in names for f in name_forms(written)}:
+        yield fact[0], [k] + [text(a) if isinstance(a, str) else number(a) for a in fact[1:]]
     for when in case.significant_cardiac_disease_dates or ():
         yield "cardiac", [k, number(day(when))]
     if case.compendium is not None and case.compendium.nccn_category is not None:

@@ -115,6 +115,9 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
                                    f"a clarification of {words.name(name)!r} in {words.place(where)}, not a recognised name",
                                    shown.decision != "pending" or name not in shown.decisive_names)
                           for where, name in words.unrecognised(shown)]
+        documentation += [Document([where], f"a clarification of {words.name(name)!r} in {where}: "
+                                            f"it {what}, and may be misfiled", shown.decision != "pending")
+                          for where, name, what in words.misfiled(shown)]
     by_date = None
     if shown.requested is not None:
         service = int(case.date_of_service.strftime("%Y%m%d"))
@@ -126,8 +129,7 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         decision=shown.decision,
         label=shown.label,
         criteria=criteria,
-        advisories=[words.advisory(term) for _, term in sorted(shown.advisories)]
-                   + (implausible(case, policy) if shown.version is not None else []),
+        advisories=[words.advisory(term) for _, term in sorted(shown.advisories)],
         missing=sorted(shown.missing),
         reason=words.reason(shown, criteria, documentation),
         provenance=Provenance(__version__, policy.kb_sha256),
@@ -182,37 +184,6 @@ def _edits(a: str, b: str, limit: int) -> int:
             return limit + 1
         before, row = row, current
     return row[-1]
-
-
-# Where a value may stand to a plausibility bound, by relation (kb/words.lp plausible/4).
-_PLACES = {"gt": {"above"}, "ge": {"above", "equal"}, "lt": {"below"}, "le": {"below", "equal"}}
-
-
-def implausible(case: Case, policy: Policy) -> list[str]:
-    """Advisories for documented values beyond kb/words.lp's plausibility bounds, compared
-    exactly as core.lp compares a number with a point (covkb.arith.place). They never
-    change a status or the decision: the compiled engine grounds kb/ once, and these
-    comparisons are kept out of the rules that decide."""
-    from covkb import arith
-
-    out = []
-    for path, relation, bound, words in policy.facts.get("plausible", ()):
-        if path == "age":  # the age a documented birth date gives on the date of service
-            birth = case.member.birth_date if case.member else None
-            if birth is None:
-                continue
-            years = arith.age(_yyyymmdd(case.date_of_service), _yyyymmdd(birth), None)
-            place, shown = arith.place((years, "whole"), bound), f"member.birth_date = {birth.isoformat()}"
-        else:
-            value = field(case, path)
-            if value is None:
-                continue
-            whole = int(value // 1)
-            place = arith.place((whole, "whole" if value == whole else "fraction"), bound)
-            shown = f"{path} = {value}"
-        if place not in _PLACES[relation[0]]:
-            out.append(f"{shown}: {words}")
-    return out
 
 
 def _yyyymmdd(day: datetime.date) -> int:
@@ -373,7 +344,8 @@ class Words:
     def documentation(self, missing: list[str], shown: Optional[Shown] = None) -> list["Document"]:
         """The missing fields in words, alternatives of one group as "one of" (or "each of"
         where the case needs every one, kb/words.lp all_of), each marked when it is only
-        for a resubmission."""
+        for a resubmission; a doubted value is asked to be confirmed."""
+        doubted = self.doubted(shown) if shown is not None else frozenset()
         out: list[Document] = []
         seen: dict[str, Document] = {}
         joins = {g[0]: (start, join) for g, start, join in
@@ -383,8 +355,12 @@ class Words:
             if group and group in seen:
                 seen[group].fields.append(path)
                 continue
-            item = Document([path], self.sendable(path),
-                            shown is not None and path in shown.for_resubmission)
+            later = shown is not None and path in shown.for_resubmission
+            if path in doubted:
+                out.append(Document([path], f"a confirmation of {self.sendable(path)}: "
+                                            f"{self.value(path)} as written is doubted (see advisories)", later))
+                continue
+            item = Document([path], self.sendable(path), later)
             out.append(item)
             if group:
                 seen[group] = item
@@ -395,6 +371,15 @@ class Words:
                                         ("one of: ", ", or "))
                 item.words = start + join.join(self.sendable(f) for f in item.fields)
         return out
+
+    @staticmethod
+    def doubted(shown: Shown) -> frozenset:
+        """The fields whose documented value the knowledge base doubts."""
+        return frozenset(term[1] for _, term in shown.advisories if term[0] == "doubtful")
+
+    @staticmethod
+    def misfiled(shown: Shown) -> list[tuple]:
+        return [term[1:] for _, term in sorted(shown.advisories) if term[0] == "misfiled"]
 
     @staticmethod
     def unrecognised(shown: Shown) -> list[tuple]:
@@ -520,6 +505,8 @@ class Words:
         if kind == "before":
             return self.policy.words[("term_words", "before")].format(
                 field=args[0], date=_iso(args[1]), start=_iso(args[2]), ident=ident)
+        if kind == "doubted":
+            return f"{self.stated(args[0])} is doubted as written (see advisories): it decides nothing until confirmed"
         return repr(term)
 
     def advisory(self, term: tuple) -> str:
@@ -534,6 +521,13 @@ class Words:
             return f"{args[0]} has {_iso(args[1])}: {args[2]}"
         if kind == "unrecognised":
             return f"{self.place(args[0])}: {self.name(args[1])!r} is not a recognised name; please clarify it"
+        if kind == "misfiled":
+            return (f"{args[0]}: {self.name(args[1])!r} {args[2]}: it is not read as a prior cell therapy; "
+                    "please clarify it (a prior line of therapy belongs in prior_lines)")
+        if kind in ("doubtful", "implausible"):
+            return f"{self.stated(args[0])}: {args[1]}"
+        if kind == "line_note":
+            return f"prior_lines line {args[0]} {args[1]}"
         return repr(term)
 
 
