@@ -34,8 +34,9 @@ def test_check_text_puts_decision_and_label_on_top():
 def test_check_json_is_exactly_the_result_object():
     result = run("check", FACTS / "covered-2025.json", "--format", "json")
     data = json.loads(result.stdout)
-    # SPEC §2, then the second release's additions (version_requested only when forced)
-    assert list(data) == ["case_id", "policy", "version", "decision", "label", "criteria",
+    # SPEC §2, then the second release's additions (version_requested only when forced) and
+    # the third's date_of_service, beside the case it identifies
+    assert list(data) == ["case_id", "date_of_service", "policy", "version", "decision", "label", "criteria",
                           "advisories", "missing", "reason", "provenance", "documentation"]
     assert list(data["criteria"][0]) == ["id", "status", "text", "because"]
 
@@ -127,7 +128,8 @@ def test_versions_lists_both_with_dates():
 def test_criteria_prints_the_policy_words():
     out = run("criteria", "--policy-version", "2024-08-21").stdout
     assert "Creatinine clearance less than or equal to 45 mL/min" in out
-    ids = [line.split()[0] for line in out.splitlines()[1:]]
+    # a criterion's reading, when it has one, is on the line below its words
+    ids = [line.split()[0] for line in out.splitlines()[1:] if not line.split()[0] == "reading:"]
     assert ids == "specialist center 1 2 3 3a 3b 3c 4 5a 5b 5c 5d 5e 5f 5g 6 7 8 9".split()
 
 

@@ -23,7 +23,7 @@ def explained(version=None, **changes):
     # issue 13.3: the reason names the failing facts and their criterion, not criterion numbers alone
     ({"organ_function_adequate": False, "dose_million_car_t_cells": 600},
      "not covered: adequate organ and bone marrow function per the treating oncologist/hematologist: "
-     "no (criterion 6); planned dose 600 x 10^6 CAR-positive T cells is not 300 to 510 (criterion dose)"),
+     "no (criterion 6); planned dose 600 x 10^6 CAR-positive T cells is not 300 to 510 (the dose requirement)"),
     ({"organ_function_adequate": False, "plan": {"primary_coverage_criteria": False}},
      "not covered: adequate organ and bone marrow function per the treating oncologist/hematologist: "
      "no (criterion 6); the contract has no primary coverage criteria, so it is considered investigational"),
@@ -35,10 +35,13 @@ def explained(version=None, **changes):
     ({"plan": {"group_specific_policy": True}},
      "not applicable: a group specific policy supersedes this policy"),
     ({"date_of_service": "2024-08-20"},
-     "not applicable: the date of service is before August 21, 2024, and the criteria in force then "
-     "are kept only as a hardcopy print"),
+     # the policy's own instruction for the criteria in force before its first version
+     "not applicable: the date of service 2024-08-20 is before August 21, 2024, and for the criteria in "
+     'force then the policy says: "For coverage criteria prior to August 21, 2024, for Idecabtagene '
+     'Vicleucel (e.g., Abecma), please email codespecificinquiry@arkbluecross.com for a hardcopy print '
+     'of the coverage policy."'),
     ({"compendium": {"fda_approved_indication": True}, "prior_lines": [["Rd"]]},
-     "not covered: prior lines of therapy 1 (Rd) is not two or more prior lines (criterion 3); "
+     "not covered: 1 prior line of therapy (Rd) is not two or more prior lines (criterion 3); "
      "Proteasome inhibitor (e.g., bortezomib, carfilzomib, ixazomib): none in any prior line (criterion 3b); "
      "Anti-CD38 monoclonal antibody (e.g., daratumumab, isatuximab): none in any prior line (criterion 3c)"),
     ({"compendium": {"nccn_category": "1"}, "diagnosis": {"cns_involvement": False},

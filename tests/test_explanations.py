@@ -10,7 +10,9 @@ from cases import DROP, IN_2024, IN_2025, case, decide
 ELIGIBLE_BECAUSE = {
     "specialist": ["prescriber.specialist = true"],
     "center": ["prescriber.approved_car_t_center = true"],
-    "1": ["age on the date of service = 63, and 1 requires 18 years of age or older"],
+    # the age and what it was taken from (the birth date, else the stated age)
+    "1": ["age on the date of service = 63 (from member.birth_date = 1961-04-30), "
+          "and 1 requires 18 years of age or older"],
     "2": ["diagnosis.multiple_myeloma = true", "diagnosis.refractory = true", "diagnosis.relapsed = true"],
     "3": ["prior_lines = 2 (lenalidomide, bortezomib, dexamethasone; daratumumab), "
           "and 3 requires two or more prior lines"],
@@ -36,7 +38,8 @@ ELIGIBLE_2024 = {
 }
 ELIGIBLE_2025 = {
     **ELIGIBLE_BECAUSE,
-    "1": ["age on the date of service = 64, and 1 requires 18 years of age or older"],
+    "1": ["age on the date of service = 64 (from member.birth_date = 1961-04-30), "
+          "and 1 requires 18 years of age or older"],
     "5b": ["prior_cell_therapies = none"],
     "dose": ["dose_million_car_t_cells = 450, and dose requires 300 to 510"],
 }
@@ -54,21 +57,22 @@ NOT_MET = [
     (IN_2025, "center", {"prescriber": {"specialist": True, "approved_car_t_center": False}},
      ["prescriber.approved_car_t_center = false"]),
     (IN_2024, "1", {"member": {"age": 17}},
-     ["age on the date of service = 17, and 1 requires 18 years of age or older"]),
+     ["age on the date of service = 17 (from member.age = 17), and 1 requires 18 years of age or older"]),
     (IN_2025, "2", {"diagnosis": {"multiple_myeloma": True, "relapsed": False, "refractory": False}},
      ["diagnosis.multiple_myeloma = true", "diagnosis.refractory = false", "diagnosis.relapsed = false"]),
     (IN_2024, "3", {"prior_lines": [["DVRd"]]},
      ["prior_lines = 1 (DVRd), and 3 requires two or more prior lines"]),
     (IN_2025, "3a", {"prior_lines": [["Vd"], ["Darzalex"]]},
      ["prior_lines: no agent of this class in any prior line"]),
+    # 4 reads both lists: the one that fails it is named, the other one cited as it is
     (IN_2024, "4", {"clinical_trials": ["Abecma"]},
-     ["clinical_trials: 'Abecma' is a therapy listed in this policy"]),
+     ["clinical_trials: 'Abecma' is a therapy listed in this policy", "prior_cell_therapies = none"]),
     (IN_2025, "4", {"clinical_trials": ["ide-cel"]},
-     ["clinical_trials: 'ide-cel' is a therapy listed in this policy"]),
+     ["clinical_trials: 'ide-cel' is a therapy listed in this policy", "prior_cell_therapies = none"]),
     (IN_2025, "4", {"prior_cell_therapies": ["Kymriah"]},
-     ["prior_cell_therapies: 'Kymriah' is a prior cell therapy"]),
+     ["prior_cell_therapies: 'Kymriah' is a prior cell therapy", "clinical_trials = none"]),
     (IN_2024, "4", {"prior_cell_therapies": ["Yescarta"]},
-     ["prior_cell_therapies: 'Yescarta' is a prior cell therapy"]),
+     ["prior_cell_therapies: 'Yescarta' is a prior cell therapy", "clinical_trials = none"]),
     (IN_2024, "5a", {"concurrent_therapies": [{"agent": "Darzalex", "purpose": "anti_cancer"}]},
      ["concurrent_therapies: 'Darzalex' is given in combination with idecabtagene vicleucel"]),
     (IN_2025, "5a", {"concurrent_therapies": [{"agent": "Kyprolis", "purpose": "anti_cancer"}]},
@@ -84,8 +88,9 @@ NOT_MET = [
      ["lvef_percent = 40, and 5e requires at least 45", "significant_cardiac_disease_dates = none"]),
     (IN_2024, "5e", {"significant_cardiac_disease_dates": ["2024-09-15"]},
      ["lvef_percent = 60, and 5e requires at least 45",
-      "significant_cardiac_disease_dates has 2024-09-15, on or after 2024-09-15, the start of "
-      "the window 5e looks back over"]),
+      # 5e: "within in the past 6 months"; SPEC §4.7: on or after the date of service moved back
+      "significant_cardiac_disease_dates has 2024-09-15, within 6 months before the date of service "
+      "2025-03-15 (on or after 2024-09-15)"]),
     (IN_2024, "5f", {"infections": {"uncontrolled": True}}, ["infections.uncontrolled = true"]),
     (IN_2024, "5g", {"prior_cell_therapies": ["Carvykti"]},
      ["prior_cell_therapies: 'Carvykti' is idecabtagene vicleucel or ciltacabtagene autoleucel"]),

@@ -14,11 +14,13 @@ PATHWAY_DOSE = dict(diagnosis={"multiple_myeloma": True, "cns_involvement": Fals
                     compendium={"nccn_category": "1"})
 
 
-@pytest.mark.parametrize("version, service, dose", [(V2025, "2025-11-12", "dose"), (V2024, "2025-03-15", "9")])
+# 2025-11-01's dose is its Dosage and Administration, no numbered criterion: cited by name
+@pytest.mark.parametrize("version, service, dose", [(V2025, "2025-11-12", "the dose requirement"),
+                                                    (V2024, "2025-03-15", "criterion 9")])
 def test_a_pathway_case_failing_the_dose_names_the_failed_dose(version, service, dose):
     result = decide(case(**PATHWAY_DOSE, date_of_service=service))
     assert (result.version, result.decision) == (version, "pending")
-    assert "600" in result.reason and f"criterion {dose}" in result.reason
+    assert "600" in result.reason and f"({dose})" in result.reason
     assert "compendium pathway" in result.reason
 
 

@@ -34,7 +34,7 @@ def test_the_reason_names_the_creatinine_clearance_that_failed_5d():
 @pytest.mark.parametrize("changes, start", [
     ({"plan": {"walmart_associates_plan": True}}, "not applicable: this policy does not apply to the Wal-Mart"),
     ({"plan": {"group_specific_policy": True}}, "not applicable: a group specific policy supersedes"),
-    ({"date_of_service": "2024-08-20"}, "not applicable: the date of service is before August 21, 2024"),
+    ({"date_of_service": "2024-08-20"}, "not applicable: the date of service 2024-08-20 is before August 21, 2024"),
     ({}, "covered: every criterion of version 2025-11-01 is met"),
 ])
 def test_every_decision_has_a_reason_not_applicable_too(changes, start):
@@ -54,7 +54,7 @@ def test_a_reason_on_5e_failed_by_recent_cardiac_disease_names_the_date_not_the_
     # of service moved back 6 months (2025-03-15 -> 2024-09-15). The LVEF of 60 met it.
     result = decide(case(date_of_service="2025-03-15", significant_cardiac_disease_dates=["2025-01-10"]), V2024)
     assert result.reason == ("not covered: dates of clinically significant cardiac disease: 2025-01-10 "
-                             "is on or after 2024-09-15, within the window (criterion 5e)")
+                             "is within 6 months before the date of service 2025-03-15 (criterion 5e)")
 
 
 # --- 4. remedy kinds --------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_a_forced_version_shows_in_text_and_json(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(case()))
     text = run("check", path, "--policy-version", V2024).stdout
-    assert "version 2024-08-21, requested; the date of service selects 2025-11-01" in text
+    assert "version 2024-08-21, requested; the date of service 2025-11-12 selects 2025-11-01" in text
     data = json.loads(run("check", path, "--policy-version", V2024, "-f", "json").stdout)
     assert (data["version"], data["version_requested"]) == (V2024, V2024)
     assert "version_requested" not in json.loads(run("check", path, "-f", "json").stdout)
@@ -222,20 +222,26 @@ def test_json_and_markdown_carry_the_provenance(tmp_path):
 
 # --- 1. exclusions read as requirements ---------------------------------------------------
 # Policy: "5. Individual does not have any of the following circumstances: ... b. Prior
-# allogeneic stem cell transplant; OR"
+# allogeneic stem cell transplant; OR". The item's words are quoted as they stand; that the
+# individual must not have it is the reading criterion 5 gives them, kept apart (SPEC §2,
+# third release).
 @pytest.mark.parametrize("version, ids", [(V2024, "5a 5b 5c 5d 5e 5f 5g"), (V2025, "5a 5b")])
-def test_every_sub_item_of_criterion_5_reads_individual_does_not_have(version, ids):
-    texts = {c.id: c.text for c in decide(case(), version).criteria}
-    assert all(texts[i].startswith("Individual does not have: ") for i in ids.split())
-    assert sum(t.startswith("Individual does not have: ") for t in texts.values()) == len(ids.split())
+def test_every_sub_item_of_criterion_5_is_read_under_individual_does_not_have(version, ids):
+    criteria = {c.id: c for c in decide(case(), version).criteria}
+    opening = '"Individual does not have any of the following circumstances"'
+    assert all(opening in (criteria[i].reading or "") for i in ids.split())
+    assert sum(opening in (c.reading or "") for c in criteria.values()) == len(ids.split())
 
 
 def test_prior_transplant_reads_as_the_requirement_in_criteria_and_markdown(tmp_path):
-    words = "Individual does not have: Prior allogeneic stem cell transplant"
-    assert words in run("criteria", "--policy-version", V2024).stdout
+    words, reading = '"Prior allogeneic stem cell transplant"', "Individual does not have any of the following"
+    listing = run("criteria", "--policy-version", V2024).stdout
+    [row] = [n for n, line in enumerate(listing.splitlines()) if words in line]
+    assert reading in listing.splitlines()[row + 1]
     path = tmp_path / "c.json"
     path.write_text(json.dumps(case(date_of_service=IN_2024)))
     assert words in run("explain", path, "-f", "markdown").stdout
+    assert reading in run("explain", path, "-f", "markdown").stdout
     assert words in run("explain", path).stdout
 
 

@@ -253,7 +253,7 @@ def test_concurrent_clients_each_get_their_own_case_decided(logged):
 
 @pytest.mark.parametrize("body, named", [
     (b"{", "not valid JSON"),
-    (b"", "not valid JSON"),
+    (b"", "empty body"),
     (b"[]", "expected an object"),
     (b"\xff\xfe", "not valid JSON"),
     (json.dumps(case(lvef_percent="high")).encode(), "lvef_percent"),

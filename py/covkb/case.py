@@ -405,14 +405,18 @@ def _known_paths() -> list[str]:
 
 
 def _did_you_mean(path: str, siblings: Optional[list[str]] = None) -> str:
-    """A known field close to an unknown one: a sibling first, else a field anywhere of
+    """A known field close to an unknown one: a sibling first (one the unknown name opens,
+    as `lvef` opens `lvef_percent`, or one spelled nearly alike), else a field anywhere of
     (nearly) that name (`relapsed` given at the top is `diagnosis.relapsed`)."""
     import difflib
 
     prefix, _, leaf = path.rpartition(".")
     if siblings is None:
         siblings = [p.rpartition(".")[2] for p in _known_paths() if p.rpartition(".")[0] == _indexless(prefix)]
-    near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.7)
+    # a field written without its unit or qualifier: `lvef` is `lvef_percent`
+    near = [s for s in siblings if s.startswith(leaf.lower() + "_")]
+    if len(near) != 1:
+        near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.7)
     if near:
         return f"did you mean `{prefix + '.' if prefix else ''}{near[0]}`?"
     leaves = {p.rpartition(".")[2]: p for p in _known_paths()}

@@ -63,6 +63,7 @@ class Format(str, enum.Enum):
 LOG_HELP = ("Record each determination in this SQLite decision log (see `covkb audit`). "
             "Also taken from $COVKB_LOG.")
 CASE_ARGUMENT = typer.Argument(..., metavar="CASE", help="The case: a .json, .yaml/.yml or .lp file, "
+                                                         "a FHIR R4 Bundle or QuestionnaireResponse (JSON), "
                                                          "or - for JSON on standard input.", allow_dash=True)
 VERSION_HELP = ("Apply this policy version (e.g. 2024-08-21) instead of the one in force "
                 "on the date of service; `covkb versions` lists them.")
@@ -95,6 +96,9 @@ def check(
                                                           "(by default only those not met or unknown)."),
 ) -> None:
     """Decide one request: the decision, its reason, and the criteria not met or unknown.
+
+    CASE is a case file (JSON, YAML, .lp) or a FHIR R4 Bundle or QuestionnaireResponse
+    (PAS/DTR), read into the same case.
 
     Exit 0 when decided; 2 when the case is invalid (the message names the field).
     """
@@ -208,17 +212,18 @@ def compare(
     format: Format = typer.Option(Format.text, "--format", "-f",
                                   help="text: criteria side by side, differing rows marked; json: both explanations."),
 ) -> None:
-    """Decide one case under every policy version, side by side."""
-    from covkb.explain import compare as compare_case, compare_text, comparison
+    """Decide one case under every policy version, side by side, after what its date of
+    service decides: a version the date does not select is a what-if."""
+    from covkb.explain import compare_by_date, compare_text, comparison
     from covkb.terminal import printable
     from covkb.render import as_json
 
     one = _load(case)
-    sides = compare_case(one)
+    sides, by_date = compare_by_date(one)
     if format is Format.json:
         typer.echo(as_json(comparison(one.case_id, sides)))
     else:
-        typer.echo(printable(compare_text(one.case_id, sides)))
+        typer.echo(printable(compare_text(one.case_id, sides, by_date)))
 
 
 @app.command("diff")
@@ -321,7 +326,9 @@ def _iso(number: int) -> str:
 def criteria(
     version: Optional[str] = typer.Option(None, POLICY_VERSION, help="Only this version."),
 ) -> None:
-    """Print every criterion id of each version with the policy's words."""
+    """Print every criterion id of each version with the policy's words, quoted verbatim,
+    and under a criterion whose words covkb reads in a frame (criterion 5's items, the
+    opening sentence read into 2) that reading, unquoted."""
     from covkb import decide
 
     version = _known_version(version)
@@ -329,9 +336,12 @@ def criteria(
     for name in sorted(policy.criteria):
         if version and name != version:
             continue
+        readings = {(v, i): w for v, i, w in policy.facts.get("reading", ())}
         typer.echo(f"policy {policy.id}, version {name}")
         for ident, text in policy.criteria[name]:
-            typer.echo(f"  {ident:<11}{text}")
+            typer.echo(f'  {ident:<11}"{text}"')
+            if (name, ident) in readings:
+                typer.echo(f"  {'':<11}reading: {readings[name, ident]}")
 
 
 @app.command()
@@ -401,8 +411,9 @@ def serve(
         raise typer.Exit(3) from None
 
 
-audit_app = typer.Typer(help="Read the decision log: list, show, replay, verify and export "
-                             "determinations. The log is --log PATH or $COVKB_LOG.",
+audit_app = typer.Typer(help="Read the decision log: list, show, replay, verify, head (the anchor "
+                             "for verify), export and report determinations. The log is --log PATH "
+                             "or $COVKB_LOG.",
                         no_args_is_help=True, context_settings=HELP)
 app.add_typer(audit_app, name="audit")
 LOG_OPTION = typer.Option(..., "--log", envvar="COVKB_LOG", help="The SQLite decision log.")
@@ -456,13 +467,14 @@ def audit_list(
     `what-if` after a determination decided under a version asked for (--policy-version,
     or one side of compare), which decision statistics leave out."""
     from covkb import audit
-    from covkb.terminal import printable
+    from covkb.terminal import printable, to_the_second
 
     _audit_filters(since, until, decision)
     connection = _existing_log(log)
     try:
         for row in audit.rows(connection, case_id=case_id, since=since, until=until, decision=decision):
-            fields = (row['logged_at'], row['case_id'], row['policy_version'] or 'none', row['decision'], row['label'])
+            fields = (to_the_second(row['logged_at']), row['case_id'], row['policy_version'] or 'none',
+                      row['decision'], row['label'])
             mark = "  what-if" if row['what_if'] else ""
             typer.echo("{:>6}  {}  {}  {}  {} ({})".format(row['id'], *(printable(f, lines=False) for f in fields))
                        + mark)
@@ -502,11 +514,11 @@ def _show_row(row, format: "ExplainFormat", log: Path) -> None:
     import msgspec
 
     from covkb.explain import Explanation, as_markdown, as_text
-    from covkb.terminal import printable, printable_values
+    from covkb.terminal import printable, printable_values, to_the_second
 
     # a stored row may hold what an older covkb accepted: each string shown on one line
     explanation = msgspec.convert(printable_values(msgspec.json.decode(row["explanation_json"])), Explanation)
-    head = printable(f"determination {row['id']}, logged {row['logged_at']}, covkb {row['covkb_version']}, "
+    head = printable(f"determination {row['id']}, logged {to_the_second(row['logged_at'])}, covkb {row['covkb_version']}, "
             f"kb {row['kb_sha256'][:16]}, input sha256 {row['input_sha256'][:16]}", lines=False)
     if format is ExplainFormat.json:
         record = {key: row[key] for key in ("id", "logged_at", "case_id", "covkb_version", "kb_sha256",

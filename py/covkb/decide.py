@@ -260,7 +260,9 @@ EXPLANATION_WORDS = {"field_words", "field_unit", "one_of", "remedy_words", "cor
                      # kb/request.lp: the product a request asks for, the form's words
                      "requested_code", "requested_product", "question_words", "choice_words", "payer_field",
                      "typo_edits", "drug_stem", "hint_words", "treatment", "group_words",
-                     "unasserted_words"}
+                     "unasserted_words",
+                     # kb/words.lp: criterion readings, counts in words, how reasons cite requirements
+                     "reading", "count_words", "cite_words"}
 
 
 def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:

@@ -10,7 +10,7 @@ import msgspec
 
 from covkb.case import Case
 from covkb.decide import Policy, Shown, solve
-from covkb.render import documentation_lines, fill, version_line
+from covkb.render import documentation_lines, fill, remedy_line, version_line
 from covkb.result import Document, Provenance, Result, Words, build, nearest
 
 
@@ -24,6 +24,9 @@ class Step(msgspec.Struct):
     remedy: Optional[str]
     remedy_kind: Optional[str] = None  # request, on_date, clinical or history
     remedy_date: Optional[str] = None
+    reading: Optional[str] = None  # covkb's reading of the policy's words, when it frames them
+    # the fields `document` names, in words, alternatives as "one of"
+    documentation: list[Document] = []
 
 
 class Name(msgspec.Struct):
@@ -32,8 +35,9 @@ class Name(msgspec.Struct):
     nearest: Optional[str]
 
 
-class Explanation(msgspec.Struct):
+class Explanation(msgspec.Struct, kw_only=True):
     case_id: str
+    date_of_service: Optional[str] = None  # added in the third release
     policy: str
     version: Optional[str]
     decision: str
@@ -63,18 +67,22 @@ def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> 
              for where, name in words.unrecognised(shown)]
     steps = []
     for criterion in result.criteria:
-        step = Step(criterion.id, criterion.status, criterion.text, criterion.because,
-                    sorted(shown.document.get(criterion.id, [])), None, None)
+        document = sorted(shown.document.get(criterion.id, []))
+        step = Step(criterion.id, criterion.status, criterion.text, criterion.because, document, None, None,
+                    reading=criterion.reading, documentation=words.documentation(document))
         if criterion.remedy is not None:
             kind, date = criterion.remedy.kind, criterion.remedy.date
             step.remediable = kind == "request"
             step.remedy = criterion.remedy.words
             step.remedy_kind, step.remedy_date = kind, date
         steps.append(step)
-    return Explanation(result.case_id, result.policy, result.version, result.decision, result.label,
-                       shown.rule or "", result.reason, steps, result.advisories, names, result.missing,
-                       result.documentation, result.provenance, result.version_requested,
-                       result.version_by_date, result.what_if)
+    return Explanation(case_id=result.case_id, date_of_service=result.date_of_service, policy=result.policy,
+                       version=result.version, decision=result.decision, label=result.label,
+                       rule=shown.rule or "", sentence=result.reason, criteria=steps,
+                       advisories=result.advisories, unrecognised=names, missing=result.missing,
+                       documentation=result.documentation, provenance=result.provenance,
+                       version_requested=result.version_requested, version_by_date=result.version_by_date,
+                       what_if=result.what_if)
 
 
 def explain(case: Case, version: Optional[str] = None) -> Explanation:
@@ -84,11 +92,19 @@ def explain(case: Case, version: Optional[str] = None) -> Explanation:
 
 def compare(case: Case) -> list[Explanation]:
     """The case under every version, decided in one grounding, oldest version first."""
+    return compare_by_date(case)[0]
+
+
+def compare_by_date(case: Case) -> tuple[list[Explanation], Explanation]:
+    """The case under every version, oldest first, and as its date of service decides it,
+    in one grounding."""
     from covkb.decide import policy as kb_policy
 
     versions = sorted(kb_policy().versions)
-    policy, shown = solve([(index, case, version) for index, version in enumerate(versions)])
-    return [explain_shown(case, shown[index], policy) for index in range(len(versions))]
+    asked = [(index, case, version) for index, version in enumerate(versions)]
+    policy, shown = solve(asked + [(len(versions), case, None)])
+    return ([explain_shown(case, shown[index], policy) for index in range(len(versions))],
+            explain_shown(case, shown[len(versions)], policy))
 
 
 # ---------------------------------------------------------------------------
@@ -97,21 +113,24 @@ def compare(case: Case) -> list[Explanation]:
 def as_text(explanation: Explanation, width: int = 100) -> str:
     e = explanation
     lines = [f"{e.case_id}: {e.decision.upper().replace('_', ' ')} ({e.label})",
-             version_line(e.policy, e.version, e.version_requested, e.version_by_date),
+             version_line(e.policy, e.version, e.version_requested, e.version_by_date, e.date_of_service),
              "", fill(e.sentence, width)]
     for step in e.criteria:
         lines.append("")
         lines.append(f"[{step.id}] {step.status}")
         lines.append(fill(f'"{step.text}"', width, initial_indent="  policy: ",
                                    subsequent_indent="          "))
+        if step.reading:
+            lines.append(fill(step.reading, width, initial_indent="  reading: ", subsequent_indent="          "))
         for reason in step.because:
             lines.append(fill(reason, width, initial_indent="  fact:   ",
                                        subsequent_indent="          "))
-        if step.document:
-            lines.append("  document: " + ", ".join(step.document))
-        if step.remedy:
-            lines.append(fill(step.remedy, width, initial_indent=f"  remedy ({step.remedy_kind}): ",
-                                       subsequent_indent="          "))
+        for item in _step_documents(step):
+            lines.append(fill(f"{item.words} [{', '.join(item.fields)}]", width,
+                              initial_indent="  document: ", subsequent_indent="          "))
+        if step.remedy_kind:
+            lines.append(fill(remedy_line(step.remedy_kind, step.remedy), width,
+                              initial_indent="  ", subsequent_indent="          "))
     if e.advisories:
         lines += ["", "advisories:"]
         lines += [fill(a, width, initial_indent="  - ", subsequent_indent="    ")
@@ -134,6 +153,11 @@ def _hint_words() -> str:
     return kb_policy().facts["hint_words"][0][0]
 
 
+def _step_documents(step: Step) -> list[Document]:
+    """What a step asks for, in words; a step logged before the words were kept, by field."""
+    return step.documentation or [Document([path], path) for path in step.document]
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -141,7 +165,8 @@ def _cell(text: str) -> str:
 def as_markdown(explanation: Explanation) -> str:
     e = explanation
     lines = [f"### {_cell(e.case_id)}: {e.decision.replace('_', ' ')} ({e.label})", "",
-             version_line(e.policy, e.version, e.version_requested, e.version_by_date).capitalize() + ".",
+             version_line(e.policy, e.version, e.version_requested, e.version_by_date,
+                          e.date_of_service).capitalize() + ".",
              "", f"**{_cell(e.sentence)}**", ""]
     if e.criteria:
         lines += ["| criterion | status | policy words | facts | action |",
@@ -149,10 +174,12 @@ def as_markdown(explanation: Explanation) -> str:
         for s in e.criteria:
             action = ""
             if s.document:
-                action = "document " + ", ".join(f"`{f}`" for f in s.document)
+                action = "document " + "; ".join(
+                    f"{d.words} (" + ", ".join(f"`{f}`" for f in d.fields) + ")" for d in _step_documents(s))
             elif s.remedy:
                 action = f"{s.remedy_kind}: {s.remedy}"
-            lines.append(f"| {s.id} | {s.status} | {_cell(s.text)} | "
+            words = f'"{s.text}"' + (f" _(reading: {s.reading})_" if s.reading else "")
+            lines.append(f"| {s.id} | {s.status} | {_cell(words)} | "
                          f"{_cell('; '.join(s.because))} | {_cell(action)} |")
         lines.append("")
     if e.advisories:
@@ -187,7 +214,7 @@ def decisions_differ(sides: list[Explanation]) -> bool:
     return len({(s.decision, s.label) for s in sides}) > 1
 
 
-class Comparison(msgspec.Struct):
+class Comparison(msgspec.Struct, omit_defaults=True):
     """`compare --format json`: the case under every version."""
 
     case_id: str
@@ -197,11 +224,13 @@ class Comparison(msgspec.Struct):
     # one row per requirement: each version's criterion id for it (null where the version
     # has none, "guidelines" where it became a Policy Guidelines advisory)
     requirements: list[dict[str, Optional[str]]] = []
+    # each side names the version the date of service selects (version_by_date, null for none)
+    date_of_service: Optional[str] = None
 
 
 def comparison(case_id: str, sides: list[Explanation]) -> Comparison:
     return Comparison(case_id, sides, criteria_differ(sides), decisions_differ(sides),
-                      requirements(sides))
+                      requirements(sides), sides[0].date_of_service if sides else None)
 
 
 GUIDELINES = "guidelines"
@@ -246,11 +275,36 @@ def requirements(sides: list[Explanation]) -> list[dict[str, Optional[str]]]:
     return [{v: row.get(v) for v in versions} for row in rows]
 
 
-def compare_text(case_id: str, sides: list[Explanation]) -> str:
+def _selected(day: Optional[str]) -> Optional[str]:
+    """The version in force on a date of service (as kb/core.lp's version/3 dates them)."""
+    from covkb.decide import policy as kb_policy
+
+    if not day:
+        return None
+    number = int(day.replace("-", ""))
+    return next((v for v, (start, end) in kb_policy().versions.items() if start <= number <= end), None)
+
+
+def compare_text(case_id: str, sides: list[Explanation], by_date: Optional[Explanation] = None) -> str:
+    import textwrap
+
     versions = [side.version or "none" for side in sides]
     status = [{s.id: s.status for s in side.criteria} for side in sides]
     header = "".join(f"{v:<22}" for v in versions).rstrip()
-    lines = [f"{case_id}: compared under {', '.join(versions)}, one row per requirement", "", header]
+    lines = []
+    if by_date is not None:
+        day = by_date.date_of_service
+        if by_date.version is None and by_date.label == "criteria_not_on_file":
+            lines += [f"{case_id}: the date of service {day} selects no version of policy {by_date.policy}: "
+                      f"the decision is not applicable ({by_date.label})",
+                      textwrap.fill(by_date.sentence, 100), "",
+                      "What if a version applied (what-ifs, not the decision):"]
+        else:
+            selected = by_date.version or _selected(day)
+            selects = f"selects version {selected}" if selected else "selects no version"
+            lines += [f"{case_id}: the date of service {day} {selects}: "
+                      f"{by_date.decision} ({by_date.label})", ""]
+    lines += [f"{case_id}: compared under {', '.join(versions)}, one row per requirement", "", header]
     for row in requirements(sides):
         cells, states = [], []
         for version, known in zip(versions, status):
@@ -272,7 +326,8 @@ def compare_text(case_id: str, sides: list[Explanation]) -> str:
         lines.append("".join(f"{c:<22}" for c in cells).rstrip() + mark)
     lines.append("")
     for side in sides:
-        lines.append(f"{side.version or 'none'}: {side.decision} ({side.label}) — {side.sentence}")
+        what_if = " (what-if)" if by_date is not None and side.version != by_date.version else ""
+        lines.append(f"{side.version or 'none'}{what_if}: {side.decision} ({side.label}) — {side.sentence}")
     if decisions_differ(sides):
         lines.append("the versions decide this case differently")
     return "\n".join(lines)

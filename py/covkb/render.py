@@ -17,12 +17,14 @@ def as_json(result: msgspec.Struct) -> str:
 
 
 def version_line(policy: str, version: Optional[str], requested: Optional[str] = None,
-                 by_date: Optional[str] = None) -> str:
-    """`policy 2024041, version 2024-08-21`, saying so when the version was forced."""
+                 by_date: Optional[str] = None, date_of_service: Optional[str] = None) -> str:
+    """`policy 2024041, version 2024-08-21, date of service 2025-10-31`, saying so when the
+    version was forced."""
     line = f"policy {policy}, version {version or 'none'}"
+    day = f" {date_of_service}" if date_of_service else ""
     if requested is not None:
-        line += f", requested; the date of service selects {by_date or 'no version'}"
-    return line
+        return line + f", requested; the date of service{day} selects {by_date or 'no version'}"
+    return line + (f", date of service {date_of_service}" if date_of_service else "")
 
 
 def fill(text: str, width: int, **indents) -> str:
@@ -47,12 +49,18 @@ def documentation_lines(documentation: list[Document], width: int = 100) -> list
     return lines
 
 
+def remedy_line(kind: str, words: Optional[str]) -> str:
+    """A remedy with what its kind means: `remedy (clinical): a new documented ...`."""
+    return f"remedy ({kind}): {words}" if words else f"remedy ({kind})"
+
+
 def as_text(result: Result, width: int = 100, every: bool = False) -> str:
     """The decision, its reason, and the criteria not met or unknown (every one with
     `every`), then how many are met."""
     lines = [
         f"{result.case_id}: {result.decision.upper().replace('_', ' ')} ({result.label})",
-        version_line(result.policy, result.version, result.version_requested, result.version_by_date),
+        version_line(result.policy, result.version, result.version_requested, result.version_by_date,
+                     result.date_of_service),
         fill(result.reason, width),
     ]
     if result.criteria:

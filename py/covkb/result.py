@@ -38,11 +38,15 @@ class Remedy(msgspec.Struct, omit_defaults=True):
 
 
 class Criterion(msgspec.Struct, omit_defaults=True):
+    """`text` is the policy's words verbatim; `reading`, when there is one, is how covkb
+    reads them (the framing criterion 5 gives its items, the opening sentence read into 2)."""
+
     id: str
     status: str
     text: str
     because: list[str]
     remedy: Optional[Remedy] = None
+    reading: Optional[str] = None
 
 
 class Provenance(msgspec.Struct):
@@ -69,8 +73,9 @@ class Suggestion(msgspec.Struct):
     nearest: str
 
 
-class Result(msgspec.Struct, omit_defaults=True):
+class Result(msgspec.Struct, omit_defaults=True, kw_only=True):
     case_id: str
+    date_of_service: Optional[str] = None
     policy: str
     version: Optional[str]
     decision: str
@@ -103,12 +108,14 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
     words = Words(case, policy)
     criteria = []
     if shown.version is not None:
+        readings = {(v, i): w for v, i, w in policy.facts.get("reading", ())}
         for ident, text in policy.criteria[shown.version]:
             reasons = sorted(shown.because.get(ident, ()))
             kind = shown.remedy.get(ident) if shown.status[ident] == "not_met" else None
             remedy = _remedy(kind, ident, shown, policy, words, reasons) if kind else None
             criteria.append(Criterion(ident, shown.status[ident], text,
-                                      [words.because(ident, term) for _, term in reasons], remedy))
+                                      [words.because(ident, term) for _, term in reasons], remedy,
+                                      readings.get((shown.version, ident))))
     documentation = words.documentation(sorted(shown.missing), shown)
     if shown.decision in ("pending", "not_covered"):
         documentation += [Document(["prior_lines" if where[0] == "line" else where],
@@ -124,6 +131,7 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         by_date = next((v for v, (start, end) in policy.versions.items() if start <= service <= end), None)
     return Result(
         case_id=case.case_id,
+        date_of_service=case.date_of_service.isoformat(),
         policy=policy.id,
         version=shown.version,
         decision=shown.decision,
@@ -322,6 +330,8 @@ class Words:
         self.labels = {f: w for f, w in facts.get("field_words", ())}
         self.units = {f: u for f, u in facts.get("field_unit", ())}
         self.group = {f: g[0] for g, f in facts.get("one_of", ())}
+        self.counted = {f: (one, many) for f, one, many in facts.get("count_words", ())}
+        self.cited = {i: w for i, w in facts.get("cite_words", ())}
 
     def label(self, path: str) -> str:
         return self.labels.get(path, path)
@@ -334,12 +344,28 @@ class Words:
         raw = field(self.case, path)
         if isinstance(raw, bool):
             return f"{self.label(path)}: {'yes' if raw else 'no'}{source}"
+        if path in self.counted and isinstance(raw, list):
+            one, many = self.counted[path]
+            listed = "; ".join(", ".join(item) if isinstance(item, list) else str(item) for item in raw)
+            return f"{len(raw)} {one if len(raw) == 1 else many}{f' ({listed})' if raw else ''}{source}"
         return f"{self.label(path)} {plain}{'' if unit in ('', '%') else ' '}{unit}{source}"
 
     def sendable(self, path: str) -> str:
         """The field as a reviewer asks for it: `left ventricular ejection fraction (%)`."""
         unit = self.units.get(path)
         return f"{self.label(path)} ({unit})" if unit else self.label(path)
+
+    def cite(self, idents: list[str]) -> str:
+        """Criteria as a reason cites them, in the order given: `criteria 4 and 5b`; a
+        requirement the policy does not number by its kb/words.lp words."""
+        numbered = [i for i in idents if i not in self.cited]
+        parts = []
+        for ident in idents:
+            if ident in self.cited:
+                parts.append(self.cited[ident])
+            elif ident == numbered[0]:
+                parts.append(("criterion " if len(numbered) == 1 else "criteria ") + _join(numbered))
+        return _join(parts)
 
     def documentation(self, missing: list[str], shown: Optional[Shown] = None) -> list["Document"]:
         """The missing fields in words, alternatives of one group as "one of" (or "each of"
@@ -393,7 +419,8 @@ class Words:
         if kind == "requires":
             return f"{self.measured(args[0])} is not {args[1]}"
         if kind == "derived":
-            return f"{args[0]} {args[1]} is not {args[2]}"
+            basis = "" if self.label(args[3]) == args[0] else f" (from {self.measured(args[3])})"
+            return f"{args[0]} {args[1]}{basis} is not {args[2]}"
         if kind == "named":
             where = args[0]
             place = f"prior line {where[1]}" if isinstance(where, tuple) else self.label(where)
@@ -401,17 +428,28 @@ class Words:
         if kind == "none_of_class":
             return f"{text}: none in any prior line"
         if kind == "within":
-            return f"{self.label(args[0])}: {_iso(args[1])} is on or after {_iso(args[2])}, within the window"
+            return f"{self.label(args[0])}: {_iso(args[1])} is {self.window(args[3])}"
         return self.because(ident, term)
 
+    def window(self, months: int) -> str:
+        return f"within {months} months before the date of service {self.case.date_of_service.isoformat()}"
+
     def failed(self, shown: Shown, criterion: "Criterion") -> str:
-        """The facts that failed a criterion, and its id: `... (criterion 5d)`."""
+        """The facts that failed a criterion, in a reviewer's words."""
         terms = [term for _, term in sorted(shown.because.get(criterion.id, ()))]
         fails = shown.fails.get(criterion.id)
         if fails:
             terms = [t for t in terms if _field_of(t) in fails] or terms
         facts = [self.fact(criterion.id, criterion.text, t) for t in terms]
-        return f"{'; '.join(facts) or criterion.text} (criterion {criterion.id})"
+        return '; '.join(facts) or criterion.text
+
+    def failures(self, shown: Shown, not_met: list["Criterion"]) -> str:
+        """The facts that failed each criterion not met, with the criteria they failed:
+        the same facts failing several criteria are said once, citing them all."""
+        cited: dict[str, list[str]] = {}
+        for criterion in not_met:
+            cited.setdefault(self.failed(shown, criterion), []).append(criterion.id)
+        return "; ".join(f"{facts} ({self.cite(idents)})" for facts, idents in cited.items())
 
     def reason(self, shown: Shown, criteria: list["Criterion"], documentation: list["Document"]) -> str:
         """The decision in one sentence, naming the deciding facts (kb rule_words)."""
@@ -425,8 +463,9 @@ class Words:
             unknown = [c.id for c in criteria if c.id in shown.can_change]
         unasserted = policy.facts.get("unasserted_words", [("",)])[0][0]
         return template.format(
-            facts="; ".join(self.failed(shown, c) for c in not_met),
-            unknown=("criterion " if len(unknown) == 1 else "criteria ") + _join(unknown),
+            facts=self.failures(shown, not_met),
+            unknown=self.cite(unknown),
+            date_of_service=self.case.date_of_service.isoformat(),
             unasserted="".join(unasserted.format(category=c) for c in sorted(shown.unasserted)),
             documents="; ".join(d.words for d in documentation),
             contract=policy.words.get(("contract_words", shown.contract or ""), ""),
@@ -494,14 +533,13 @@ class Words:
         if kind == "requires":
             return f"{self.stated(args[0])}, and {ident} requires {args[1]}"
         if kind == "derived":
-            return f"{args[0]} = {args[1]}, and {ident} requires {args[2]}"
+            return f"{args[0]} = {args[1]} (from {self.stated(args[3])}), and {ident} requires {args[2]}"
         if kind == "named":
             return f"{self.place(args[0])}: {self.name(args[1])!r} {args[2]}"
         if kind == "none_of_class":
             return f"{args[0]}: no agent of this class in any prior line"
         if kind == "within":
-            return (f"{args[0]} has {_iso(args[1])}, on or after "
-                    f"{_iso(args[2])}, the start of the window {ident} looks back over")
+            return f"{args[0]} has {_iso(args[1])}, {self.window(args[3])} (on or after {_iso(args[2])})"
         if kind == "before":
             return self.policy.words[("term_words", "before")].format(
                 field=args[0], date=_iso(args[1]), start=_iso(args[2]), ident=ident)

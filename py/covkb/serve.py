@@ -625,6 +625,8 @@ class Handler(BaseHTTPRequestHandler):
             self.expired = True
             raise self._short("") from None
         self.server.unwatch(self)  # received whole: from here the server's time, not the client's
+        if not raw.strip():
+            raise Refused(400, "(case): empty body: expected a case as JSON")
         sources, context = {}, None
         try:
             raw = parse_json(raw)

@@ -30,3 +30,17 @@ def printable_values(value):
     if isinstance(value, dict):
         return {key: printable_values(item) for key, item in value.items()}
     return value
+
+
+def to_the_second(stamp: str) -> str:
+    """A logged ISO 8601 time as a person reads it, to the second: `2026-12-02 04:18:07 UTC`
+    (the log keeps the full time; a value it cannot read is shown as it is)."""
+    import datetime
+
+    try:
+        moment = datetime.datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return stamp
+    if moment.utcoffset() == datetime.timedelta(0):
+        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.isoformat(sep=" ", timespec="seconds")
