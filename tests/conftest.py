@@ -14,7 +14,7 @@ for _name in ("home", "cache"):
 os.environ["HOME"] = str(_HOME / "home")
 os.environ["XDG_CACHE_HOME"] = str(_HOME / "cache")
 os.environ["COVKB_CACHE"] = str(_HOME / "cache" / "covkb")
-for _name in ("COVKB_LOG", "COVKB_KB", "COVKB_PUBLIC_API"):
+for _name in ("COVKB_LOG", "COVKB_PUBLIC_API"):  # COVKB_KB stays: tools/mutants.py sets it
     os.environ.pop(_name, None)
 
 import pytest  # noqa: E402

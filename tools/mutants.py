@@ -33,7 +33,11 @@ STAGES = [
     ["tests/test_every_status.py", "tests/test_thresholds.py", "tests/test_versions.py",
      "tests/test_decision.py", "tests/test_names.py", "tests/test_explanations.py",
      "tests/test_explain.py", "tests/test_cli.py", "tests/test_input.py"],
-    ["tests/test_diff.py", "tests/test_properties.py", "tests/test_reviewer_view.py", "tests/test_fhir.py"],
+    ["tests/test_chart_names.py", "tests/test_remedies.py", "tests/test_hints.py", "tests/test_pathway_reasons.py",
+     "tests/test_small_truths.py", "tests/test_reviewer_view_second_pass.py"],
+    ["tests/test_diff.py", "tests/test_properties.py", "tests/test_chart_name_properties.py",
+     "tests/test_reviewer_view.py", "tests/test_fhir.py", "tests/test_fhir_real.py", "tests/test_lint.py",
+     "tests/test_whatif.py"],
 ]
 
 # Mutants that cannot change any answer, with the reason.
@@ -207,7 +211,7 @@ class Killers:
 # One Hypothesis seed for every run, so that a property draws the same examples for the
 # unmutated kb/ and for each mutant; a property whose filter rejects too much under a
 # mutant (a health check) says nothing about the mutant when run alone.
-PYTEST = ["-p", "no:cacheprovider", "--hypothesis-seed=2024041"]
+PYTEST = ["-p", "no:cacheprovider", "--hypothesis-seed=2024041", "-n0"]  # mutants run side by side (--jobs) instead
 NO_VERDICT = re.compile(r"FailedHealthCheck|Unsatisfiable")
 # A stage that runs this long is stopped (the unmutated suite runs each in about a minute).
 STAGE_SECONDS = 1200
