@@ -1,3 +1,3 @@
 """covkb: policy 2024041 (idecabtagene vicleucel) as a clingo knowledge base."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
