@@ -175,7 +175,7 @@ def test_cli_text_and_json():
 @given(cases(), st.booleans())
 def test_every_alternative_re_decides_as_covered(data, clinical):
     answer = whatif(from_object(data), allow_clinical=clinical)
-    allowed = {"request", "document"} | ({"clinical"} if clinical else set())
+    allowed = {"request", "document", "clarify"} | ({"clinical"} if clinical else set())  # clarify: a name or a doubted value
     for alternative in answer.alternatives:
         assert {c.how for c in alternative.changes} <= allowed
         if all(w.date for w in answer.waived):
