@@ -8,9 +8,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Hermetic: every run gets its own home, cache and no inherited decision log, so no test reads
 # or writes the user's ~/.cache and two suites can run side by side. Set before anything
 # imports covkb, and inherited by every subprocess a test starts.
-_HOME = Path(tempfile.mkdtemp(prefix="covkb-tests-"))
+# One per run: pytest-xdist's workers inherit the controller's, so the compiled engine is
+# built once per run and kept in that run's cache, not once per worker.
+_OWN = "COVKB_TEST_HOME" not in os.environ
+_HOME = Path(tempfile.mkdtemp(prefix="covkb-tests-")) if _OWN else Path(os.environ["COVKB_TEST_HOME"])
+os.environ["COVKB_TEST_HOME"] = str(_HOME)
 for _name in ("home", "cache"):
-    (_HOME / _name).mkdir()
+    (_HOME / _name).mkdir(exist_ok=True)
 os.environ["HOME"] = str(_HOME / "home")
 os.environ["XDG_CACHE_HOME"] = str(_HOME / "cache")
 os.environ["COVKB_CACHE"] = str(_HOME / "cache" / "covkb")
@@ -52,7 +56,8 @@ def pytest_sessionstart(session):
 def pytest_sessionfinish(session, exitstatus):
     import shutil
 
-    shutil.rmtree(_HOME, ignore_errors=True)
+    if _OWN:  # the process that made it, after its workers
+        shutil.rmtree(_HOME, ignore_errors=True)
 
 
 # A pytest internal error must still name the test it happened in.
