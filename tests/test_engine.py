@@ -68,7 +68,7 @@ def test_bundled_facts_decide_alike(version, monkeypatch):
     _same(cases, monkeypatch, version)
 
 
-@pytest.mark.parametrize("seed", [2024041, 17])
+@pytest.mark.parametrize("seed", [2024041, pytest.param(17, marks=pytest.mark.slow)])
 def test_generated_cases_decide_alike(seed, monkeypatch):
     rng = random.Random(seed)
     cases = [from_json(json.dumps(synthetic(rng, i)).encode()) for i in range(1500)]
@@ -121,21 +121,26 @@ def _sample() -> list:
     return [from_json(json.dumps(synthetic(rng, i)).encode()) for i in range(150)] + _bundled()
 
 
+# Each refused kb/ is a compile of its own (seconds): one refusal in the default run, the
+# rest in the slow profile.
+_SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("change, reason", [
     (("", ""), None),
     # arithmetic other than covkb.arith's: the threshold comparison moved by one
     (("number(K,F,I,_), I > T.", "number(K,F,I,_), I >= T."), "arithmetic"),
     # a choice rule
-    (("", "\n{ chosen(K) } :- case(K).\n"), "choice"),
+    pytest.param(("", "\n{ chosen(K) } :- case(K).\n"), "choice", marks=_SLOW),
     # negation through a cycle
-    (("", "\np(K) :- case(K), not q(K).\nq(K) :- case(K), not p(K).\n"), "stratified"),
+    pytest.param(("", "\np(K) :- case(K), not q(K).\nq(K) :- case(K), not p(K).\n"), "stratified", marks=_SLOW),
     # the age compared with a number
-    (("", "\nold(K) :- age(K,A), A > 80.\n#show old/1.\n"), "comparison"),
+    pytest.param(("", "\nold(K) :- age(K,A), A > 80.\n#show old/1.\n"), "comparison", marks=_SLOW),
     # a name's spelling joined with a date
-    (("", "\nodd(K) :- cardiac(K,D), name(D,_).\n#show odd/1.\n"), "joins"),
+    pytest.param(("", "\nodd(K) :- cardiac(K,D), name(D,_).\n#show odd/1.\n"), "joins", marks=_SLOW),
     # a constraint
-    (("", "\n:- case(K), bool(K,\"plan.walmart_associates_plan\",true), bool(K,\"plan.group_specific_policy\",true).\n"),
-     "constraint"),
+    pytest.param(("", "\n:- case(K), bool(K,\"plan.walmart_associates_plan\",true), bool(K,\"plan.group_specific_policy\",true).\n"),
+                 "constraint", marks=_SLOW),
 ])
 def test_a_kb_it_cannot_evaluate_is_refused_and_clingo_decides(change, reason, tmp_path, monkeypatch):
     replace, extra = (change, "") if change[0] else (("", ""), change[1])
@@ -150,6 +155,7 @@ def test_a_kb_it_cannot_evaluate_is_refused_and_clingo_decides(change, reason, t
         _same(_sample(), monkeypatch, directory=kb)
 
 
+@pytest.mark.slow
 def test_a_new_name_in_kb_is_compiled_with_the_kb(tmp_path, monkeypatch):
     kb = _kb_with(tmp_path, '\nname("lenalidomide capsules", lenalidomide).\n')
     assert engine.compiled(kb) is not None

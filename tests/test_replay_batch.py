@@ -47,7 +47,7 @@ def log(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("engine", ["compiled", "clingo"])
+@pytest.mark.parametrize("engine", [pytest.param("compiled", marks=pytest.mark.slow), "clingo"])
 def test_replay_finds_exactly_the_rows_decided_differently_and_names_the_engine(log, engine):
     done = _covkb("audit", "replay", "--all", "--log", str(log), "--workers", "2", engine=engine)
     assert done.returncode == 1, done.stderr
