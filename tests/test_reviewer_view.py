@@ -204,7 +204,7 @@ def test_a_forced_version_shows_in_text_and_json(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(case()))
     text = run("check", path, "--policy-version", V2024).stdout
-    assert "version 2024-08-21, requested; the date of service 2025-11-12 selects 2025-11-01" in text
+    assert "version 2024-08-21, requested (a what-if); the date of service 2025-11-12 selects 2025-11-01" in text
     data = json.loads(run("check", path, "--policy-version", V2024, "-f", "json").stdout)
     assert (data["version"], data["version_requested"]) == (V2024, V2024)
     assert "version_requested" not in json.loads(run("check", path, "-f", "json").stdout)

@@ -23,7 +23,7 @@ def version_line(policy: str, version: Optional[str], requested: Optional[str] =
     line = f"policy {policy}, version {version or 'none'}"
     day = f" {date_of_service}" if date_of_service else ""
     if requested is not None:
-        return line + f", requested; the date of service{day} selects {by_date or 'no version'}"
+        return line + f", requested (a what-if); the date of service{day} selects {by_date or 'no version'}"
     return line + (f", date of service {date_of_service}" if date_of_service else "")
 
 
