@@ -303,3 +303,34 @@ def test_one_byte_a_second_is_cut_at_the_head_timeout():
         assert status == 408 and "headers" in answer["error"]
     finally:
         assert served.stop() == 0
+
+
+def test_a_client_whose_answer_fails_costs_the_gate_nothing():
+    # The gate answers every connection over a limit from one thread: an error while
+    # answering one client closes that client and is logged, and the next is still answered.
+    from covkb import serve
+
+    class Server:
+        calls = 0
+
+        def read_body(self, path, query):
+            Server.calls += 1
+            if Server.calls == 1:
+                raise RuntimeError("the first /health fails")
+            return 200, '{"status": "ok"}'
+
+    gate = serve.Gate(Server())
+    try:
+        answers = []
+        for _ in range(2):
+            ours, theirs = socket.socketpair()
+            theirs.setblocking(False)
+            gate.admit(theirs, 429, "too many connections")
+            ours.settimeout(30)
+            ours.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answers.append(_read_all(ours))
+            ours.close()
+        assert answers[0] == b""  # closed, not left waiting
+        assert answers[1].startswith(b"HTTP/1.1 200") and b'"ok"' in answers[1]
+    finally:
+        gate.close()

@@ -857,12 +857,21 @@ class Gate:
                 if key.fileobj is self._woken:
                     self._take()
                 elif key.fileobj in self.waiting:  # not answered and dropped since
-                    self._read(key.fileobj)
+                    self._guarded(self._read, key.fileobj)
             now = time.monotonic()
             for connection, turned in list(self.waiting.items()):
                 if turned.deadline <= now:
-                    self._answer(connection) if not turned.answered else self._drop(connection)
+                    self._guarded(self._answer if not turned.answered else self._drop, connection)
         for connection in list(self.waiting):
+            self._drop(connection)
+
+    def _guarded(self, step, connection: socket.socket) -> None:
+        """One connection's step; whatever it raises costs that connection only (logged,
+        closed), never the gate: every later client over a limit still gets its answer."""
+        try:
+            step(connection)
+        except Exception as error:  # noqa: BLE001 - the gate thread must outlive any one client
+            _log_line(f"gate: {type(error).__name__}: {error}")
             self._drop(connection)
 
     def _take(self) -> None:
