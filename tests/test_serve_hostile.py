@@ -198,8 +198,7 @@ def test_with_every_connection_taken_one_left_idle_makes_room_for_a_new_client()
 
 
 def test_a_connection_idle_past_the_head_timeout_is_closed_and_a_slow_head_is_408():
-    served = Served("--header-timeout", "0.5", "--timeout", "120")
-    try:
+    with _serving("--header-timeout", "0.5", "--timeout", "120") as (served, _):
         # idle past the head timeout: closed without a word
         with _from("127.0.0.1", served.port) as idle:
             assert _read_all(idle) == b""
@@ -208,33 +207,25 @@ def test_a_connection_idle_past_the_head_timeout_is_closed_and_a_slow_head_is_40
             slow.sendall(HEAD)
             status, answer = _status(_read_all(slow))
         assert status == 408 and "headers" in answer["error"] and "0.5 s" in answer["error"]
-    finally:
-        assert served.stop() == 0
 
 
 @pytest.mark.slow
 def test_a_body_may_take_longer_than_the_head_timeout_within_its_own():
-    served = Served("--header-timeout", "0.5", "--timeout", "120")
-    try:
+    with _serving("--header-timeout", "0.5", "--timeout", "120") as (served, _):
         with _from("127.0.0.1", served.port) as client:
             client.sendall(HEAD + b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY[:10])
             time.sleep(1.5)
             client.sendall(BODY[10:])
             status, answer = _status(_read_all(client))
         assert status == 200 and answer["decision"] == "covered"
-    finally:
-        assert served.stop() == 0
 
 
 def test_a_slow_body_is_408_naming_the_body():
-    served = Served("--header-timeout", "120", "--timeout", "0.5")
-    try:
+    with _serving("--header-timeout", "120", "--timeout", "0.5") as (served, _):
         with _from("127.0.0.1", served.port) as slow:
             slow.sendall(HEAD + b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY[:10])
             status, answer = _status(_read_all(slow))
         assert status == 408 and "body" in answer["error"] and "0.5 s" in answer["error"]
-    finally:
-        assert served.stop() == 0
 
 
 # ---------------------------------------------------------------------------
@@ -279,8 +270,7 @@ def test_idle_connections_from_many_addresses_make_room_for_new_clients():
 
 @pytest.mark.slow
 def test_one_byte_a_second_is_cut_at_the_head_timeout():
-    served = Served("--header-timeout", "2")
-    try:
+    with _serving("--header-timeout", "2") as (served, _):
         with _from("127.0.0.1", served.port) as dribble:
             answered = b""
             for byte in POST[:40]:  # 40 s of bytes if nothing cut it
@@ -301,8 +291,6 @@ def test_one_byte_a_second_is_cut_at_the_head_timeout():
             answered += _read_all(dribble)
         status, answer = _status(answered)
         assert status == 408 and "headers" in answer["error"]
-    finally:
-        assert served.stop() == 0
 
 
 def test_a_client_whose_answer_fails_costs_the_gate_nothing():
