@@ -110,7 +110,8 @@ def connect(path: Path) -> sqlite3.Connection:
                 connection.execute(statement)
         connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
+            connection.execute("ROLLBACK")
         connection.close()
         raise
     _write_ahead(connection)
