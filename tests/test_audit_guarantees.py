@@ -148,7 +148,18 @@ def _seal(folder: Path) -> None:
     folder.chmod(0o555)
 
 
+def _others_can_read(path: Path) -> bool:
+    """Whether a user who is neither owner nor group can reach path (covkb's own files: a
+    checkout in a folder made 0700 keeps another user out of the program itself)."""
+    import stat
+
+    return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents if p != Path("/")) \
+        and bool(path.stat().st_mode & stat.S_IROTH)
+
+
 def test_every_audit_command_reads_a_copy_on_read_only_media_as_another_user(log, read_only_media):
+    if os.geteuid() == 0 and not _others_can_read(ROOT / "kb" / "core.lp"):
+        pytest.skip("this checkout lies in a folder other users cannot enter, so another user cannot run covkb from it")
     copy = read_only_media / "log.db"
     shutil.copy(log, copy)
     _seal(read_only_media)
