@@ -110,6 +110,8 @@ class Policy:
     kb_sha256: str = ""
     # the explanation vocabulary of kb/words.lp: predicate name → its atoms' arguments
     facts: dict[str, list[tuple]] = field(default_factory=dict)
+    # tables the result writer derives from the above, built once (covkb.result.tables)
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _control(directory: Optional[Path]) -> clingo.Control:
@@ -265,8 +267,101 @@ EXPLANATION_WORDS = {"field_words", "field_unit", "one_of", "remedy_words", "cor
                      "reading", "count_words", "cite_words"}
 
 
+def _status(one: Shown, rest: str, args: tuple) -> None:
+    one.status[args[0]] = args[1][0]
+
+
+def _because(one: Shown, rest: str, args: tuple) -> None:
+    one.because.setdefault(args[0], []).append((rest, args[1]))
+
+
+def _decision(one: Shown, rest: str, args: tuple) -> None:
+    one.decision, one.label = args[0][0], args[1][0]
+
+
+def _applies(one: Shown, rest: str, args: tuple) -> None:
+    one.version = args[0]
+
+
+def _document(one: Shown, rest: str, args: tuple) -> None:
+    one.document.setdefault(args[0], []).append(args[1])
+
+
+def _decided(one: Shown, rest: str, args: tuple) -> None:
+    one.rule = args[0][0]
+
+
+def _contract(one: Shown, rest: str, args: tuple) -> None:
+    one.contract = args[0][0]
+
+
+def _asserted(one: Shown, rest: str, args: tuple) -> None:
+    one.asserted.append(args[0][0])
+
+
+def _missing(one: Shown, rest: str, args: tuple) -> None:
+    one.missing.append(args[0])
+
+
+def _advisory(one: Shown, rest: str, args: tuple) -> None:
+    one.advisories.append((rest, args[0]))
+
+
+def _remedy_kind(one: Shown, rest: str, args: tuple) -> None:
+    one.remedy[args[0]] = args[1][0]
+
+
+def _on_date(one: Shown, rest: str, args: tuple) -> None:
+    one.on_date.setdefault(args[0], []).append(args[1])
+
+
+def _reason_rule(one: Shown, rest: str, args: tuple) -> None:
+    one.reason_rule = args[0][0]
+
+
+def _can_change(one: Shown, rest: str, args: tuple) -> None:
+    one.can_change.add(args[0])
+
+
+def _decisive_name(one: Shown, rest: str, args: tuple) -> None:
+    one.decisive_names.add(args[0])
+
+
+def _for_resubmission(one: Shown, rest: str, args: tuple) -> None:
+    one.for_resubmission.add(args[0])
+
+
+def _all_of(one: Shown, rest: str, args: tuple) -> None:
+    one.all_of.add(args[0][0])
+
+
+def _unasserted(one: Shown, rest: str, args: tuple) -> None:
+    one.unasserted.append(args[0])
+
+
+def _remedy_open(one: Shown, rest: str, args: tuple) -> None:
+    one.remedy_open.setdefault(args[0], []).append(args[1])
+
+
+def _failed_by(one: Shown, rest: str, args: tuple) -> None:
+    one.fails.setdefault(args[0], set()).add(args[1])
+
+
+# A case's shown atom → what it sets in that case's Shown: (Shown, clingo's text of the
+# arguments after the key, the parsed arguments). A keyed atom of another name is not read.
+KEYED = {
+    "status": _status, "because": _because, "decision": _decision, "applies": _applies,
+    "document": _document, "decided": _decided, "contract": _contract, "asserted": _asserted,
+    "missing": _missing, "advisory": _advisory, "remedy_kind": _remedy_kind, "on_date": _on_date,
+    "reason_rule": _reason_rule, "can_change": _can_change, "decisive_name": _decisive_name,
+    "for_resubmission": _for_resubmission, "all_of": _all_of, "unasserted": _unasserted,
+    "remedy_open": _remedy_open, "failed_by": _failed_by,
+}
+
+
 def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
     criteria: dict[str, list[tuple[int, str, str]]] = {}
+    keyed = KEYED
     for name, key, (rest, args) in atoms:
         if key is None:
             if name == "criterion":
@@ -286,47 +381,9 @@ def _read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
             else:
                 policy.words[name, args[0][0]] = args[1]
             continue
-        one = shown[key]
-        if name == "status":
-            one.status[args[0]] = args[1][0]
-        elif name == "because":
-            one.because.setdefault(args[0], []).append((rest, args[1]))
-        elif name == "decision":
-            one.decision, one.label = args[0][0], args[1][0]
-        elif name == "applies":
-            one.version = args[0]
-        elif name == "document":
-            one.document.setdefault(args[0], []).append(args[1])
-        elif name == "decided":
-            one.rule = args[0][0]
-        elif name == "contract":
-            one.contract = args[0][0]
-        elif name == "asserted":
-            one.asserted.append(args[0][0])
-        elif name == "missing":
-            one.missing.append(args[0])
-        elif name == "advisory":
-            one.advisories.append((rest, args[0]))
-        elif name == "remedy_kind":
-            one.remedy[args[0]] = args[1][0]
-        elif name == "on_date":
-            one.on_date.setdefault(args[0], []).append(args[1])
-        elif name == "reason_rule":
-            one.reason_rule = args[0][0]
-        elif name == "can_change":
-            one.can_change.add(args[0])
-        elif name == "decisive_name":
-            one.decisive_names.add(args[0])
-        elif name == "for_resubmission":
-            one.for_resubmission.add(args[0])
-        elif name == "all_of":
-            one.all_of.add(args[0][0])
-        elif name == "unasserted":
-            one.unasserted.append(args[0])
-        elif name == "remedy_open":
-            one.remedy_open.setdefault(args[0], []).append(args[1])
-        elif name == "failed_by":
-            one.fails.setdefault(args[0], set()).add(args[1])
+        act = keyed.get(name)
+        if act is not None:
+            act(shown[key], rest, args)
     for version, rows in criteria.items():
         orders = [order for order, _, _ in rows]
         if len(set(orders)) != len(orders):
