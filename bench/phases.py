@@ -124,7 +124,7 @@ def compiled_phases(options) -> None:
         compiled.run(v, everyone)
         started = took("evaluate", started)
         shown = {key: decide.Shown() for key in range(count)}
-        decide._read(compiled._atoms(v, everyone, encoded), shown, decide.Policy())
+        compiled._read_back(v, [shown[key] for key, _ in encoded], [stand for _, (_, stand) in encoded])
         started = took("read shown atoms back", started)
         _finish(cases, shown, policy, took, started)
     _report(best, f"best of {options.repeat} runs of {count:,} cases evaluated together")

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import re
 import sys
+from array import array
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import and_, itemgetter
@@ -531,49 +532,69 @@ def _compile(capture: _Capture, inputs: set[int], wanted: set[int]) -> tuple[lis
     return steps, atoms + len(slots), alias
 
 
-def _operations(steps: list, size: int) -> list[tuple]:
-    """The steps as (kind, a, b) for _evaluate; ValueError for anything malformed, so
-    that a program read back from a cache is plain data checked, not trusted."""
-    def index(value) -> int:
-        if type(value) is not int or not 0 <= value < size:
-            raise ValueError(f"not a slot of the program: {value!r}")
-        return value
+def _operations(steps: list, size: int, rare: frozenset = frozenset()) -> list[tuple]:
+    """The steps as (kind, a, b, guard) for _evaluate; ValueError for anything malformed,
+    so that a program read back from a cache is plain data checked, not trusted: every
+    slot an int of the program (checked at the end, all at once), every step of a kind.
 
-    def indices(values: list) -> list:
-        if type(values) is not list or (values and (set(map(type, values)) != _INT or min(values) < 0
-                                                    or max(values) >= size)):
-            raise ValueError("not slots of the program")
-        return values
+    A rule's guard is one of its body's slots, an input atom (`rare`) where it has one:
+    when the guard holds no case the body's and holds none either, and the rule is
+    passed over. Most input atoms (a name in a line slot, a stand-in) hold no case of a
+    chunk, so most rules are passed over at the cost of one look."""
+    slots: list = []
+    try:
+        out = _steps(steps, rare, slots)
+        checked = array("q", slots)  # TypeError for anything but an int (or a bool, the same 0 or 1)
+    except (TypeError, OverflowError):
+        raise ValueError("not slots of the program") from None
+    if checked and (min(checked) < 0 or max(checked) >= size):
+        raise ValueError("a slot outside the program")
+    return out
 
+
+def _steps(steps: list, rare: frozenset, slots: list) -> list[tuple]:
+    if type(steps) is not list:
+        raise ValueError("not steps of the program")
     out: list[tuple] = []
     for step in steps:
+        if type(step) is not list or not step:
+            raise ValueError(f"not a step of the program: {step!r}"[:200])
         kind = step[0]
-        if kind == "r" and len(step) == 3:
-            head, body = index(step[1]), indices(step[2])
+        if kind == "r" and len(step) == 3 and type(step[2]) is list:
+            head, body = step[1], step[2]
+            slots.append(head)
+            slots += body
             if not body:
-                out.append((_TRUE, head, None))
+                out.append((_TRUE, head, None, None))
             elif len(body) == 1:
-                out.append((_COPY, head, body[0]))
+                out.append((_COPY, head, body[0], None))
             else:
-                out.append((_AND, head, itemgetter(*body)))
-        elif kind == "w" and len(step) == 5:
+                guard = next((slot for slot in body if slot in rare), body[0])
+                rest = list(body)
+                rest.remove(guard)
+                out.append((_AND2, head, rest[0], guard) if len(rest) == 1 else
+                           (_AND, head, itemgetter(*rest), guard))
+        elif kind == "w" and len(step) == 5 and type(step[3]) is list and type(step[4]) is list:
             bound, weights = step[2], step[4]
             if type(bound) is not int or any(type(w) is not int or w < 0 for w in weights) \
                     or len(weights) != len(step[3]):
                 raise ValueError("a malformed weight rule")
-            out.append((_WEIGHT, index(step[1]), (bound, [index(s) for s in step[3]], weights)))
+            slots.append(step[1])
+            slots += step[3]
+            out.append((_WEIGHT, step[1], (bound, list(step[3]), weights), None))
         elif kind == "n" and len(step) == 3:
-            out.append((_NOT, index(step[1]), index(step[2])))
+            slots += step[1:]
+            out.append((_NOT, step[1], step[2], None))
         elif kind == "loop" and len(step) == 2:
-            inner = _operations(step[1], size)
+            inner = _steps(step[1], rare, slots)
             heads = sorted({op[1] for op in inner if op[0] != _NOT})
-            out.append((_LOOP, itemgetter(*heads, heads[0]) if heads else None, inner))
+            out.append((_LOOP, itemgetter(*heads, heads[0]) if heads else None, inner, None))
         else:
             raise ValueError(f"not a step of the program: {step!r}"[:200])
     return out
 
 
-_AND, _COPY, _TRUE, _NOT, _WEIGHT, _LOOP = range(6)
+_AND, _AND2, _COPY, _TRUE, _NOT, _WEIGHT, _LOOP = range(7)
 _INT = {int}
 
 
@@ -581,9 +602,15 @@ def _evaluate(operations: list[tuple], v: list[int], M: int) -> None:
     """Every atom's cases from the inputs' cases: v[atom] holds one bit per case, M all
     of them; each rule ors the and of its body into its head, a loop repeats until no
     head changes (a cycle without negation inside reaches its least fixpoint)."""
-    for kind, a, b in operations:
-        if kind is _AND:
-            v[a] |= reduce(and_, b(v))
+    for kind, a, b, guard in operations:
+        if kind is _AND2:
+            cases = v[guard]
+            if cases:
+                v[a] |= cases & v[b]
+        elif kind is _AND:
+            cases = v[guard]
+            if cases:
+                v[a] |= reduce(and_, b(v), cases)
         elif kind is _COPY:
             v[a] |= v[b]
         elif kind is _TRUE:
@@ -640,7 +667,7 @@ class Compiled:
     owned: dict[str, tuple] = field(default_factory=dict)    # texts holding a case's values, parsed
 
     def __post_init__(self):
-        self.operations = _operations(self.program, self.size)
+        self.operations = _operations(self.program, self.size, frozenset(self.inputs.values()))
         if any(not 0 <= atom < self.size for atom in self.inputs.values()) or \
                 any(not 0 <= row[0] < self.size for row in self.shown):
             raise ValueError("an input or shown atom outside the program")
@@ -787,7 +814,7 @@ class Compiled:
 
     def solve(self, cases: list[tuple[int, Case, Optional[str]]], fallback) -> dict:
         """Shown per key; cases outside the domains go to fallback (clingo) together."""
-        from covkb.decide import Policy, Shown, _read
+        from covkb.decide import Shown
 
         encoded, rest = [], []
         for item in cases:
@@ -805,39 +832,56 @@ class Compiled:
                 for atom in atoms:
                     v[atom] |= one
             self.run(v, everyone)
-            _read(self._atoms(v, everyone, encoded), shown, Policy())
+            self._read_back(v, [shown[key] for key, _ in encoded], [stand for _, (_, stand) in encoded])
         if rest:
             shown.update(fallback(rest))
         return shown
 
-    def _atoms(self, v, everyone, encoded):
-        keys = [key for key, _ in encoded]
-        read, owned = self.read, self.owned
-        for name, text in self.facts:
-            got = read(text)
-            for key in keys:
-                yield name, key, got
-        for atom, name, text, marked in self.shown:
+    def _plan(self) -> tuple[list, list]:
+        """Each shown atom's action (covkb.decide.KEYED), worked out once: for the atoms
+        true in every case (action, text, parsed), for the others (atom, action, text,
+        parsed or None where the text holds stand-ins). Atoms no action reads are left out."""
+        plan = self.__dict__.get("_planned")
+        if plan is None:
+            from covkb.decide import KEYED
+
+            always = [(KEYED[name], *self.read(text)) for name, text in self.facts if name in KEYED]
+            each = [(atom, KEYED[name], text, None if marked else self.read(text))
+                    for atom, name, text, marked in self.shown if name in KEYED]
+            plan = self.__dict__["_planned"] = (always, each)
+        return plan
+
+    def _read_back(self, v: list[int], shown: list, stands: list[dict]) -> None:
+        """The shown atoms true for each case (bit i: shown[i]) into its Shown, in the order
+        covkb.decide._read would read them from clingo's model: atom by atom, case by case;
+        a text with stand-ins gets the case's own values (σ applied)."""
+        always, each = self._plan()
+        owned = self.owned
+        for act, rest, args in always:
+            for one in shown:
+                act(one, rest, args)
+        for atom, act, text, got in each:
             cases = v[atom]
             if not cases:
                 continue
-            got = None if marked else read(text)
-            while cases:
-                low = cases & -cases
-                bit = low.bit_length() - 1
-                cases ^= low
-                if marked:  # the case's own values: kept a while, in a table of bounded size
-                    stand = encoded[bit][1][1]
-                    own = _STAND_IN.sub(lambda m: stand[m.group(0)[1:-1]], text)
-                    got_own = owned.get(own)
-                    if got_own is None:
-                        if len(owned) >= OWNED:
-                            owned.clear()
-                        got_own = owned[own] = (own, parse_arguments(own))
-                    yield name, keys[bit], got_own
-                else:
-                    yield name, keys[bit], got
-
+            bits = bin(cases)[:1:-1]  # bit i at index i
+            bit = bits.find("1")
+            if got is not None:
+                rest, args = got
+                while bit >= 0:
+                    act(shown[bit], rest, args)
+                    bit = bits.find("1", bit + 1)
+                continue
+            while bit >= 0:  # the case's own values: kept a while, in a table of bounded size
+                stand = stands[bit]
+                own = _STAND_IN.sub(lambda m: stand[m.group(0)[1:-1]], text)
+                got_own = owned.get(own)
+                if got_own is None:
+                    if len(owned) >= OWNED:
+                        owned.clear()
+                    got_own = owned[own] = (own, parse_arguments(own))
+                act(shown[bit], *got_own)
+                bit = bits.find("1", bit + 1)
 
 def build(directory: Path) -> Compiled:
     """Ground kb/ once for the abstract case and compile it; Refused when it cannot be exact."""
@@ -1027,8 +1071,12 @@ def _decode(raw: bytes, directory: Path):
     digest.update(body)
     if header.get("sha256") != digest.hexdigest():
         raise ValueError("its content does not match its hash")
+    import msgspec
+
     try:
-        data = json.loads(body)
+        data = msgspec.json.decode(body)
+        if type(data) is not dict:
+            raise ValueError("not an object")
         if set(data) == {"refused"}:
             if type(data["refused"]) is not str:
                 raise ValueError("a malformed refusal")
