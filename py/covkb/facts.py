@@ -124,6 +124,7 @@ def normalise(name: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+@lru_cache(maxsize=4096)  # names recur from case to case; bounded, whatever a server meets
 def fold(name: str) -> str:
     """A name as the knowledge base matches it: normalised, then case-folded."""
     return normalise(name).casefold()

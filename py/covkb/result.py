@@ -108,12 +108,14 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
     words = Words(case, policy)
     criteria = []
     if shown.version is not None:
-        readings = {(v, i): w for v, i, w in policy.facts.get("reading", ())}
+        readings = tables(policy).readings
+        because, status, remedies = shown.because, shown.status, shown.remedy
         for ident, text in policy.criteria[shown.version]:
-            reasons = sorted(shown.because.get(ident, ()))
-            kind = shown.remedy.get(ident) if shown.status[ident] == "not_met" else None
+            reasons = sorted(because[ident]) if ident in because else []
+            state = status[ident]
+            kind = remedies.get(ident) if state == "not_met" else None
             remedy = _remedy(kind, ident, shown, policy, words, reasons) if kind else None
-            criteria.append(Criterion(ident, shown.status[ident], text,
+            criteria.append(Criterion(ident, state, text,
                                       [words.because(ident, term) for _, term in reasons], remedy,
                                       readings.get((shown.version, ident))))
     documentation = words.documentation(sorted(shown.missing), shown)
@@ -149,6 +151,32 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
                       for where, name in words.unrecognised(shown)
                       if (near := nearest(name, policy)) is not None],
     )
+
+
+class Tables:
+    """What the writer looks up in kb/words.lp's atoms, gathered once per policy."""
+
+    def __init__(self, policy: Policy):
+        facts = policy.facts
+        self.readings = {(v, i): w for v, i, w in facts.get("reading", ())}
+        self.said = {k[0]: w for k, w in facts.get("remedy_words", ())}
+        self.treatment = {(v, i): w for v, i, w in facts.get("treatment", ())}
+        self.labels = {f: w for f, w in facts.get("field_words", ())}
+        self.units = {f: u for f, u in facts.get("field_unit", ())}
+        self.group = {f: g[0] for g, f in facts.get("one_of", ())}
+        self.counted = {f: (one, many) for f, one, many in facts.get("count_words", ())}
+        self.cited = {i: w for i, w in facts.get("cite_words", ())}
+        self.joins = {g[0]: (start, join) for g, start, join in facts.get("group_words", ())}
+
+
+def tables(policy: Policy) -> Tables:
+    got = policy.derived.get("tables")
+    if got is None:
+        got = policy.derived["tables"] = Tables(policy)
+    return got
+
+
+_NO_TABLES = Tables(Policy())
 
 
 def nearest(folded: str, policy: Policy) -> Optional[str]:
@@ -201,7 +229,7 @@ def _yyyymmdd(day: datetime.date) -> int:
 def _remedy(kind: str, ident: str, shown: Shown, policy: Policy, words: "Words", reasons: list) -> Remedy:
     """A criterion's remedy from kb/words.lp's atoms for the case, in its words."""
     version = shown.version or ""
-    said = {k[0]: w for k, w in policy.facts.get("remedy_words", ())}
+    said = tables(policy).said
     remedy = Remedy(kind, document=sorted(shown.remedy_open.get(ident, ())))
     values: dict[str, object] = {"ident": ident}
     if kind == "on_date":
@@ -231,7 +259,7 @@ def _remedy(kind: str, ident: str, shown: Shown, policy: Policy, words: "Words",
     elif kind == "request":
         text = policy.remedies.get((version, ident), "")
     elif kind == "after_treatment":
-        treatment = {(v, i): w for v, i, w in policy.facts.get("treatment", ())}
+        treatment = tables(policy).treatment
         text = said[kind].format(treatment=treatment.get((version, ident), ""))
     else:
         text = said.get(kind, kind)
@@ -326,12 +354,10 @@ class Words:
         self.policy = policy
         self.spelling: Optional[dict[str, str]] = None
         self.values: dict[str, str] = {}
-        facts = policy.facts if policy else {}
-        self.labels = {f: w for f, w in facts.get("field_words", ())}
-        self.units = {f: u for f, u in facts.get("field_unit", ())}
-        self.group = {f: g[0] for g, f in facts.get("one_of", ())}
-        self.counted = {f: (one, many) for f, one, many in facts.get("count_words", ())}
-        self.cited = {i: w for i, w in facts.get("cite_words", ())}
+        self.said: dict[str, str] = {}  # stated(path), once per path
+        found = tables(policy) if policy else _NO_TABLES
+        self.labels, self.units, self.group = found.labels, found.units, found.group
+        self.counted, self.cited, self.joins = found.counted, found.cited, found.joins
 
     def label(self, path: str) -> str:
         return self.labels.get(path, path)
@@ -374,8 +400,7 @@ class Words:
         doubted = self.doubted(shown) if shown is not None else frozenset()
         out: list[Document] = []
         seen: dict[str, Document] = {}
-        joins = {g[0]: (start, join) for g, start, join in
-                 (self.policy.facts.get("group_words", ()) if self.policy else ())}
+        joins = self.joins
         for path in missing:
             group = self.group.get(path)
             if group and group in seen:
@@ -488,8 +513,11 @@ class Words:
 
     def stated(self, path: str) -> str:
         """`path = value`, and the resource it came from when the case was read from FHIR."""
-        origin = SOURCES.get().get(path)
-        return f"{path} = {self.value(path)}" + (f", from {origin}" if origin else "")
+        said = self.said.get(path)
+        if said is None:
+            origin = SOURCES.get().get(path)
+            said = self.said[path] = f"{path} = {self.value(path)}" + (f", from {origin}" if origin else "")
+        return said
 
     def _value(self, path: str) -> str:
         value = field(self.case, path)
