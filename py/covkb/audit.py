@@ -343,7 +343,7 @@ def verify(connection: sqlite3.Connection, expect_head: Optional[str] = None,
     return Verdict(True, count, previous)
 
 
-def replay(connection: sqlite3.Connection, ident: Optional[int] = None, chunk: int = 500,
+def replay(connection: sqlite3.Connection, ident: Optional[int] = None, chunk: Optional[int] = None,
            workers: int = 0):
     """Re-decide stored inputs with the current knowledge base as batch decides (chunks on
     worker processes, 0: one per core), reading the log a chunk at a time: a covkb.batch.

@@ -23,6 +23,21 @@ from covkb.result import Failure
 Chunk = tuple[int, bytes]
 # A chunk also ends at this many bytes, so memory stays bounded whatever the lines hold.
 MAX_CHUNK_BYTES = 8 * MAX_CASE_BYTES
+# Lines per chunk unless asked otherwise: the compiled engine evaluates its whole program
+# once per chunk whatever the chunk holds, so its chunks are big; clingo grounds a chunk's
+# cases together, and its memory grows with the chunk.
+CHUNK = {"compiled": 2000, "clingo": 500}
+
+
+def chunk_size(chunk: Optional[int]) -> int:
+    """The lines per chunk: `chunk` when given, else clingo's under COVKB_ENGINE=clingo and
+    the compiled engine's otherwise (a kb/ it refuses is then decided by clingo, in chunks
+    of that size; the refusal is said when the run starts)."""
+    if chunk:
+        return chunk
+    from covkb.decide import engine_name
+
+    return CHUNK["clingo" if engine_name() == "clingo" else "compiled"]
 
 
 class CouldNotFinish(Exception):
@@ -383,7 +398,7 @@ class Replay:
     as a case), `explanation` with explained, else None. Chunks are decided by worker
     processes, as batch decides them; `choice` says which engine decided, once started."""
 
-    def __init__(self, stored: Iterable[dict], current: str, chunk: int = 500, workers: int = 1,
+    def __init__(self, stored: Iterable[dict], current: str, chunk: Optional[int] = None, workers: int = 1,
                  explained: bool = False):
         self.stored, self.current, self.chunk = iter(stored), current, chunk
         self.workers, self.explained = max(workers, 1), explained
@@ -397,6 +412,7 @@ class Replay:
     def _pieces(self) -> Iterator[Chunk]:
         import json
 
+        size = chunk_size(self.chunk)
         number = 0
         while True:
             lines = []
@@ -405,7 +421,7 @@ class Replay:
                 self.held[number + len(lines)] = row if self.explained else \
                     {k: v for k, v in row.items() if k != "explanation_json"}
                 lines.append(json.dumps({k: row[k] for k in REPLAYED}).encode() + b"\n")
-                if len(lines) >= self.chunk:
+                if len(lines) >= size:
                     break
             if not lines:
                 return
@@ -501,12 +517,13 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None, chunk: int = 1000,
+def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None, chunk: Optional[int] = None,
         workers: int = 1, chunks_per_worker: int = 50, progress: bool = False,
         log=None) -> Summary:
     """Decide every line of source into sink; with log (an open decision log), record
     each chunk's determinations in one transaction before its results are written, so
-    no result is ever shown for a determination that was not logged."""
+    no result is ever shown for a determination that was not logged. `chunk`: lines per
+    chunk, by default chunk_size()'s."""
     import sqlite3
 
     summary = Summary()
@@ -516,7 +533,7 @@ def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None, chunk: in
         size = None
     meter = Progress(size, progress)
     with _stopped_by_signals():
-        for done, decided in _in_order(chunks(source, chunk), version, workers, chunks_per_worker,
+        for done, decided in _in_order(chunks(source, chunk_size(chunk)), version, workers, chunks_per_worker,
                                        log is not None):
             if log is not None:
                 from covkb.audit import append

@@ -117,8 +117,9 @@ def batch(
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="Write result lines here instead of standard output. " + OUT_HELP),
     version: Optional[str] = typer.Option(None, POLICY_VERSION, help=VERSION_HELP),
-    chunk: int = typer.Option(500, "--chunk", min=1, max=100_000,
-                              help="Lines per chunk: the cases of a chunk are grounded together in one clingo program."),
+    chunk: int = typer.Option(0, "--chunk", min=0, max=100_000,
+                              help="Lines per chunk, decided together: 0 (the default) is 2000 when the compiled "
+                                   "engine decides and 500 under clingo, which grounds a chunk in one program."),
     workers: int = typer.Option(0, "--workers", "-w", min=0,
                                 help="Worker processes deciding chunks side by side; 0 means one per core."),
     quiet: bool = typer.Option(False, "--quiet", "-q",
@@ -143,11 +144,11 @@ def batch(
         source = sys.stdin.buffer if str(cases_file) == "-" else cases_file.open("rb")
     except OSError as error:
         raise _fail(f"{cases_file}: {error.strerror}") from None
-    _say_engine(verbose, chunk)
+    _say_engine(verbose, chunk or None)
     connection = _open_log(log) if log else None
     try:
         with output(out, [cases_file, *([log] if log else [])]) as sink:
-            summary = run(source, sink, version=version, chunk=chunk,
+            summary = run(source, sink, version=version, chunk=chunk or None,
                           workers=workers or os.cpu_count() or 1,
                           progress=not quiet and sys.stderr.isatty(), log=connection)
     except InvalidCase as error:

@@ -82,11 +82,13 @@ def known_version(version: Optional[str], option: str = POLICY_VERSION) -> Optio
     return version
 
 
-def say_engine(verbose: bool, count: int) -> None:
+def say_engine(verbose: bool, count: Optional[int]) -> None:
+    """With verbose, which engine decides chunks of `count` cases (None: batch's default chunk)."""
     if verbose:
+        from covkb.batch import chunk_size
         from covkb.decide import prepare
 
-        echo(f"covkb: {prepare(count)}", err=True)
+        echo(f"covkb: {prepare(chunk_size(count))}", err=True)
 
 
 def read_case(case: Path):
