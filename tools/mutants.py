@@ -6,6 +6,10 @@ against each mutant (COVKB_KB points covkb at the mutated copy) and reports kill
 with every survivor listed, and explained where it is equivalent.
 
     python tools/mutants.py [--jobs 2] [--only FILE ...] [--match TEXT ...] [--limit N]
+                            [--resume LOG ...]
+
+--resume takes the output of an earlier run on the same kb/ and does not run again the
+mutants it shows killed (their line is printed again, marked as resumed).
 """
 
 from __future__ import annotations
@@ -216,6 +220,7 @@ NO_VERDICT = re.compile(r"FailedHealthCheck|Unsatisfiable")
 # A stage that runs this long is stopped (the unmutated suite runs each in about a minute).
 STAGE_SECONDS = 1200
 FAILED = re.compile(r"^FAILED (.+?)(?: - .*)?$", re.M)
+RESUMED = re.compile(r"^  \[(?:\d+/\d+|resumed)\] killed by (?P<test>\S+)  (?P<what>.+)$")
 
 
 def killed(mutant: Mutant, python: str, killers: Killers) -> tuple[bool, str]:
@@ -241,6 +246,10 @@ def killed(mutant: Mutant, python: str, killers: Killers) -> tuple[bool, str]:
                 # id pytest cannot find) is no verdict, nor is a test that fails alone anyway.
                 if run.returncode not in (1, 2):
                     continue
+                if found and run.stdout.startswith("F") and killers.passes_alone(test):
+                    # the first test run failed: no test ran before it to lean on, so it
+                    # fails as it would alone
+                    return True, test
                 if found and killers.passes_alone(test):
                     # and fails alone on this mutant: then it is the mutant that it notices
                     alone = subprocess.run([python, "-m", "pytest", "-q", *PYTEST, test], cwd=ROOT, env=env,
@@ -263,6 +272,8 @@ def main() -> None:
     parser.add_argument("--only", action="append",
                         help="mutate only this kb file (e.g. v2024-08-21.lp; repeatable)")
     parser.add_argument("--limit", type=int, help="stop after this many mutants")
+    parser.add_argument("--resume", action="append", type=Path, default=[],
+                        help="an earlier run's output: the mutants it shows killed are not run again")
     parser.add_argument("--match", action="append",
                         help="run only the mutants whose description holds this text (repeatable)")
     options = parser.parse_args()
@@ -271,10 +282,20 @@ def main() -> None:
     every = every[: options.limit]
     # Mutants known to be equivalent are listed, not run: they cannot change an answer.
     skipped = [(m, equivalent(m)) for m in every if equivalent(m)]
+    earlier: dict[str, str] = {}
+    for log in options.resume:
+        for line in log.read_text().splitlines():
+            found = RESUMED.match(line)
+            if found:
+                earlier[found["what"]] = found["test"]
     todo = [m for m in every if not equivalent(m)]
+    resumed = [(m, earlier[m.describe()]) for m in todo if m.describe() in earlier]
+    todo = [m for m in todo if m.describe() not in earlier]
     started = time.perf_counter()
     print(f"{len(every)} mutants of kb/: {len(skipped)} equivalent by construction, "
-          f"{len(todo)} to run, {options.jobs} at a time", flush=True)
+          f"{len(resumed)} killed in an earlier run, {len(todo)} to run, {options.jobs} at a time", flush=True)
+    for mutant, test in resumed:
+        print(f"  [resumed] killed by {test}  {mutant.describe()}", flush=True)
     done = 0
     killers = Killers(sys.executable)
 
@@ -289,7 +310,7 @@ def main() -> None:
     with ThreadPoolExecutor(options.jobs) as pool:
         outcomes = list(pool.map(attempt, todo))
     survivors = [m for m, dead in zip(todo, outcomes) if not dead]
-    total, dead = len(todo), sum(outcomes)
+    total, dead = len(todo) + len(resumed), sum(outcomes) + len(resumed)
     print(f"killed {dead}/{total} ({100 * dead / max(total, 1):.1f}%) of the mutants run, "
           f"in {time.perf_counter() - started:.0f} s")
     for mutant in survivors:

@@ -84,7 +84,7 @@ class Shown:
     fails: dict[str, set[str]] = field(default_factory=dict)
     # fields still open once a criterion's remedy is applied
     remedy_open: dict[str, list[str]] = field(default_factory=dict)
-    # the reason's words when they differ from the decided rule's
+    # the rule whose words give the reason (kb/core.lp: the decided rule's, or other words)
     reason_rule: Optional[str] = None
     # unknown criteria whose settling could change the decision, and the names they name
     can_change: set[str] = field(default_factory=set)

@@ -481,8 +481,8 @@ class Words:
         policy = self.policy
         not_met = [c for c in criteria if c.status == "not_met"]
         unknown = [c.id for c in criteria if c.status == "unknown"]
-        rule = shown.reason_rule or shown.rule or ""
-        template = policy.words.get(("rule_words", rule), rule)
+        # the reason's words are kb/'s reason_rule: the decided rule's unless kb/ says otherwise
+        template = policy.words[("rule_words", shown.reason_rule)]
         if shown.decision == "pending":  # what cannot change the decision is not asked for
             documentation = [d for d in documentation if not d.for_resubmission]
             unknown = [c.id for c in criteria if c.id in shown.can_change]
