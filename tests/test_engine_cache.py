@@ -122,6 +122,36 @@ def test_a_body_changed_with_its_hash_still_fails_the_data_check(tmp_path):
         engine.Compiled.from_data(data)
 
 
+R, W, N, L = engine._R, engine._W, engine._N, engine._L
+
+
+@pytest.mark.parametrize("program", [
+    [R, 1, 2, 0, 9],            # a slot outside a program of 5
+    [R, 1, 3, 0, 2],            # a body longer than what follows
+    [R, 1, -1, 0],              # a negative length
+    [R, 1, 1, 2.0],             # a slot that is not an int
+    [R, 1, 1, "2"],
+    [R, 1, 1, [2]],
+    [7, 1, 1, 2],               # no kind of step
+    [W, 1, 1, 2, 0, 2, 1],      # weights missing
+    [W, 1, 1, 1, 0, -3],        # a negative weight
+    [N, 1],                     # a complement without its slot
+    [L, 9, R, 1, 1, 0],         # a loop longer than the program
+    [L, 2, R, 1, 1, 0],         # a loop that ends inside its rule
+])
+def test_a_malformed_program_is_refused(program):
+    with pytest.raises(ValueError):
+        engine._operations(program, 5)
+
+
+def test_a_well_formed_program_evaluates():
+    """Atom 3 holds the cases of input 1 and 2 together, atom 4 those of 1 without 3."""
+    program = [R, 3, 2, 1, 2, N, 3, 5, R, 4, 2, 1, 5]
+    v = [0, 0b0110, 0b0011, 0, 0, 0]
+    engine._evaluate(engine._operations(program, 6), v, 0b1111)
+    assert v[3] == 0b0010 and v[4] == 0b0100
+
+
 @pytest.mark.parametrize("mode", [0o620, 0o602, 0o666])
 def test_a_cache_writable_by_group_or_others_is_refused(tmp_path, mode):
     path, raw = _real_cache()

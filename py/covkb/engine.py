@@ -494,7 +494,7 @@ def _compile(capture: _Capture, inputs: set[int], wanted: set[int]) -> tuple[lis
         atom = alias.get(-lit, -lit)
         if atom not in slots:
             slots[atom] = atoms + len(slots)
-            before.append(["n", atom, slots[atom]])
+            before += [_N, atom, slots[atom]]
         return slots[atom]
 
     for component in _components(sorted(bodies), edges):
@@ -523,74 +523,97 @@ def _compile(capture: _Capture, inputs: set[int], wanted: set[int]) -> tuple[lis
         for head in members:
             for rule in (rules if not cyclic else bodies[head]):
                 if rule[0] == "rule":
-                    body.append(["r", head, [slot(lit, before) for lit in rule[1]]])
+                    # the input atoms first, then atoms, then complements: the first is the
+                    # rule's guard (_operations), and an input atom seldom holds a case
+                    read = sorted((slot(lit, before) for lit in rule[1]),
+                                  key=lambda s: 0 if s in inputs else 1 if s < atoms else 2)
+                    body += [_R, head, len(read), *read]
                 else:
-                    body.append(["w", head, rule[1], [slot(lit, before) for lit, _ in rule[2]],
-                                 [w for _, w in rule[2]]])
+                    body += [_W, head, rule[1], len(rule[2]), *[slot(lit, before) for lit, _ in rule[2]],
+                             *[w for _, w in rule[2]]]
         steps += before
-        steps += [["loop", body]] if cyclic else body
+        steps += [_L, len(body), *body] if cyclic else body
     return steps, atoms + len(slots), alias
 
 
-def _operations(steps: list, size: int, rare: frozenset = frozenset()) -> list[tuple]:
-    """The steps as (kind, a, b, guard) for _evaluate; ValueError for anything malformed,
-    so that a program read back from a cache is plain data checked, not trusted: every
-    slot an int of the program (checked at the end, all at once), every step of a kind.
+# The program as plain data: one list of ints, step after step. A rule is _R, its head,
+# the length of its body, the body's slots; a weight rule _W, its head, its bound, the
+# length of its body, the body's slots, then their weights; a complement _N, the atom,
+# the slot that holds its complement; a loop _L, the length of its steps, then its steps.
+_R, _W, _N, _L = range(4)
 
-    A rule's guard is one of its body's slots, an input atom (`rare`) where it has one:
-    when the guard holds no case the body's and holds none either, and the rule is
-    passed over. Most input atoms (a name in a line slot, a stand-in) hold no case of a
-    chunk, so most rules are passed over at the cost of one look."""
-    slots: list = []
+
+def _operations(program: list, size: int) -> list[tuple]:
+    """The program's steps as (kind, a, b, guard) for _evaluate; ValueError for anything
+    malformed, so that a program read back from a cache is plain data checked, not
+    trusted: a list of ints, every step of a kind and whole, every slot of the program.
+
+    A rule's guard is the first slot of its body (an input atom where it has one, as
+    _compile orders them): when the guard holds no case the body's and holds none either,
+    and the rule is passed over. Most input atoms (a name in a line slot, a stand-in) hold
+    no case of a chunk, so most rules are passed over at the cost of one look."""
+    if type(program) is not list:
+        raise ValueError("the program is not a list")
     try:
-        out = _steps(steps, rare, slots)
-        checked = array("q", slots)  # TypeError for anything but an int (or a bool, the same 0 or 1)
+        array("q", program)  # every item an int (a bool is the same 0 or 1)
     except (TypeError, OverflowError):
-        raise ValueError("not slots of the program") from None
-    if checked and (min(checked) < 0 or max(checked) >= size):
+        raise ValueError("the program is not a list of ints") from None
+    slots: list = []
+    out = _steps(program, 0, len(program), slots)
+    if slots and (min(slots) < 0 or max(slots) >= size):
         raise ValueError("a slot outside the program")
     return out
 
 
-def _steps(steps: list, rare: frozenset, slots: list) -> list[tuple]:
-    if type(steps) is not list:
-        raise ValueError("not steps of the program")
+def _steps(program: list, start: int, end: int, slots: list) -> list[tuple]:
     out: list[tuple] = []
-    for step in steps:
-        if type(step) is not list or not step:
-            raise ValueError(f"not a step of the program: {step!r}"[:200])
-        kind = step[0]
-        if kind == "r" and len(step) == 3 and type(step[2]) is list:
-            head, body = step[1], step[2]
+    at = start
+    while at < end:
+        kind = program[at]
+        if kind == _R:
+            head, count = program[at + 1:at + 3]
+            body = program[at + 3:at + 3 + count]
+            at += 3 + count
             slots.append(head)
             slots += body
+            if count < 0 or len(body) != count:
+                raise ValueError(f"a rule of the program at {at} runs past its end")
             if not body:
                 out.append((_TRUE, head, None, None))
-            elif len(body) == 1:
+            elif count == 1:
                 out.append((_COPY, head, body[0], None))
+            elif count == 2:
+                out.append((_AND2, head, body[1], body[0]))
             else:
-                guard = next((slot for slot in body if slot in rare), body[0])
-                rest = list(body)
-                rest.remove(guard)
-                out.append((_AND2, head, rest[0], guard) if len(rest) == 1 else
-                           (_AND, head, itemgetter(*rest), guard))
-        elif kind == "w" and len(step) == 5 and type(step[3]) is list and type(step[4]) is list:
-            bound, weights = step[2], step[4]
-            if type(bound) is not int or any(type(w) is not int or w < 0 for w in weights) \
-                    or len(weights) != len(step[3]):
-                raise ValueError("a malformed weight rule")
-            slots.append(step[1])
-            slots += step[3]
-            out.append((_WEIGHT, step[1], (bound, list(step[3]), weights), None))
-        elif kind == "n" and len(step) == 3:
-            slots += step[1:]
-            out.append((_NOT, step[1], step[2], None))
-        elif kind == "loop" and len(step) == 2:
-            inner = _steps(step[1], rare, slots)
+                out.append((_AND, head, itemgetter(*body[1:]), body[0]))
+        elif kind == _W:
+            head, bound, count = program[at + 1:at + 4]
+            body = program[at + 4:at + 4 + count]
+            weights = program[at + 4 + count:at + 4 + 2 * count]
+            at += 4 + 2 * count
+            slots.append(head)
+            slots += body
+            if count < 0 or len(weights) != count or min(weights, default=0) < 0:
+                raise ValueError(f"a malformed weight rule of the program at {at}")
+            out.append((_WEIGHT, head, (bound, body, weights), None))
+        elif kind == _N:
+            if at + 3 > end:
+                raise ValueError(f"a complement of the program at {at} runs past its end")
+            slots += program[at + 1:at + 3]
+            out.append((_NOT, program[at + 1], program[at + 2], None))
+            at += 3
+        elif kind == _L:
+            length = program[at + 1]
+            if length < 0 or at + 2 + length > end:
+                raise ValueError(f"a loop of the program at {at} runs past its end")
+            inner = _steps(program, at + 2, at + 2 + length, slots)
             heads = sorted({op[1] for op in inner if op[0] != _NOT})
             out.append((_LOOP, itemgetter(*heads, heads[0]) if heads else None, inner, None))
+            at += 2 + length
         else:
-            raise ValueError(f"not a step of the program: {step!r}"[:200])
+            raise ValueError(f"not a step of the program at {at}: {kind!r}")
+    if at != end:
+        raise ValueError(f"a step of the program at {at} runs past its end")
     return out
 
 
@@ -653,7 +676,7 @@ def _text(value) -> str:
 
 @dataclass
 class Compiled:
-    program: list  # the ground program as steps over case sets (_compile), plain data
+    program: list  # the ground program as steps over case sets (_compile): a list of ints
     size: int
     inputs: dict[tuple, int]                 # an input atom's key → its program atom
     shown: list[tuple[int, str, str, bool]]  # (atom, name, text after the key, has stand-ins)
@@ -667,7 +690,7 @@ class Compiled:
     owned: dict[str, tuple] = field(default_factory=dict)    # texts holding a case's values, parsed
 
     def __post_init__(self):
-        self.operations = _operations(self.program, self.size, frozenset(self.inputs.values()))
+        self.operations = _operations(self.program, self.size)
         if any(not 0 <= atom < self.size for atom in self.inputs.values()) or \
                 any(not 0 <= row[0] < self.size for row in self.shown):
             raise ValueError("an input or shown atom outside the program")
@@ -839,15 +862,15 @@ class Compiled:
 
     def _plan(self) -> tuple[list, list]:
         """Each shown atom's action (covkb.decide.KEYED), worked out once: for the atoms
-        true in every case (action, text, parsed), for the others (atom, action, text,
-        parsed or None where the text holds stand-ins). Atoms no action reads are left out."""
+        true in every case (action, text), for the others (atom, action, text, whether the
+        text holds stand-ins). Atoms no action reads are left out; a text is parsed when
+        first read back (most atoms are true for no case)."""
         plan = self.__dict__.get("_planned")
         if plan is None:
             from covkb.decide import KEYED
 
-            always = [(KEYED[name], *self.read(text)) for name, text in self.facts if name in KEYED]
-            each = [(atom, KEYED[name], text, None if marked else self.read(text))
-                    for atom, name, text, marked in self.shown if name in KEYED]
+            always = [(KEYED[name], text) for name, text in self.facts if name in KEYED]
+            each = [(atom, KEYED[name], text, marked) for atom, name, text, marked in self.shown if name in KEYED]
             plan = self.__dict__["_planned"] = (always, each)
         return plan
 
@@ -856,18 +879,19 @@ class Compiled:
         covkb.decide._read would read them from clingo's model: atom by atom, case by case;
         a text with stand-ins gets the case's own values (σ applied)."""
         always, each = self._plan()
-        owned = self.owned
-        for act, rest, args in always:
+        owned, reads, read = self.owned, self.reads, self.read
+        for act, text in always:
+            rest, args = read(text)
             for one in shown:
                 act(one, rest, args)
-        for atom, act, text, got in each:
+        for atom, act, text, marked in each:
             cases = v[atom]
             if not cases:
                 continue
             bits = bin(cases)[:1:-1]  # bit i at index i
             bit = bits.find("1")
-            if got is not None:
-                rest, args = got
+            if not marked:
+                rest, args = reads.get(text) or read(text)
                 while bit >= 0:
                     act(shown[bit], rest, args)
                     bit = bits.find("1", bit + 1)
@@ -991,7 +1015,7 @@ def compiled(directory: Path, verbose: bool = False) -> Optional[Compiled]:
     return got
 
 
-FORMAT = "covkb-engine/2"
+FORMAT = "covkb-engine/3"
 
 
 def _cache_root() -> Optional[Path]:
