@@ -203,7 +203,7 @@ class Killers:
         with self.lock:
             known = self.alone.get(test)
         if known is None:
-            env = {**os.environ, "COVKB_KB": str(KB), "HYPOTHESIS_PROFILE": "dev"}
+            env = {**ENVIRONMENT, "COVKB_KB": str(KB), "HYPOTHESIS_PROFILE": "dev"}
             run = subprocess.run([self.python, "-m", "pytest", "-q", *PYTEST, test], cwd=ROOT,
                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             known = run.returncode == 0
@@ -216,6 +216,9 @@ class Killers:
 # unmutated kb/ and for each mutant; a property whose filter rejects too much under a
 # mutant (a health check) says nothing about the mutant when run alone.
 PYTEST = ["-p", "no:cacheprovider", "--hypothesis-seed=2024041", "-n0"]  # mutants run side by side (--jobs) instead
+# Each mutant starts pytest a few times: with the compiled modules and rewritten tests kept
+# on disk (PYTHONDONTWRITEBYTECODE unset) a start takes 0.6 s where it took 1.6.
+ENVIRONMENT = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 NO_VERDICT = re.compile(r"FailedHealthCheck|Unsatisfiable")
 # A stage that runs this long is stopped (the unmutated suite runs each in about a minute).
 STAGE_SECONDS = 1200
@@ -229,7 +232,7 @@ def killed(mutant: Mutant, python: str, killers: Killers) -> tuple[bool, str]:
         directory = Path(tmp) / "kb"
         shutil.copytree(KB, directory)
         (directory / mutant.file).write_text(mutant.after)
-        env = {**os.environ, "COVKB_KB": str(directory), "HYPOTHESIS_PROFILE": "dev"}
+        env = {**ENVIRONMENT, "COVKB_KB": str(directory), "HYPOTHESIS_PROFILE": "dev"}
         first = killers.first()
         for stage in ([first] if first else []) + STAGES:
             try:
