@@ -180,3 +180,24 @@ def test_explanations_alike(monkeypatch):
     clingo = determine_explained(cases)
     monkeypatch.setenv("COVKB_ENGINE", "compiled")
     assert determine_explained(cases) == clingo
+
+
+@pytest.mark.slow  # each case decided alone by clingo as well: seconds
+@settings(max_examples=10)
+@given(st.lists(case_data(), min_size=1, max_size=30))
+def test_a_batch_chunk_writes_what_clingo_decides_one_case_at_a_time(items):
+    """The batch path (raw lines decoded, decided together by the compiled engine, its
+    result lines written) gives, line for line, clingo's result for each case alone."""
+    from covkb.batch import decide_chunk
+
+    import msgspec
+
+    encode = msgspec.json.Encoder(decimal_format="number").encode  # exact decimals as JSON numbers
+    raws = [encode(_exact(data)) for data in items]
+    blob = b"".join(raw + b"\n" for raw in raws)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COVKB_ENGINE", "compiled")
+        lines = decide_chunk((1, blob)).text.splitlines()
+        patch.setenv("COVKB_ENGINE", "clingo")
+        alone = [as_json(determine([from_json(raw)])[0]) for raw in raws]
+    assert lines == alone
