@@ -204,7 +204,10 @@ def test_a_sequence_split_into_lines_is_counted_as_written_with_an_advisory(line
     ("lvef_percent", Decimal("1"), "fraction", "5e", None),
     ("dose_million_car_t_cells", Decimal("0.45"), "billions", "9", "dose"),
     ("dose_million_car_t_cells", 450000000, "count of cells", "9", "dose"),
+    # kb/core.lp's words: "a dose of a million or more x 10^6", "above 250 mL/min"
+    ("dose_million_car_t_cells", 1000000, "count of cells", "9", "dose"),
     ("creatinine_clearance_ml_min", 300, "another measure or unit", "5d", None),
+    ("creatinine_clearance_ml_min", Decimal("250.01"), "another measure or unit", "5d", None),
 ])
 def test_a_doubtful_value_decides_nothing_and_gets_one_advisory(field, value, unit, criterion_2024, criterion_2025):
     for service, criterion in ((IN_2024, criterion_2024), (IN_2025, criterion_2025)):
