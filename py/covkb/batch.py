@@ -239,6 +239,8 @@ def _serve(connection, parent: int, decide: Callable, version: Optional[str], lo
             raise EOFError
         for _ in range(tasks):
             piece = connection.recv()
+            if piece is None:  # the batch process is done with this worker
+                break
             connection.send(decide(piece, version, log))
     except (EOFError, OSError):  # the batch process is gone: nobody to answer
         code = 0
@@ -307,8 +309,15 @@ class _Workers:
             worker[0].join()
 
     def close(self) -> None:
+        for worker in self.idle:
+            # told, not left to read EOF: a worker forked later holds a copy of this pipe's
+            # end, so closing it here alone would not end the worker
+            try:
+                worker[1].send(None)
+            except (OSError, ValueError):
+                pass
         for worker in self.idle + [w for w, _ in self.busy.values()]:
-            worker[1].close()  # a waiting worker reads EOF and exits
+            worker[1].close()
         for worker in self.idle + [w for w, _ in self.busy.values()]:
             worker[0].join(timeout=0.5)
             if worker[0].exitcode is None:
