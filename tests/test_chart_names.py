@@ -216,6 +216,9 @@ def test_a_doubtful_value_decides_nothing_and_gets_one_advisory(field, value, un
         assert advisory.startswith(f"{field} = {value}:") and unit in advisory and "confirm" in advisory
         if criterion:
             assert status(result, criterion) == "unknown" and result.decision == "pending"
+            # the criterion's reason is the doubted value itself
+            [because] = [c.because for c in result.criteria if c.id == criterion]
+            assert any(b.startswith(f"{field} = {value}") and "doubted" in b for b in because)
             assert result.missing == [field]
             assert any("confirmation" in d.words for d in result.documentation)
         else:   # 2025-11-01: no criterion reads it (Policy Guidelines), so the decision stays

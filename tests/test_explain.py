@@ -18,6 +18,21 @@ def explained(version=None, **changes):
     return explain(from_object(case(**changes)), version)
 
 
+# The rule that made the decision, for an auditor (kb/core.lp decided/2): the formula of
+# the criteria true, false or undecided, the compendium pathway, or the plan outside the policy.
+@pytest.mark.parametrize("changes, rule", [
+    ({}, "every_criterion_met"),
+    ({"organ_function_adequate": False}, "criterion_not_met"),
+    ({"organ_function_adequate": DROP}, "documentation_required"),
+    ({"compendium": {"nccn_category": "2A"}, "diagnosis": {"multiple_myeloma": False, "cns_involvement": False}},
+     "compendium_pathway_met"),
+    ({"plan": {"walmart_associates_plan": True}}, "plan_excluded"),
+    ({"plan": {"group_specific_policy": True}}, "group_policy_supersedes"),
+])
+def test_the_explanation_names_the_rule_that_decided(changes, rule):
+    assert explained(**changes).rule == rule
+
+
 @pytest.mark.parametrize("changes, sentence", [
     ({}, "covered: every criterion of version 2025-11-01 is met, so it meets primary coverage criteria"),
     # issue 13.3: the reason names the failing facts and their criterion, not criterion numbers alone
