@@ -30,7 +30,7 @@ def classes_met(result) -> set:
     ("Revlimid maintenance", {IMID}), ("VRd induction", {PI, IMID}), ("Darzalex SC", {CD38}),
     ("bortezomib IV", {PI}), ("ixazomib citrate", {PI}), ("Dara-KRd consolidation", {CD38, PI, IMID}),
     ("daratumumab-hyaluronidase", {CD38}), ("daratumumab-hyaluronidase-fihj", {CD38}),
-    ("daratumumab/hyaluronidase", {CD38}), ("Boruzu", {PI}),
+    ("daratumumab/hyaluronidase", {CD38}), ("daratumumab/hyaluronidase-fihj", {CD38}), ("Boruzu", {PI}),
     ("D\u2010VRd", {CD38, PI, IMID}),           # U+2010 hyphen, pasted from a PDF
     ("Isa\u2013VRd", {CD38, PI, IMID}),         # en dash
     ("Isa\u00a0VRd", {CD38, PI, IMID}),         # no-break space
