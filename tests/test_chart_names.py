@@ -96,7 +96,7 @@ def test_lymphodepletion_names_as_charts_write_them(agent, purpose, expected, se
 # SPEC §1: brands of the other myeloma agents are recognised and of no class.
 @pytest.mark.parametrize("name", ["Cytoxan", "Decadron", "Belrapzo", "Evomela", "Alkeran",
                                   "Empliciti", "Xpovio", "Blenrep", "Tecvayli", "Elrexfio",
-                                  "Talvey", "Lynozyfic", "Mel", "Benda", "pred"])
+                                  "Talvey", "Lynozyfic", "Mel", "Benda", "pred", "Sel", "dex"])
 def test_brands_of_other_agents_are_recognised_and_of_no_class(name):
     result = decide(case(prior_lines=[[name], ["dexamethasone"]]))
     assert [status(result, c) for c in CLASSES] == ["not_met"] * 3
@@ -176,6 +176,19 @@ def test_a_misfiled_name_does_not_hide_a_real_prior_cell_therapy(service, cell):
 def test_a_procedure_in_prior_lines_is_recognised_and_gives_no_class(service):
     result = decide(case(prior_lines=[["ASCT", "HDM"], ["auto-SCT"]], date_of_service=service))
     assert [status(result, c) for c in ("3", *CLASSES)] == ["met", "not_met", "not_met", "not_met"]
+    assert not any("recognised" in a for a in result.advisories)
+
+
+# Each spelling of a procedure kb/names.lp declares, alone in a line, is recognised.
+@pytest.mark.parametrize("spelling", [
+    "ASCT", "auto-SCT", "autoSCT", "auto SCT", "autologous stem cell transplant",
+    "autologous stem cell transplantation", "autologous transplant", "auto-HCT", "autoHCT",
+    "allo-SCT", "alloSCT", "allo SCT", "allogeneic stem cell transplant",
+    "allogeneic stem cell transplantation", "allogeneic transplant", "stem cell transplant", "SCT",
+    "high-dose melphalan", "high dose melphalan", "HDM", "Mel200", "Mel 200", "Mel140", "Mel 140",
+])
+def test_every_spelling_of_a_procedure_is_recognised(spelling):
+    result = decide(case(prior_lines=[["VRd"], [spelling], ["DPd"]]))
     assert not any("recognised" in a for a in result.advisories)
 
 
