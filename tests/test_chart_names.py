@@ -60,6 +60,13 @@ def test_a_spelling_whose_readings_differ_is_not_guessed(spelling, service):
 
 @pytest.mark.parametrize("spelling, classes", [
     ("VRD", {PI, IMID}), ("DVRD", {CD38, PI, IMID}), ("D-VMP", {CD38, PI}), ("KRD", {PI, IMID}),
+    # every other regimen of kb/names.lp's table, in capitals, as its agents' classes
+    ("IRD", {PI, IMID}), ("DRD", {CD38, IMID}), ("DPD", {CD38, IMID}), ("DKD", {CD38, PI}),
+    ("DVD", {CD38, PI}), ("ISAPD", {CD38, IMID}), ("ISAKD", {CD38, PI}), ("EPD", {IMID}),
+    ("ERD", {IMID}), ("VTD", {PI, IMID}), ("VCD", {PI}), ("CYBORD", {PI}), ("PVD", {IMID, PI}),
+    ("KPD", {PI, IMID}), ("SVD", {PI}), ("KD", {PI}), ("PD", {IMID}), ("RD", {IMID}), ("VD", {PI}),
+    ("FLUCY", set()), ("FC", set()), ("MP", set()), ("VMP", {PI}), ("MPT", {IMID}),
+    ("DVMP", {CD38, PI}),
 ])
 def test_a_regimen_listed_by_name_settles_an_all_capitals_d(spelling, classes):
     result = decide(case(prior_lines=[[spelling], ["dexamethasone"]]))
@@ -149,6 +156,8 @@ def test_trials_by_name_in_any_spacing_and_by_nct_number(trial, product):
 @pytest.mark.parametrize("name, what", [
     ("teclistamab", "is a drug"), ("Tecvayli", "is a drug"), ("VRd", "is a drug"),
     ("autologous stem cell transplant", "is an autologous stem cell transplant, a procedure"),
+    ("allogeneic stem cell transplant", "is an allogeneic stem cell transplant, a procedure"),
+    ("stem cell transplant", "is a stem cell transplant, a procedure"),
     ("ASCT", "is an autologous stem cell transplant, a procedure"),
     ("Mel200", "is high-dose melphalan"),
 ])
