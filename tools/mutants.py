@@ -223,7 +223,7 @@ NO_VERDICT = re.compile(r"FailedHealthCheck|Unsatisfiable")
 # A stage that runs this long is stopped (the unmutated suite runs each in about a minute).
 STAGE_SECONDS = 1200
 FAILED = re.compile(r"^FAILED (.+?)(?: - .*)?$", re.M)
-RESUMED = re.compile(r"^  \[(?:\d+/\d+|resumed)\] killed by (?P<test>\S+)  (?P<what>.+)$")
+RESUMED = re.compile(r"^  \[(?:\d+/\d+|resumed)\] killed by (?P<test>.+?)  (?P<what>[\w.-]+\.lp:\d+ .+)$")
 
 
 def killed(mutant: Mutant, python: str, killers: Killers) -> tuple[bool, str]:
