@@ -39,6 +39,13 @@ IMID, PI, CD38 = "3a", "3b", "3c"
     ("EPd", {IMID}), ("ERd", {IMID}), ("VTd", {PI, IMID}), ("VCd", {PI}), ("CyBorD", {PI}),
     ("PVd", {IMID, PI}), ("KPd", {PI, IMID}), ("SVd", {PI}), ("Kd", {PI}), ("Pd", {IMID}),
     ("Rd", {IMID}), ("Vd", {PI}), ("vrd", {PI, IMID}), ("KRD", {PI, IMID}),
+    # RVd is VRd, in any letter case; Dara stands for D (kb/names.lp regimen_spelling, dara)
+    ("RVd", {PI, IMID}), ("rvd", {PI, IMID}), ("RVD", {PI, IMID}),
+    ("DaraRd", {CD38, IMID}), ("darard", {CD38, IMID}), ("DaraVRd", {CD38, PI, IMID}),
+    ("DARAVRD", {CD38, PI, IMID}), ("DaraRVd", {CD38, PI, IMID}), ("DRVd", {CD38, PI, IMID}),
+    ("drvd", {CD38, PI, IMID}), ("DaraPd", {CD38, IMID}), ("DaraKd", {CD38, PI}), ("DaraVd", {CD38, PI}),
+    # regimens whose P is prednisone (VMP, MPT) and the lymphodepleting FluCy
+    ("VMP", {PI}), ("vmp", {PI}), ("MPT", {IMID}), ("FluCy", set()), ("flucy", set()),
 ])
 def test_a_regimen_abbreviation_stands_for_its_agents(regimen, classes):
     result = decide(case(prior_lines=[[regimen], ["melphalan"]]))

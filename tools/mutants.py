@@ -74,6 +74,16 @@ EQUIVALENT = [
     (re.compile(r"^relation\(lt,below\)"), r"statement removed",
      "no version states an lt bound (their bounds are gt, ge and le), so relation(lt,_) is never "
      "joined; it completes the four relations for the next bound that needs it"),
+    (re.compile(r'^regimen\("(flucy|vmp|mpt)",'), r"statement removed",
+     "the regimen is read from its parts as the same agents in every letter case (Flu + Cy, V + MP, "
+     "MP + T: kb/names.lp's short codes and the listed MP; tests/test_names.py holds each); the entry "
+     "states the published regimen itself"),
+    (re.compile(r'^dara\("'), r"statement removed",
+     "Dara is a short code for daratumumab, so the spelling is read from its parts (Dara and a listed "
+     "regimen) as the same agents in every letter case (tests/test_names.py holds each)"),
+    (re.compile(r'^regimen_spelling\(S, R\) :- dara\(S, R\)\.'), r"statement removed",
+     "every dara/2 spelling is read from its parts (Dara and a listed regimen) as the same agents "
+     "(tests/test_names.py holds each)"),
     (re.compile(r'^met\(K,"3"\)'), r"2 -> 1$",
      "status/3 gives not_met precedence over met: one line is not_met whatever met says"),
 ]
