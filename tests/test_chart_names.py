@@ -73,6 +73,20 @@ def test_a_regimen_listed_by_name_settles_an_all_capitals_d(spelling, classes):
     assert classes_met(result) == classes and result.advisories == []
 
 
+# SPEC §1: a regimen no table lists is read from its component codes (kb/names.lp
+# letter_code, short_code): each letter and code as its agent, an upper-case D as
+# daratumumab and a lower-case d as dexamethasone. Statuses of 3a, 3b and 3c.
+@pytest.mark.parametrize("spelling, statuses", [
+    ("RCd", "mnn"), ("IPd", "mmn"), ("CTd", "mnn"), ("KTd", "mmn"), ("SPd", "mnn"), ("SKd", "nmn"),
+    ("EVd", "nmn"), ("KCd", "nmn"), ("Bor-Dex", "nmn"), ("Cyc-Bor-Dex", "nmn"), ("D-Len", "mnm"),
+])
+def test_a_regimen_no_table_lists_is_read_from_its_codes(spelling, statuses):
+    result = decide(case(prior_lines=[[spelling], ["dexamethasone"]]))
+    expected = {"m": "met", "n": "not_met"}
+    assert [status(result, c) for c in ("3a", "3b", "3c")] == [expected[s] for s in statuses]
+    assert result.advisories == []
+
+
 # Letters that are codes but no regimen, and a code beside a full name, are not read.
 @pytest.mark.parametrize("spelling", ["RT", "XRT", "MRI", "BMT", "Velcade-x", "Isa-Pd-Q", "DPdd"])
 def test_letters_that_make_no_regimen_stay_unrecognised(spelling):

@@ -84,6 +84,9 @@ EQUIVALENT = [
     (re.compile(r'^regimen_spelling\(S, R\) :- dara\(S, R\)\.'), r"statement removed",
      "every dara/2 spelling is read from its parts (Dara and a listed regimen) as the same agents "
      "(tests/test_names.py holds each)"),
+    (re.compile(r'^token\(T\) :- short_name\(T,_\)\.'), r"statement removed",
+     "every short name is a short_code (short_code(C,G) :- short_name(C,G)), so a component, so "
+     "a token by token(T) :- component(T,_)"),
     (re.compile(r'^met\(K,"3"\)'), r"2 -> 1$",
      "status/3 gives not_met precedence over met: one line is not_met whatever met says"),
 ]
