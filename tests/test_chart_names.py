@@ -133,6 +133,9 @@ def test_brands_of_other_agents_are_recognised_and_of_no_class(name):
     ("ciltacel", "cilta"),
     ("anito-cel", None), ("zevor-cel", None), ("equecabtagene autoleucel", None), ("arlo-cel", None),
     ("orva-cel", None), ("Descartes-08", None), ("afami-cel", None), ("Tecelra", None),
+    ("anitocabtagene autoleucel", None), ("zevorcabtagene autoleucel", None), ("eque-cel", None),
+    ("Fucaso", None), ("arlocabtagene autoleucel", None), ("orvacabtagene autoleucel", None),
+    ("afamitresgene autoleucel", None),
 ])
 def test_product_codes_and_other_products(name, product):
     old = decide(case(prior_cell_therapies=[name], date_of_service=IN_2024))
@@ -155,7 +158,12 @@ def test_product_codes_and_other_products(name, product):
     ("CARTIFAN-1", "cilta"), ("LEGEND-2", "cilta"), ("CARTITUDE 4", "cilta"), ("NCT04181827", "cilta"),
     ("Carvykti (CARTITUDE-1)", "cilta"),
     ("MajesTEC-1", None), ("MonumenTAL-1", None), ("MagnetisMM-3", None), ("DREAMM-7", None),
-    ("IMROZ", None), ("PERSEUS", None),
+    ("IMROZ", None), ("PERSEUS", None), ("DREAMM-8", None), ("CEPHEUS", None), ("LINKER-MM1", None),
+    ("iMMagine-1", None),
+    # ClinicalTrials.gov numbers of the trials kb/names.lp cites
+    ("NCT02658929", "ide"), ("NCT03601078", "ide"), ("NCT04196491", "ide"), ("NCT06045806", "ide"),
+    ("NCT03090659", "cilta"), ("NCT03548207", "cilta"), ("NCT04133636", "cilta"), ("NCT04923893", "cilta"),
+    ("NCT05257083", "cilta"), ("NCT03758417", "cilta"),
 ])
 def test_trials_by_name_in_any_spacing_and_by_nct_number(trial, product):
     old = decide(case(clinical_trials=[trial], date_of_service=IN_2024))
