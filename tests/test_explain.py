@@ -45,6 +45,12 @@ def test_the_explanation_names_the_rule_that_decided(changes, rule):
     ({"lvef_percent": DROP, "organ_function_adequate": DROP},
      "pending: criterion 6 cannot be decided without: adequate organ and bone marrow function per the "
      "treating oncologist/hematologist"),
+    # the two opening requirements the policy does not number, cited by name (kb/words.lp cite_words)
+    ({"prescriber": {"specialist": False}},
+     "not covered: ordered by, with direct involvement of, a physician with expertise in the condition: "
+     "no (the specialist requirement)"),
+    ({"prescriber": {"approved_car_t_center": False}},
+     "not covered: given in a center approved to administer CAR-T: no (the center requirement)"),
     ({"plan": {"walmart_associates_plan": True}},
      "not applicable: this policy does not apply to the Wal-Mart Associates Group Health Plan participants"),
     ({"plan": {"group_specific_policy": True}},
