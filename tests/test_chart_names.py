@@ -223,6 +223,15 @@ def test_every_spelling_of_a_procedure_is_recognised(spelling):
     assert not any("recognised" in a for a in result.advisories)
 
 
+# A transplant written with its conditioning in one name is read from its parts (SPEC §1:
+# joined with `/`, `+` or "and"), a line of a transplant alone (SPEC §4.15).
+@pytest.mark.parametrize("spelling", ["HDM/ASCT", "Mel200/ASCT", "high-dose melphalan and ASCT"])
+def test_a_transplant_with_its_conditioning_is_read_from_its_parts(spelling):
+    result = decide(case(prior_lines=[["VRd"], [spelling], ["DPd"]]))
+    [advisory] = result.advisories
+    assert advisory.startswith("prior_lines line 2 holds only a transplant or its conditioning")
+
+
 # SPEC §4.15: counted as listed, with an advisory where the list looks like one sequence.
 @pytest.mark.parametrize("lines, flagged", [
     ([["VRd"], ["ASCT"], ["lenalidomide"]], [2, 3]),

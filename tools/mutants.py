@@ -87,6 +87,9 @@ EQUIVALENT = [
     (re.compile(r'^token\(T\) :- short_name\(T,_\)\.'), r"statement removed",
      "every short name is a short_code (short_code(C,G) :- short_name(C,G)), so a component, so "
      "a token by token(T) :- component(T,_)"),
+    (re.compile(r'^product\("(ide|cilta)-cel", '), r"statement removed",
+     "the name compacts to idecel or ciltacel, a product_code of the same product (names.lp), so it "
+     "is read alike"),
     (re.compile(r'^met\(K,"3"\)'), r"2 -> 1$",
      "status/3 gives not_met precedence over met: one line is not_met whatever met says"),
 ]
