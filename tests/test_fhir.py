@@ -131,6 +131,17 @@ def test_questionnaire_item_type_follows_the_case_schema(link, kind):
     assert question_items(fhir.questionnaire())[link]["type"] == kind
 
 
+def test_every_question_and_answer_is_asked_in_words():
+    """A reviewer filling the form reads words: no item's text is a field path (no `_` or
+    `.`), and every answer option shows a display that is not its bare code."""
+    for link, item in question_items(fhir.questionnaire()).items():
+        text = item["text"]
+        assert text.lower() != link.lower() and "_" not in text and "." not in text, (link, text)
+        for option in item.get("answerOption", ()):
+            coding = option["valueCoding"]
+            assert coding.get("display") and coding["display"] != coding["code"], (link, coding)
+
+
 def test_questionnaire_choices_are_the_spec_values():
     items = question_items(fhir.questionnaire())
     options = lambda link: {o["valueCoding"]["code"] for o in items[link]["answerOption"]}

@@ -80,7 +80,8 @@ def test_the_kb_requires_the_policys_hcpcs_code_or_an_abecma_ndc():
     # the policy's CPT/HCPCS section: "Q2055 Idecabtagene vicleucel, up to 510 million ..."
     codes = fhir.requested_codes()
     assert (HCPCS, "Q2055") in codes
-    assert {(NDC, f"59572-515-0{n}") for n in (1, 2, 3)} <= set(codes)
+    # the label's three NDCs, written 5-3-2 and in HIPAA's 11-digit 5-4-2 form
+    assert {(NDC, ndc) for n in (1, 2, 3) for ndc in (f"59572-515-0{n}", f"59572-0515-0{n}")} <= set(codes)
     assert (HCPCS, "Q2041") not in codes
 
 
