@@ -88,7 +88,7 @@ def test_a_regimen_no_table_lists_is_read_from_its_codes(spelling, statuses):
 
 
 # Letters that are codes but no regimen, and a code beside a full name, are not read.
-@pytest.mark.parametrize("spelling", ["RT", "XRT", "MRI", "BMT", "Velcade-x", "Isa-Pd-Q", "DPdd"])
+@pytest.mark.parametrize("spelling", ["RT", "XRT", "MRI", "BMT", "Velcade-x", "ASCT-x", "Isa-Pd-Q", "DPdd"])
 def test_letters_that_make_no_regimen_stay_unrecognised(spelling):
     result = decide(case(prior_lines=[[spelling], ["dexamethasone"]]))
     assert result.decision == "pending"
@@ -221,6 +221,29 @@ def test_a_procedure_in_prior_lines_is_recognised_and_gives_no_class(service):
 def test_every_spelling_of_a_procedure_is_recognised(spelling):
     result = decide(case(prior_lines=[["VRd"], [spelling], ["DPd"]]))
     assert not any("recognised" in a for a in result.advisories)
+
+
+# SPEC §1 `X (Y)`: two parts naming the same agents name one thing, however each is
+# written: two listed regimens, a part read from its codes beside a listed regimen, two
+# readings of a transplant with its conditioning (a qualifier word after it).
+@pytest.mark.parametrize("spelling, advisory", [
+    ("CyBorD (VCd)", None), ("Elo-Pd (EPd) maintenance", None),
+    ("HDM/ASCT (Mel200/ASCT) consolidation", "holds only a transplant or its conditioning"),
+])
+def test_two_parts_with_the_same_agents_name_one_thing(spelling, advisory):
+    result = decide(case(prior_lines=[["VRd"], [spelling], ["DPd"]]))
+    assert not any("not a recognised name" in a for a in result.advisories)
+    assert [advisory in a for a in result.advisories] == ([True] if advisory else [])
+
+
+# Typos of a short name and of a procedure are suggested the name they miss.
+@pytest.mark.parametrize("typo, nearest", [
+    ("Bennda", "benda"), ("Carfill", "carfil"),
+    ("autologous stem cell transplnt", "autologous stem cell transplant"),
+])
+def test_a_typo_of_a_short_name_or_procedure_is_suggested(typo, nearest):
+    result = decide(case(prior_lines=[["VRd"], [typo], ["DPd"]]))
+    assert [(s.name, s.nearest) for s in result.did_you_mean] == [(typo, nearest)]
 
 
 # A transplant written with its conditioning in one name is read from its parts (SPEC §1:
