@@ -262,6 +262,8 @@ def test_a_transplant_with_its_conditioning_is_read_from_its_parts(spelling):
     ([["VRd"], ["Revlimid maintenance"]], [2]),
     ([["VRd"], ["DPd"]], []), ([["VRd"], ["pomalidomide"]], []), ([["ASCT"], ["VRd"]], []),
     ([["Rd"], ["Vd"]], []),
+    # a line holding more than maintenance agents: a name no table holds, a procedure
+    ([["VRd"], ["lenalidomide", "mystery-mab"]], []), ([["VRd"], ["lenalidomide", "ASCT"]], []),
 ])
 @BOTH
 def test_a_sequence_split_into_lines_is_counted_as_written_with_an_advisory(lines, flagged, service):
