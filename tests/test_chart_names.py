@@ -195,6 +195,24 @@ def test_a_misfiled_name_leaves_4_and_the_cell_criterion_unknown(name, what, ser
 
 
 @pytest.mark.parametrize("service, cell", [(IN_2024, "5c"), (IN_2025, "5b")])
+def test_the_criteria_a_misfiled_name_leaves_unknown_give_it_as_their_reason(service, cell):
+    result = decide(case(prior_cell_therapies=["teclistamab"], date_of_service=service))
+    reason = ("prior_cell_therapies: 'teclistamab' is recognised as something other than a cell therapy: "
+              "it may be misfiled, and is not read as one")
+    for criterion in result.criteria:
+        if criterion.id in ("4", cell):
+            assert reason in criterion.because
+
+
+@BOTH
+def test_criterion_4_says_a_recognised_trial_is_of_no_listed_therapy(service):
+    result = decide(case(clinical_trials=["MajesTEC-1"], date_of_service=service))
+    [because] = [c.because for c in result.criteria if c.id == "4"]
+    assert ("clinical_trials: 'MajesTEC-1' is neither a therapy listed in this policy nor a clinical "
+            "trial of one") in because
+
+
+@pytest.mark.parametrize("service, cell", [(IN_2024, "5c"), (IN_2025, "5b")])
 def test_a_misfiled_name_does_not_hide_a_real_prior_cell_therapy(service, cell):
     result = decide(case(prior_cell_therapies=["teclistamab", "Kymriah"], date_of_service=service))
     assert status(result, "4") == status(result, cell) == "not_met"

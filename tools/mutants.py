@@ -93,6 +93,9 @@ EQUIVALENT = [
     (re.compile(r"^several\(A,R\) :- reading_size\(_,A,R,N\), N >= 2\."), r"2 -> 1$",
      "covkb.facts passes only readings of two tokens or more (Vocabulary.readings), so no "
      "reading_size is 1"),
+    (re.compile(r'^because\(K,"5e",before\("significant_cardiac_disease_dates",D,S\)\)'), r"< -> <=",
+     "a date equal to the window's start is recent (recent_cardiac_2024: D >= S), which the rule's "
+     "body excludes, so D <= S admits no date D < S does not"),
     (re.compile(r'^met\(K,"3"\)'), r"2 -> 1$",
      "status/3 gives not_met precedence over met: one line is not_met whatever met says"),
 ]
