@@ -212,6 +212,20 @@ def test_criterion_4_says_a_recognised_trial_is_of_no_listed_therapy(service):
             "trial of one") in because
 
 
+# 5g and 8 of 2024-08-21 name ide-cel and cilta-cel, 8 of 2025-11-01 ide-cel alone (SPEC
+# §4.7, §4.8): another product is met on, and its reason says so.
+@pytest.mark.parametrize("service, criteria, listed", [
+    (IN_2024, ("5g", "8"), "idecabtagene vicleucel or ciltacabtagene autoleucel"),
+    (IN_2025, ("8",), "idecabtagene vicleucel"),
+])
+def test_another_product_meets_the_listed_product_criteria_and_says_why(service, criteria, listed):
+    result = decide(case(prior_cell_therapies=["Kymriah"], date_of_service=service))
+    for ident in criteria:
+        assert status(result, ident) == "met"
+        [because] = [c.because for c in result.criteria if c.id == ident]
+        assert because == [f"prior_cell_therapies: 'Kymriah' is a prior cell therapy, not recognised as {listed}"]
+
+
 @pytest.mark.parametrize("service, cell", [(IN_2024, "5c"), (IN_2025, "5b")])
 def test_a_misfiled_name_does_not_hide_a_real_prior_cell_therapy(service, cell):
     result = decide(case(prior_cell_therapies=["teclistamab", "Kymriah"], date_of_service=service))
