@@ -104,6 +104,9 @@ def test_a_text_of_the_other_version_is_not_taken_for_this_ones():
     (V2024, "9", "300 to 510 x 1 million CAR-positive T cells"),
     (V2024, "5d", "Individual does not have any of the following circumstances"),
     (V2025, "5b", "Individual does not have any of the following circumstances"),
+    # 2025's dose requirement is read with its Dosage and Administration: "must be dosed in
+    # accordance with the indication specific recommended dose per FDA label"
+    (V2025, "dose", "indication specific recommended dose per FDA label"),
 ])
 def test_the_framing_is_a_reading_apart_from_the_quote(version, ident, reading):
     found = criterion(decide(case(), version), ident)
