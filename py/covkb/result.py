@@ -418,8 +418,7 @@ class Words:
         every = shown.all_of if shown is not None else set()
         for item in out:
             if len(item.fields) > 1:
-                start, join = joins.get("all_of" if self.group[item.fields[0]] in every else "one_of",
-                                        ("one of: ", ", or "))
+                start, join = joins["all_of" if self.group[item.fields[0]] in every else "one_of"]
                 item.words = start + join.join(self.sendable(f) for f in item.fields)
         return out
 
