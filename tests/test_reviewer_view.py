@@ -110,7 +110,9 @@ def test_an_age_under_18_is_met_on_the_18th_birthday(birth, service, eighteenth)
 
 
 def test_an_age_given_as_a_number_is_met_on_a_date_the_case_does_not_give():
-    assert remedy(decide(case(member={"age": 17})), "1").date is None
+    found = remedy(decide(case(member={"age": 17})), "1")
+    # the date is the eighteenth birthday: the remedy asks for the birth date that gives it
+    assert found.date is None and found.document == ["member.birth_date"]
 
 
 @pytest.mark.parametrize("service, disease, leaves", [
