@@ -144,11 +144,12 @@ def batch(
         source = sys.stdin.buffer if str(cases_file) == "-" else cases_file.open("rb")
     except OSError as error:
         raise _fail(f"{cases_file}: {error.strerror}") from None
-    _say_engine(verbose, chunk or None)
+    chunk = chunk or None  # 0: batch's default for the engine that decides
+    _say_engine(verbose, chunk)
     connection = _open_log(log) if log else None
     try:
         with output(out, [cases_file, *([log] if log else [])]) as sink:
-            summary = run(source, sink, version=version, chunk=chunk or None,
+            summary = run(source, sink, version=version, chunk=chunk,
                           workers=workers or os.cpu_count() or 1,
                           progress=not quiet and sys.stderr.isatty(), log=connection)
     except InvalidCase as error:

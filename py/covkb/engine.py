@@ -618,7 +618,6 @@ def _steps(program: list, start: int, end: int, slots: list) -> list[tuple]:
 
 
 _AND, _AND2, _COPY, _TRUE, _NOT, _WEIGHT, _LOOP = range(7)
-_INT = {int}
 
 
 def _evaluate(operations: list[tuple], v: list[int], M: int) -> None:
@@ -879,7 +878,7 @@ class Compiled:
         covkb.decide._read would read them from clingo's model: atom by atom, case by case;
         a text with stand-ins gets the case's own values (σ applied)."""
         always, each = self._plan()
-        owned, reads, read = self.owned, self.reads, self.read
+        owned, read = self.owned, self.read
         for act, text in always:
             rest, args = read(text)
             for one in shown:
@@ -891,7 +890,7 @@ class Compiled:
             bits = bin(cases)[:1:-1]  # bit i at index i
             bit = bits.find("1")
             if not marked:
-                rest, args = reads.get(text) or read(text)
+                rest, args = read(text)
                 while bit >= 0:
                     act(shown[bit], rest, args)
                     bit = bits.find("1", bit + 1)
@@ -906,6 +905,7 @@ class Compiled:
                     got_own = owned[own] = (own, parse_arguments(own))
                 act(shown[bit], *got_own)
                 bit = bits.find("1", bit + 1)
+
 
 def build(directory: Path) -> Compiled:
     """Ground kb/ once for the abstract case and compile it; Refused when it cannot be exact."""

@@ -354,7 +354,7 @@ class Words:
         self.policy = policy
         self.spelling: Optional[dict[str, str]] = None
         self.values: dict[str, str] = {}
-        self.said: dict[str, str] = {}  # stated(path), once per path
+        self.statements: dict[str, str] = {}  # stated(path), once per path
         found = tables(policy) if policy else _NO_TABLES
         self.labels, self.units, self.group = found.labels, found.units, found.group
         self.counted, self.cited, self.joins = found.counted, found.cited, found.joins
@@ -512,11 +512,11 @@ class Words:
 
     def stated(self, path: str) -> str:
         """`path = value`, and the resource it came from when the case was read from FHIR."""
-        said = self.said.get(path)
-        if said is None:
+        text = self.statements.get(path)
+        if text is None:
             origin = SOURCES.get().get(path)
-            said = self.said[path] = f"{path} = {self.value(path)}" + (f", from {origin}" if origin else "")
-        return said
+            text = self.statements[path] = f"{path} = {self.value(path)}" + (f", from {origin}" if origin else "")
+        return text
 
     def _value(self, path: str) -> str:
         value = field(self.case, path)
