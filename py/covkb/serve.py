@@ -695,7 +695,7 @@ class Server(ThreadingMixIn, HTTPServer):
         self.closing = False
         self._lock = threading.Lock()
         self._idle: dict[Handler, float] = {}  # waiting for a request to begin, since when
-        self._counted: set[socket.socket] = set()  # connections counted against the limits
+        self._counted: dict[socket.socket, str] = {}  # connections counted against the limits → client
         self._deadlines: dict[Handler, float] = {}
         self._open = 0
         self._clients: dict[str, int] = {}
@@ -728,12 +728,25 @@ class Server(ThreadingMixIn, HTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            with self._lock:
-                if request in self._counted:
-                    self._count(request, client_of(client_address), -1)
+            self._uncount(request)
+
+    def shutdown_request(self, request) -> None:
+        # counted out before the socket closes: a client that has seen the close finds its
+        # connection no longer counted against the limits
+        self._uncount(request)
+        super().shutdown_request(request)
+
+    def _uncount(self, request: socket.socket) -> None:
+        with self._lock:
+            client = self._counted.get(request)
+            if client is not None:
+                self._count(request, client, -1)
 
     def _count(self, request: socket.socket, client: str, change: int) -> None:
-        (self._counted.add if change > 0 else self._counted.discard)(request)
+        if change > 0:
+            self._counted[request] = client
+        else:
+            self._counted.pop(request, None)
         self._open += change
         self._clients[client] = self._clients.get(client, 0) + change
         if not self._clients[client]:
