@@ -1,3 +1,3 @@
-from covkb.command import main
+from covkb.surfaces.main import main
 
 main()

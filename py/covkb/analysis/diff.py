@@ -21,9 +21,9 @@ from typing import Any, Optional
 import clingo
 import msgspec
 
-from covkb.case import NCCN_CATEGORIES, PURPOSES, from_object
-from covkb.decide import kb_files
-from covkb.facts import BOOLEAN_FIELDS, case_facts
+from covkb.input.case import NCCN_CATEGORIES, PURPOSES, from_object
+from covkb.engine.kb import kb_files
+from covkb.engine.facts import BOOLEAN_FIELDS, case_facts
 
 ABSENT = object()
 _FIXED = {"case", "case_id", "date_of_service"}
@@ -74,7 +74,7 @@ class KbFacts:
     versions: dict[str, int] = dataclass_field(default_factory=dict)
 
 
-def _kb_facts(directory: Optional[Path]) -> KbFacts:
+def kb_facts(directory: Optional[Path]) -> KbFacts:
     control = clingo.Control(["--warn=none"])
     for path in kb_files(directory):
         control.load(str(path))
@@ -184,7 +184,7 @@ def space(kb: KbFacts, service: datetime.date) -> list[Field]:
     return fields
 
 
-def _set(data: dict, path: str, value: Any) -> None:
+def set_path(data: dict, path: str, value: Any) -> None:
     *parents, leaf = path.split(".")
     for part in parents:
         data = data.setdefault(part, {})
@@ -194,14 +194,14 @@ def _set(data: dict, path: str, value: Any) -> None:
         data[leaf] = copy.deepcopy(value)
 
 
-def _gives(path: str, option: Option, service: datetime.date) -> list[clingo.Symbol]:
+def option_facts(path: str, option: Option, service: datetime.date) -> list[clingo.Symbol]:
     data: dict = {"case_id": "class", "date_of_service": service.isoformat()}
-    _set(data, path, option.value)
+    set_path(data, path, option.value)
     case = from_object(data)
     return [clingo.Function(s.name, s.arguments[1:]) for s in case_facts(0, case) if s.name not in _FIXED]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     return _decoder.decode(_encoder.encode(value))
 
 
@@ -216,11 +216,11 @@ def _control(directory: Optional[Path], extra: list[str]) -> clingo.Control:
     control = clingo.Control(["--warn=none", *extra])
     for path in kb_files(directory):
         control.load(str(path))
-    control.add("base", [], resources.files("covkb").joinpath("diff.lp").read_text())
+    control.add("base", [], resources.files("covkb.analysis").joinpath("diff.lp").read_text())
     return control
 
 
-def _load_space(backend, fields: list[Field], service: datetime.date, sides: list[str]):
+def load_space(backend, fields: list[Field], service: datetime.date, sides: list[str]):
     F = clingo.Function
     S, N = clingo.String, clingo.Number
 
@@ -236,7 +236,7 @@ def _load_space(backend, fields: list[Field], service: datetime.date, sides: lis
             key = [S(field.path), N(position)]
             fact(F("option", key))
             fact(F("pos", [*key, N(position)]))
-            for term in _gives(field.path, option, service):
+            for term in option_facts(field.path, option, service):
                 fact(F("gives", [*key, term]))
 
 
@@ -244,7 +244,7 @@ def diff(versions: Optional[list[str]] = None, directory: Optional[Path] = None)
     import time
 
     started = time.perf_counter()
-    kb = _kb_facts(directory)
+    kb = kb_facts(directory)
     sides = versions or sorted(kb.versions)
     latest = max(kb.versions[v] for v in sides)
     service = datetime.date(latest // 10000, latest // 100 % 100, latest % 100)
@@ -253,7 +253,7 @@ def diff(versions: Optional[list[str]] = None, directory: Optional[Path] = None)
     # An eligible case under every side: the baseline the departures are measured from.
     control = _control(directory, [])
     with control.backend() as backend:
-        _load_space(backend, fields, service, sides)
+        load_space(backend, fields, service, sides)
     control.ground([("base", []), ("baseline", [])])
     base: dict[str, int] = {}
     with control.solve(yield_=True) as handle:
@@ -266,12 +266,12 @@ def diff(versions: Optional[list[str]] = None, directory: Optional[Path] = None)
         base = dict(last)
     baseline: dict = {"case_id": "baseline", "date_of_service": service.isoformat()}
     for field in fields:
-        _set(baseline, field.path, field.options[base[field.path]].value)
+        set_path(baseline, field.path, field.options[base[field.path]].value)
 
     def groups(part: str, known: list[list[tuple[str, int]]]) -> list[Group]:
         control = _control(directory, ["--heuristic=Domain", "--enum-mode=domRec", "0"])
         with control.backend() as backend:
-            _load_space(backend, fields, service, sides)
+            load_space(backend, fields, service, sides)
             for path, position in base.items():
                 backend.add_rule([backend.add_atom(clingo.Function("base", [clingo.String(path), clingo.Number(position)]))])
             for index, group in enumerate(known):
@@ -300,16 +300,16 @@ def diff(versions: Optional[list[str]] = None, directory: Optional[Path] = None)
         example["case_id"] = "diff: " + "; ".join(
             fields_by[p].options[i].describe(p) for p, i in deviations)
         for path, position in deviations:
-            _set(example, path, fields_by[path].options[position].value)
+            set_path(example, path, fields_by[path].options[position].value)
         return Group([fields_by[p].options[i].describe(p) for p, i in deviations],
                      {v: decisions[v] for v in sides},
                      {v: sorted(failing[v], key=_policy_order) for v in sides},
-                     _jsonable(example))
+                     jsonable(example))
 
     fields_by = {f.path: f for f in fields}
     first = groups("decisions_differ", [])
     second = groups("failures_differ", [d for d, _, _ in first])
-    result = Diff(sides, _jsonable(baseline),
+    result = Diff(sides, jsonable(baseline),
                   sorted((as_group(*g) for g in first), key=lambda g: g.classes),
                   sorted((as_group(*g) for g in second), key=lambda g: g.classes),
                   round(time.perf_counter() - started, 2))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import sqlite3
-from decimal import Decimal
 from dataclasses import dataclass
 from pathlib import Path
 from itertools import islice
@@ -22,8 +21,9 @@ from typing import Iterable, Iterator, Optional
 import msgspec
 
 from covkb import __version__
-from covkb.case import Case
-from covkb.decide import kb_sha256
+from covkb.input.case import Case
+from covkb.engine.kb import kb_sha256
+from covkb.results.render import canonical
 
 GENESIS = "0" * 64
 COLUMNS = ("id", "logged_at", "case_id", "input_json", "input_sha256", "kb_sha256", "covkb_version",
@@ -66,19 +66,6 @@ class NotALog(Exception):
     def __init__(self, message: str, damaged: bool = False):
         super().__init__(message)
         self.damaged = damaged
-
-def _plain_decimal(value):
-    if isinstance(value, Decimal):  # covkb's exact-number subclasses
-        return Decimal(value)
-    raise NotImplementedError(type(value))
-
-
-_canonical = msgspec.json.Encoder(decimal_format="number", order="sorted", enc_hook=_plain_decimal)
-
-
-def canonical(value) -> str:
-    return _canonical.encode(value).decode()
-
 
 def kb_hash(directory: Optional[Path] = None) -> str:
     """SHA-256 over every kb/ file, name and content."""
@@ -343,27 +330,14 @@ def verify(connection: sqlite3.Connection, expect_head: Optional[str] = None,
     return Verdict(True, count, previous)
 
 
-def replay(connection: sqlite3.Connection, ident: Optional[int] = None, chunk: Optional[int] = None,
-           workers: int = 0):
-    """Re-decide stored inputs with the current knowledge base as batch decides (chunks on
-    worker processes, 0: one per core), reading the log a chunk at a time: a covkb.batch.
-    Replay of (row, now, explanation, kb changed) for each that differs, in id order; `now`
-    is an error message when the stored input no longer reads as a case."""
-    import os
-
-    from covkb.batch import Replay
-
-    stored = (dict(row) for row in rows(connection, ident=ident))
-    return Replay(stored, kb_hash(), chunk, workers or os.cpu_count() or 1)
-
-
 def redecide(stored: Iterable[dict], current: str, chunk: int = 500, unreadable: bool = False):
     """Stream stored rows through the current knowledge base a chunk at a time; yield
     (row, result, explanation, kb_changed) for each decided differently now, in id order.
     With unreadable, a row whose input no longer reads as a case is yielded with the
     message in place of the result, rather than stopping the run."""
     from covkb.api import determine_explained
-    from covkb.case import InvalidCase, from_json
+    from covkb.input.case import InvalidCase
+    from covkb.input.text import from_json
 
     stored = iter(stored)
     while part := list(islice(stored, chunk)):

@@ -1,7 +1,8 @@
 """A cheap self-check of the knowledge base, before any case is decided.
 
 A rule that compares a field with a point no bound declares, or reads a predicate no
-rule defines, would silently never fire: the check names each such statement instead.
+rule defines, would silently never fire, and an atom shown outside the declared shown
+vocabulary would be read by nothing: the check names each such statement instead.
 Nothing here knows the policy; it reads kb/ as clingo parses it.
 """
 
@@ -13,7 +14,8 @@ from typing import Optional
 import clingo
 from clingo import ast
 
-from covkb.decide import kb_files
+from covkb.engine.kb import kb_files
+from covkb.engine.vocabulary import SHOWN
 
 # Predicates that compare field F (argument 2) with point T (argument 3).
 COMPARING = {("compared", 4), ("bound_met", 4), ("bound_not_met", 4)}
@@ -66,8 +68,18 @@ def problems(directory: Optional[Path] = None) -> list[str]:
         if code == clingo.MessageCode.AtomUndefined:
             undefined.append(" ".join(message.split()))
 
-    ast.parse_files([str(p) for p in files], lambda statement: _functions(statement, found))
-    out = []
+    shows: dict[tuple[str, int], str] = {}
+
+    def statement(node) -> None:
+        if node.ast_type == ast.ASTType.ShowSignature:
+            shows[node.name, node.arity] = f"{Path(node.location.begin.filename).name}:{node.location.begin.line}"
+        _functions(node, found)
+
+    ast.parse_files([str(p) for p in files], statement)
+    out = [f"{where}: #show {name}/{arity}, which the shown vocabulary (covkb.engine.vocabulary) "
+           "does not declare" for (name, arity), where in sorted(shows.items()) if SHOWN.get(name) != arity]
+    out += [f"kb/ shows no {name}/{arity}, which the shown vocabulary declares"
+            for name, arity in sorted(SHOWN.items()) if (name, arity) not in shows]
     for name, args, where in found:
         if (name, len(args)) in COMPARING:
             field, point = _ground(args[1]), _ground(args[2])

@@ -109,7 +109,7 @@ class Provenance:
     @classmethod
     def current(cls, explanation=None) -> "Provenance":
         """This covkb and kb, now; the explanation's own provenance when it carries one."""
-        from covkb.audit import kb_hash
+        from covkb.surfaces.audit import kb_hash
 
         stated = getattr(explanation, "provenance", None)
         if stated is not None:
@@ -294,7 +294,7 @@ def _range(since: Optional[str], until: Optional[str]) -> dict:
 
 def tally(connection: sqlite3.Connection, since: Optional[str] = None,
           until: Optional[str] = None, include_what_if: bool = False) -> Tally:
-    from covkb.audit import rows
+    from covkb.surfaces.audit import rows
 
     counted = Tally(include_what_if)
     columns = ("id, logged_at, policy_version, decision, label, criteria_json, explanation_json, "
@@ -353,7 +353,7 @@ def redecided(connection: sqlite3.Connection, counted: Tally, since: Optional[st
     """Re-decide the rows logged under another kb or covkb (every row with `everything`);
     a determination logged under the current kb and covkb is what they decide now.
     What-ifs are re-decided only when the tally counts them."""
-    from covkb.audit import kb_hash, rows
+    from covkb.surfaces.audit import kb_hash, rows
 
     current = kb_hash()
     found = Redecided(limit)
@@ -400,8 +400,8 @@ def redecided(connection: sqlite3.Connection, counted: Tally, since: Optional[st
 
 
 def _redecide_parallel(stored: Iterator[dict], current: str, chunk: int, workers: int):
-    """The rows decided differently now, in id order, as batch decides them (covkb.batch.Replay)."""
-    from covkb.batch import Replay
+    """The rows decided differently now, in id order, as batch decides them (covkb.surfaces.batch.Replay)."""
+    from covkb.surfaces.batch import Replay
 
     replayed = Replay(stored, current, chunk, workers, explained=True)
     yield from replayed
@@ -410,7 +410,7 @@ def _redecide_parallel(stored: Iterator[dict], current: str, chunk: int, workers
 
 
 def _explanation_type():
-    from covkb.explain import Explanation
+    from covkb.results.explain import Explanation
 
     return Explanation
 
@@ -508,9 +508,9 @@ def _criterion_words(connection: sqlite3.Connection, counted: Tally) -> dict:
 
 def _field_words() -> dict:
     """Each case field as a reviewer names it, when the knowledge base says (kb/words.lp)."""
-    from covkb import decide
+    from covkb.engine import reference
 
-    facts = getattr(decide.policy(), "facts", None) or {}
+    facts = getattr(reference.policy(), "facts", None) or {}
     return {str(args[0]): str(args[1]) for args in facts.get("field_words", ()) if len(args) >= 2}
 
 
@@ -526,7 +526,7 @@ def audit_report(connection: sqlite3.Connection, sink: TextIO, since: Optional[s
                  until: Optional[str] = None, everything: bool = False,
                  log: Optional[str] = None, limit: int = LIMIT, include_what_if: bool = False) -> Tally:
     """Write the report over the determinations logged in [since, until) to sink."""
-    from covkb.audit import kb_hash
+    from covkb.surfaces.audit import kb_hash
 
     counted = tally(connection, since, until, include_what_if)
     found = redecided(connection, counted, since, until, everything, log, limit=limit)

@@ -1,4 +1,4 @@
-"""The knowledge base's atoms for one case → the result object of SPEC §2.
+"""The knowledge base's atoms for one case → the result object of docs/case-format.md.
 
 The reasons are the knowledge base's: each `because` and `advisory` term names
 the field and carries the policy's words; this module only writes them out with
@@ -13,9 +13,9 @@ from typing import Mapping, Optional
 
 import msgspec
 
-from covkb.case import Case
-from covkb.decide import Policy, Shown
-from covkb.facts import field, fold
+from covkb.input.case import Case
+from covkb.engine.vocabulary import Policy, Shown
+from covkb.engine.facts import field, fold
 
 
 class Remedy(msgspec.Struct, omit_defaults=True):
@@ -183,7 +183,7 @@ def nearest(folded: str, policy: Policy) -> Optional[str]:
     """The known name an unrecognised name is a likely typo of, or None: within
     kb/words.lp's typo_edits of exactly one known name (compared as written and
     compacted), and no word of it ending in a drug_stem, which spells a real drug of its own."""
-    from covkb.facts import compacted
+    from covkb.engine.facts import compacted
 
     allowed = sorted((least[1], edits) for least, edits in policy.facts.get("typo_edits", ()))
     stems = tuple(s[0] for s in policy.facts.get("drug_stem", ()))
@@ -238,7 +238,7 @@ def _remedy(kind: str, ident: str, shown: Shown, policy: Policy, words: "Words",
         remedy.date = day
         for source in sources:
             values.update({"least": source[2]} if source[0] == "age" else {"months": source[1]})
-        values["latest"] = max((_iso(t[2]) for _, t in reasons if t[0] == "within"), default="")
+        values["latest"] = max((iso_day(t[2]) for _, t in reasons if t[0] == "within"), default="")
         if remedy.ongoing:
             text = said["ongoing"]
         elif day is None:
@@ -251,7 +251,7 @@ def _remedy(kind: str, ident: str, shown: Shown, policy: Policy, words: "Words",
         if day is not None:
             end = policy.versions[version][1]
             if int(day.replace("-", "")) > end:
-                remedy.version_ends = _iso(end)
+                remedy.version_ends = iso_day(end)
                 number = int(day.replace("-", ""))
                 remedy.version_then = next((v for v, (start, last) in policy.versions.items()
                                             if start <= number <= last), None)
@@ -278,17 +278,17 @@ def _beyond(text: str, said: dict, policy: Policy, version: str, ident: str, rem
     guideline = said["guidelines"].format(ident=f"criterion {ident} of version {version}") \
         if isinstance(moved, tuple) else ""
     return said["version_ends"].format(remedy=text, version=version, end=remedy.version_ends,
-                                       start=_iso(start) if start else "", next=then or "none",
+                                       start=iso_day(start) if start else "", next=then or "none",
                                        then=guideline)
 
 
 def _met_on(sources: list[tuple], case: Case, reasons: list) -> tuple[Optional[str], bool]:
-    """The first date of service on which core.lp's arithmetic (as covkb.arith evaluates
+    """The first date of service on which core.lp's arithmetic (as covkb.engine.arith evaluates
     it) meets a criterion met with time: `age(F, A)`, the age from the birth date in F
     reaches A; `window(M)`, the window of M months back no longer holds the latest date
     the criterion's within/3 reasons name. No date, and True, when that latest date is the
     date of service: disease ongoing then (kb/words.lp, remedy_words(ongoing, ...))."""
-    from covkb import arith
+    from covkb.engine import arith
 
     found = None
     for source in sources:
@@ -334,19 +334,19 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
-# Where each field of a case read from FHIR came from, while covkb.fhir.sourced() holds
+# Where each field of a case read from FHIR came from, while covkb.input.fhir.sourced() holds
 # it: a fact is then written "lvef_percent = 58, from Observation/lvef-1".
 SOURCES: ContextVar[Mapping[str, str]] = ContextVar("SOURCES", default={})
 
 
-def _iso(number: int) -> str:
+def iso_day(number: int) -> str:
     return datetime.date(number // 10000, number // 100 % 100, number % 100).isoformat()
 
 
 class Words:
     """Writes the knowledge base's reason terms with the values of one case.
 
-    A term is a tuple (name, *arguments) as covkb.terms reads it.
+    A term is a tuple (name, *arguments) as covkb.engine.terms reads it.
     """
 
     def __init__(self, case: Case, policy: Optional[Policy] = None):
@@ -452,7 +452,7 @@ class Words:
         if kind == "none_of_class":
             return f"{text}: none in any prior line"
         if kind == "within":
-            return f"{self.label(args[0])}: {_iso(args[1])} is {self.window(args[3])}"
+            return f"{self.label(args[0])}: {iso_day(args[1])} is {self.window(args[3])}"
         return self.because(ident, term)
 
     def window(self, months: int) -> str:
@@ -566,10 +566,10 @@ class Words:
         if kind == "none_of_class":
             return f"{args[0]}: no agent of this class in any prior line"
         if kind == "within":
-            return f"{args[0]} has {_iso(args[1])}, {self.window(args[3])} (on or after {_iso(args[2])})"
+            return f"{args[0]} has {iso_day(args[1])}, {self.window(args[3])} (on or after {iso_day(args[2])})"
         if kind == "before":
             return self.policy.words[("term_words", "before")].format(
-                field=args[0], date=_iso(args[1]), start=_iso(args[2]), ident=ident)
+                field=args[0], date=iso_day(args[1]), start=iso_day(args[2]), ident=ident)
         if kind == "doubted":
             return f"{self.stated(args[0])} is doubted as written (see advisories): it decides nothing until confirmed"
         return repr(term)
@@ -583,7 +583,7 @@ class Words:
         if kind == "named":
             return self.because("", term)
         if kind == "guideline_date":
-            return f"{args[0]} has {_iso(args[1])}: {args[2]}"
+            return f"{args[0]} has {iso_day(args[1])}: {args[2]}"
         if kind == "unrecognised":
             return f"{self.place(args[0])}: {self.name(args[1])!r} is not a recognised name; please clarify it"
         if kind == "misfiled":

@@ -10,8 +10,8 @@ from typing import Optional
 
 import typer
 
-from covkb import command
-from covkb.command import POLICY_VERSION, fail as _fail, known_version as _known_version, \
+from covkb.surfaces import command
+from covkb.surfaces.command import POLICY_VERSION, fail as _fail, known_version as _known_version, \
     open_log as _open_log, say_engine as _say_engine, stop as _stop
 
 
@@ -41,7 +41,7 @@ def _print_version(value: bool) -> None:
     if not value:
         return
     from covkb import __version__
-    from covkb.decide import kb_dir, kb_sha256
+    from covkb.engine.kb import kb_dir, kb_sha256
 
     typer.echo(f"covkb {__version__}\nkb {kb_dir()} sha256 {kb_sha256()}")
     raise typer.Exit()
@@ -136,8 +136,8 @@ def batch(
     """
     import os
 
-    from covkb.batch import CouldNotFinish, output, run
-    from covkb.case import InvalidCase
+    from covkb.surfaces.batch import CouldNotFinish, output, run
+    from covkb.input.case import InvalidCase
 
     version = _known_version(version)
     try:
@@ -187,9 +187,10 @@ def explain(
     """Explain a decision for an auditor: the rule that made it, and for every criterion
     the policy's words, the facts and comparisons behind its status, what to document
     when unknown, and whether a criterion not met can be remedied."""
-    from covkb.explain import as_markdown, as_text, explain as explain_case
-    from covkb.terminal import printable
-    from covkb.render import as_json
+    from covkb.api import explain as explain_case
+    from covkb.results.explain import as_markdown, as_text
+    from covkb.surfaces.terminal import printable
+    from covkb.results.render import as_json
 
     version = _known_version(version)
     one = _load(case)
@@ -199,7 +200,7 @@ def explain(
     elif format is ExplainFormat.markdown:
         typer.echo(printable(as_markdown(explanation)))
     elif format is ExplainFormat.html:
-        from covkb.report import Provenance, determination_page
+        from covkb.surfaces.report import Provenance, determination_page
 
         provenance = Provenance.current(explanation)
         provenance.date_of_service = one.date_of_service.isoformat()
@@ -216,9 +217,10 @@ def compare(
 ) -> None:
     """Decide one case under every policy version, side by side, after what its date of
     service decides: a version the date does not select is a what-if."""
-    from covkb.explain import compare_by_date, compare_text, comparison
-    from covkb.terminal import printable
-    from covkb.render import as_json
+    from covkb.api import compare_by_date
+    from covkb.results.explain import compare_text, comparison
+    from covkb.surfaces.terminal import printable
+    from covkb.results.render import as_json
 
     one = _load(case)
     sides, by_date = compare_by_date(one)
@@ -240,8 +242,8 @@ def diff_versions(
     "not documented"), as the smallest sets of departures from an eligible case; then
     the kinds decided alike on different failing criteria."""
     from covkb.api import versions as known
-    from covkb.diff import as_text as diff_text, diff
-    from covkb.render import as_json
+    from covkb.analysis.diff import as_text as diff_text, diff
+    from covkb.results.render import as_json
 
     ordered = sorted(known())
     pair = [_known_version(from_version, "--from") or ordered[0], _known_version(to_version, "--to") or ordered[-1]]
@@ -270,8 +272,8 @@ def lint(
     be met, quoted words that join with OR what the rules conjoin, and a bound stated
     differently in the criteria and the guidelines. A witness case is given where one exists,
     re-decided by `covkb check`'s path. Exit 0 with or without findings."""
-    from covkb.lint import as_markdown, as_text as lint_text, lint as run_lint
-    from covkb.render import as_json
+    from covkb.analysis.lint import as_markdown, as_text as lint_text, lint as run_lint
+    from covkb.results.render import as_json
 
     result = run_lint(_known_version(version, POLICY_VERSION))
     typer.echo(as_json(result) if format is LintFormat.json
@@ -302,9 +304,9 @@ def whatif(
     is re-decided as `covkb check` decides it. A criterion met from a date is reported with
     its date; for a pending request, which documented values meet or fail each unknown
     criterion."""
-    from covkb.render import as_json
-    from covkb.terminal import printable
-    from covkb.whatif import as_text as whatif_text, whatif as run_whatif
+    from covkb.results.render import as_json
+    from covkb.surfaces.terminal import printable
+    from covkb.analysis.whatif import as_text as whatif_text, whatif as run_whatif
 
     answer = run_whatif(_load(case), Allow.clinical in allow, _known_version(version), limit)
     typer.echo(as_json(answer) if format is Format.json else printable(whatif_text(answer)))
@@ -331,10 +333,10 @@ def criteria(
     """Print every criterion id of each version with the policy's words, quoted verbatim,
     and under a criterion whose words covkb reads in a frame (criterion 5's items, the
     opening sentence read into 2) that reading, unquoted."""
-    from covkb import decide
+    from covkb.engine import reference
 
     version = _known_version(version)
-    policy = decide.policy()
+    policy = reference.policy()
     for name in sorted(policy.criteria):
         if version and name != version:
             continue
@@ -354,9 +356,10 @@ def questionnaire(
     """Print the FHIR R4 Questionnaire (DTR) asking for every case field: one group per
     criterion with the policy's words, each field an item whose linkId is its path.
     `covkb check` reads a QuestionnaireResponse to it, alone or in a Bundle."""
-    from covkb import fhir
+    from covkb.fhir import codes as fhir_codes
+    from covkb.fhir import questionnaire as fhir_form
 
-    typer.echo(fhir.encode(fhir.questionnaire(_known_version(version))))
+    typer.echo(fhir_codes.encode(fhir_form.questionnaire(_known_version(version))))
 
 
 @app.command()
@@ -364,7 +367,7 @@ def schema() -> None:
     """Print the JSON Schema of a case."""
     import json
 
-    from covkb.case import case_schema
+    from covkb.input.case import case_schema
 
     typer.echo(json.dumps(case_schema(), indent=2))
 
@@ -398,7 +401,7 @@ def serve(
     accepting, answers what is in flight, closes the log and exits 0."""
     import socket
 
-    from covkb.serve import Limits, run
+    from covkb.surfaces.serve import Limits, run
 
     if log is not None:
         _open_log(log).close()
@@ -423,7 +426,7 @@ LOG_OPTION = typer.Option(..., "--log", envvar="COVKB_LOG", help="The SQLite dec
 
 def _existing_log(log: Path, verifying: bool = False):
     """The log open read-only; a file that is not a covkb log is refused untouched."""
-    from covkb import audit
+    from covkb.surfaces import audit
 
     if not log.exists():
         raise _fail(f"{log}: no such decision log")
@@ -436,7 +439,7 @@ def _existing_log(log: Path, verifying: bool = False):
         raise _fail(f"{log}: {error}") from None
 
 
-DECISIONS = ("covered", "not_covered", "pending", "not_applicable")  # SPEC §2
+DECISIONS = ("covered", "not_covered", "pending", "not_applicable")  # reading 30
 
 
 def _audit_filters(since: Optional[str], until: Optional[str], decision: Optional[str]) -> None:
@@ -468,8 +471,8 @@ def audit_list(
     """One line per determination: id, time, case id, version, decision and label, and
     `what-if` after a determination decided under a version asked for (--policy-version,
     or one side of compare), which decision statistics leave out."""
-    from covkb import audit
-    from covkb.terminal import printable, to_the_second
+    from covkb.surfaces import audit
+    from covkb.surfaces.terminal import printable, to_the_second
 
     _audit_filters(since, until, decision)
     connection = _existing_log(log)
@@ -493,7 +496,7 @@ def audit_show(
 ) -> None:
     """The stored explanation of one determination (or of every determination of one case),
     rendered as `covkb explain` would; json keeps the logged time and the kb and input digests."""
-    from covkb import audit
+    from covkb.surfaces import audit
 
     if (ident is None) == (case_id is None):
         raise _fail("give one determination ID or --case-id, not both or neither")
@@ -515,8 +518,8 @@ def _show_row(row, format: "ExplainFormat", log: Path) -> None:
 
     import msgspec
 
-    from covkb.explain import Explanation, as_markdown, as_text
-    from covkb.terminal import printable, printable_values, to_the_second
+    from covkb.results.explain import Explanation, as_markdown, as_text
+    from covkb.surfaces.terminal import printable, printable_values, to_the_second
 
     # a stored row may hold what an older covkb accepted: each string shown on one line
     explanation = msgspec.convert(printable_values(msgspec.json.decode(row["explanation_json"])), Explanation)
@@ -531,7 +534,7 @@ def _show_row(row, format: "ExplainFormat", log: Path) -> None:
     elif format is ExplainFormat.markdown:
         typer.echo(f"_{head}_\n\n" + as_markdown(explanation))
     elif format is ExplainFormat.html:
-        from covkb.report import Provenance, determination_page
+        from covkb.surfaces.report import Provenance, determination_page
 
         typer.echo(determination_page(explanation, Provenance.of_row(row, str(log))), nl=False)
     else:
@@ -549,8 +552,8 @@ def _replay_records(format: "ReplayFormat"):
     import csv
     import json
 
-    from covkb.audit import safe_cells
-    from covkb.report import REPLAY_COLUMNS, replay_record
+    from covkb.surfaces.audit import safe_cells
+    from covkb.surfaces.report import REPLAY_COLUMNS, replay_record
 
     if format is ReplayFormat.jsonl:
         return lambda row, now, kb_changed: typer.echo(json.dumps(replay_record(row, now, kb_changed)))
@@ -576,15 +579,15 @@ def audit_replay(
 ) -> None:
     """Re-decide stored inputs with the current knowledge base and list every determination
     that would now differ. Exit 0 when none differ, 1 when any does."""
-    from covkb import audit
-    from covkb.terminal import printable
+    from covkb.surfaces import audit, batch
+    from covkb.surfaces.terminal import printable
 
     connection = _existing_log(log)
     differ = 0
     records = None if format is ReplayFormat.text else _replay_records(format)
     try:
         total = audit.count(connection, None if all_rows else ident)
-        replayed = audit.replay(connection, None if all_rows else ident, workers=workers)
+        replayed = batch.replay(connection, None if all_rows else ident, workers=workers)
         for row, now, _, kb_changed in replayed:
             differ += 1
             if records is not None:
@@ -608,7 +611,7 @@ def audit_head(log: Path = LOG_OPTION) -> None:
     """Print the row count and head hash: keep them elsewhere (a ticket, another machine),
     and `audit verify --rows N --expect-head HASH` later proves no row up to there was cut
     or rewritten since."""
-    from covkb import audit
+    from covkb.surfaces import audit
 
     connection = _existing_log(log)
     try:
@@ -633,7 +636,7 @@ def audit_verify(
     Exit 0 when intact, 1 when broken. The chain alone cannot show rows cut from the end,
     an emptied table or a chain recomputed after an edit: give the anchor `covkb audit head`
     printed (--expect-head HASH --rows N) to prove none of that happened since."""
-    from covkb import audit
+    from covkb.surfaces import audit
 
     if (expect_head is None) != (rows is None):
         raise _fail("--expect-head and --rows go together: both as `covkb audit head` printed them")
@@ -662,10 +665,10 @@ def audit_export(
                                        help="Write here instead of standard output. " + OUT_HELP),
 ) -> None:
     """Every determination, for the auditor's spreadsheet."""
-    from covkb import audit
+    from covkb.surfaces import audit
 
-    from covkb.batch import CouldNotFinish, output
-    from covkb.case import InvalidCase
+    from covkb.surfaces.batch import CouldNotFinish, output
+    from covkb.input.case import InvalidCase
 
     connection = _existing_log(log)
     try:
@@ -719,9 +722,9 @@ def audit_report(
     decision, by decision then and now and by criterion; or only criteria), then the
     first --limit of them listed, decision changes first, each linked to its page. Exit 0
     when written, 3 when the report could not be written."""
-    from covkb.batch import CouldNotFinish, output
-    from covkb.case import InvalidCase
-    from covkb.report import LIMIT, audit_report as write_report
+    from covkb.surfaces.batch import CouldNotFinish, output
+    from covkb.input.case import InvalidCase
+    from covkb.surfaces.report import LIMIT, audit_report as write_report
 
     since, until = _day("--since", since), _day("--until", until)
     limit = LIMIT if limit is None else limit
@@ -738,5 +741,5 @@ def audit_report(
 
 
 def main() -> None:
-    """The full command line (covkb.command.main reads a plain `check` without it)."""
+    """The full command line (covkb.surfaces.main reads a plain `check` without it)."""
     command.guarded(app)

@@ -4,11 +4,11 @@ clingo grounds the knowledge base one time for one abstract case whose facts are
 `#external` atoms over finite domains: booleans, documented fields, each line slot's
 names, and for values the rules may only pass on or compare, stand-ins (a placeholder
 per distinct name outside kb/, per date rank, for the age). The arithmetic clingo would
-do on a case's values (covkb.arith) is fed as its result. A clingo Observer captures the
+do on a case's values (covkb.engine.arith) is fed as its result. A clingo Observer captures the
 ground program; when it is a stratified normal program (weight rules allowed) it is
 compiled into plain data - steps over ints, one bit per case, only the rules the shown
 atoms depend on - that _evaluate runs, and the shown atoms that come out true are read
-back exactly as covkb.decide reads clingo's model, the case's own values put back for
+back exactly as covkb.engine.vocabulary reads clingo's model, the case's own values put back for
 the stand-ins.
 
 Building takes seconds, so the build is kept in a cache file for the next process. It
@@ -37,7 +37,7 @@ long as every rule does with a case value only what σ preserves:
 - nothing else: arithmetic, any other comparison, a case value inside an aggregate
   (#sum skips a weight that is not a number, #min/#max order strings after numbers), a
   computed term matched against a case argument, a rule reading a raw number or date
-  (only covkb.arith's rules may, and their results are fed in) or the date of service
+  (only covkb.engine.arith's rules may, and their results are fed in) or the date of service
   (only the version selection may; a representative date in the same versions is fed),
   and a rule deriving the case vocabulary are refused, so kb/ is then decided by clingo.
 A case whose values outnumber the stand-ins is decided by clingo. The shown atoms read
@@ -46,7 +46,7 @@ clingo's shown atoms for that case; tests/test_engine.py compares the two on eve
 bundled example and generated batches, tests/test_engine_flow.py each rule shape above.
 
 Anything this cannot evaluate exactly - a knowledge base with choice rules, disjunction,
-constraints, unstratified negation, theory atoms, arithmetic other than covkb.arith's,
+constraints, unstratified negation, theory atoms, arithmetic other than covkb.engine.arith's,
 a stand-in used otherwise than passed on or compared as allowed - is refused as a whole
 and clingo decides; a single case outside the domains (more prior lines, names or dates
 than the slots) is decided by clingo with the others compiled.
@@ -61,15 +61,19 @@ from dataclasses import dataclass, field
 from functools import reduce
 from operator import and_, itemgetter
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
 import clingo
 from clingo import ast
 
-from covkb import arith
-from covkb.case import Case, NCCN_CATEGORIES, PURPOSES
-from covkb.facts import BOOLEAN_FIELDS, LIST_FIELDS, NUMBER_FIELDS, Symbols, case_rows, compacted
-from covkb.terms import parse_arguments
+from covkb import __version__
+from covkb.engine import arith, facts
+from covkb.input.case import Case, NCCN_CATEGORIES, PURPOSES
+from covkb.engine.facts import BOOLEAN_FIELDS, LIST_FIELDS, NUMBER_FIELDS, Symbols, case_rows, compacted
+from covkb.engine.kb import kb_files, kb_sha256, sha256
+from covkb.engine.terms import parse_arguments
+from covkb.engine.vocabulary import KEYED, Shown, declared
+from covkb.input import case
 
 KEY = 1            # the abstract case's key
 MARK = "\ue000"    # stand-ins are strings opening with this private-use character
@@ -82,7 +86,7 @@ OWNED = 4096       # parsed texts holding case values kept at most (cleared when
 OPAQUE = "opaque"    # passed on only (the age, the case id)
 ORDERED = "ordered"  # passed on, or compared with another ORDERED value (dates by rank)
 NAMED = "named"      # joined and compared for (in)equality: kb/'s strings stay, others are stand-ins
-HIDDEN = "hidden"    # read only by covkb.arith's rules
+HIDDEN = "hidden"    # read only by covkb.engine.arith's rules
 SERVICE = "service"  # the date of service: read only by the version selection rule
 
 INPUTS: dict[tuple[str, int], dict[int, str]] = {
@@ -104,7 +108,7 @@ INPUTS: dict[tuple[str, int], dict[int, str]] = {
     ("compact", 3): {1: NAMED, 2: NAMED},
     ("part", 3): {1: NAMED, 2: NAMED},
 }
-# What covkb.arith computes in place of the rules it evaluates.
+# What covkb.engine.arith computes in place of the rules it evaluates.
 FED = {("age", 2): {1: OPAQUE}, ("window_start", 3): {2: ORDERED}, ("compared", 4): {}}
 
 
@@ -116,7 +120,7 @@ def _constant(name: str) -> tuple:
     return (name,)
 
 
-# Facts as plain Python values: numbers int, strings str, constants (name,), as covkb.terms reads them.
+# Facts as plain Python values: numbers int, strings str, constants (name,), as covkb.engine.terms reads them.
 _VALUES = Symbols(int, str, _constant)
 
 
@@ -129,7 +133,7 @@ def _symbol(value) -> clingo.Symbol:
 
 
 # ---------------------------------------------------------------------------------------
-# Reading kb/: which rules covkb.arith replaces, and how values flow through the rest.
+# Reading kb/: which rules covkb.engine.arith replaces, and how values flow through the rest.
 # ---------------------------------------------------------------------------------------
 
 def _children(node):
@@ -262,7 +266,7 @@ def _flow_rule(rule, kinds) -> bool:
     var_kind = {name: _kind(shape) for name, shape in shapes.items()}
     for name, kind in var_kind.items():
         if kind in (HIDDEN, SERVICE) or HIDDEN in shapes[name].values() or SERVICE in shapes[name].values():
-            raise Refused(f"a rule outside covkb.arith reads a case value it cannot see: {rule}")
+            raise Refused(f"a rule outside covkb.engine.arith reads a case value it cannot see: {rule}")
         if kind != NAMED and name in plain:
             raise Refused(f"a rule joins a case value with kb/ data: {rule}")
         if name in aggregated:
@@ -296,7 +300,7 @@ def _flow_rule(rule, kinds) -> bool:
 
 
 def _read_kb(files: list[Path]):
-    """kb/'s statements less the rules covkb.arith replaces, and every string kb/ writes."""
+    """kb/'s statements less the rules covkb.engine.arith replaces, and every string kb/ writes."""
     statements: list = []
     ast.parse_files([str(p) for p in files], statements.append)
     kept, analysed, replaced, strings = [], [], set(), set()
@@ -324,7 +328,7 @@ def _read_kb(files: list[Path]):
         kept.append(statement)
     if replaced != arith.RULES:
         differ = sorted(replaced ^ arith.RULES)
-        raise Refused(f"kb/'s arithmetic is not covkb.arith's: {differ[0]}")
+        raise Refused(f"kb/'s arithmetic is not covkb.engine.arith's: {differ[0]}")
     if any(MARK in s for s in strings):
         raise Refused("kb/ writes the stand-in character")
     _flow(analysed)
@@ -836,8 +840,6 @@ class Compiled:
 
     def solve(self, cases: list[tuple[int, Case, Optional[str]]], fallback) -> dict:
         """Shown per key; cases outside the domains go to fallback (clingo) together."""
-        from covkb.decide import Shown
-
         encoded, rest = [], []
         for item in cases:
             got = self.encode(item[1], item[2])
@@ -860,14 +862,12 @@ class Compiled:
         return shown
 
     def _plan(self) -> tuple[list, list]:
-        """Each shown atom's action (covkb.decide.KEYED), worked out once: for the atoms
+        """Each shown atom's action (covkb.engine.vocabulary.KEYED), worked out once: for the atoms
         true in every case (action, text), for the others (atom, action, text, whether the
-        text holds stand-ins). Atoms no action reads are left out; a text is parsed when
-        first read back (most atoms are true for no case)."""
+        text holds stand-ins). A shown atom that is no case's (the policy's own) is left out;
+        a text is parsed when first read back (most atoms are true for no case)."""
         plan = self.__dict__.get("_planned")
         if plan is None:
-            from covkb.decide import KEYED
-
             always = [(KEYED[name], text) for name, text in self.facts if name in KEYED]
             each = [(atom, KEYED[name], text, marked) for atom, name, text, marked in self.shown if name in KEYED]
             plan = self.__dict__["_planned"] = (always, each)
@@ -875,7 +875,7 @@ class Compiled:
 
     def _read_back(self, v: list[int], shown: list, stands: list[dict]) -> None:
         """The shown atoms true for each case (bit i: shown[i]) into its Shown, in the order
-        covkb.decide._read would read them from clingo's model: atom by atom, case by case;
+        covkb.engine.vocabulary.read would read them from clingo's model: atom by atom, case by case;
         a text with stand-ins gets the case's own values (σ applied)."""
         always, each = self._plan()
         owned, read = self.owned, self.read
@@ -909,8 +909,6 @@ class Compiled:
 
 def build(directory: Path) -> Compiled:
     """Ground kb/ once for the abstract case and compile it; Refused when it cannot be exact."""
-    from covkb.decide import kb_files
-
     files = kb_files(directory)
     statements, strings = _read_kb(files)
     plain = clingo.Control(["--warn=none"])
@@ -955,7 +953,7 @@ def build(directory: Path) -> Compiled:
     control.register_observer(capture)
     # Declared as #external statements, built as syntax trees from symbols: atoms added
     # through the backend before grounding lose rule instances built on aggregates.
-    where = ast.Location(ast.Position("<covkb.engine>", 1, 1), ast.Position("<covkb.engine>", 1, 1))
+    where = ast.Location(ast.Position("<covkb.engine.compiled>", 1, 1), ast.Position("<covkb.engine.compiled>", 1, 1))
     false = ast.SymbolicTerm(where, clingo.Function("false"))
     symbols = {key: clingo.Function(key[0], [clingo.Number(KEY)] + [_symbol(a) for a in key[1:]])
                for key in keys}
@@ -969,6 +967,7 @@ def build(directory: Path) -> Compiled:
     shown, always = [], []
     for symbol, atom in capture.shown:
         args = symbol.arguments
+        declared(symbol.name, len(args))  # the vocabulary's reader reads every shown atom
         keyed = bool(args) and args[0].type == clingo.SymbolType.Number
         if keyed and args[0].number != KEY:
             raise Refused(f"a shown atom holds a number where the case key goes: {symbol}")
@@ -1037,11 +1036,9 @@ def _cache_root() -> Optional[Path]:
 def _build_key(directory: Path) -> str:
     """The hash of everything a build reads: kb/, the modules that define the case
     vocabulary, its domains and this engine, covkb's, clingo's and Python's versions."""
-    from covkb import __version__, case, decide, facts
-
-    digest = decide._sha256()
+    digest = sha256()
     digest.update(f"{FORMAT} {__version__} {clingo.__version__} {sys.version}".encode())
-    for path in [*decide.kb_files(directory), Path(__file__), Path(arith.__file__),
+    for path in [*kb_files(directory), Path(__file__), Path(arith.__file__),
                  Path(facts.__file__), Path(case.__file__)]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -1058,13 +1055,11 @@ def _encode(got, directory: Path) -> bytes:
     key, the SHA-256 of the body), then the body: JSON data, never code."""
     import json
 
-    from covkb import __version__, decide
-
     body = json.dumps({"refused": str(got)} if isinstance(got, Refused) else got.data(),
                       separators=(",", ":")).encode()
-    digest = decide._sha256()
+    digest = sha256()
     digest.update(body)
-    header = {"format": FORMAT, "covkb": __version__, "kb_sha256": decide.kb_sha256(directory),
+    header = {"format": FORMAT, "covkb": __version__, "kb_sha256": kb_sha256(directory),
               "build": _build_key(directory), "sha256": digest.hexdigest()}
     return json.dumps(header, separators=(",", ":")).encode() + b"\n" + body
 
@@ -1073,8 +1068,6 @@ def _decode(raw: bytes, directory: Path):
     """The Compiled (or Refused) a cache file holds, after every check; ValueError (with
     what failed) when any fails."""
     import json
-
-    from covkb import __version__, decide
 
     line, newline, body = raw.partition(b"\n")
     if not newline:
@@ -1087,11 +1080,11 @@ def _decode(raw: bytes, directory: Path):
         raise ValueError("not a covkb engine cache of this format")
     if header.get("covkb") != __version__:
         raise ValueError(f"built by covkb {header.get('covkb')}, this is {__version__}")
-    if header.get("kb_sha256") != decide.kb_sha256(directory):
+    if header.get("kb_sha256") != kb_sha256(directory):
         raise ValueError("built from another kb/")
     if header.get("build") != _build_key(directory):
         raise ValueError("built by another engine, clingo or Python")
-    digest = decide._sha256()
+    digest = sha256()
     digest.update(body)
     if header.get("sha256") != digest.hexdigest():
         raise ValueError("its content does not match its hash")
@@ -1178,7 +1171,7 @@ def _build_child(directory: Path):
     import subprocess
 
     try:
-        done = subprocess.run([sys.executable, "-m", "covkb.engine", str(directory)],
+        done = subprocess.run([sys.executable, "-m", "covkb.engine.compiled", str(directory)],
                               capture_output=True, check=True)
         return _decode(done.stdout, directory)
     except (OSError, subprocess.CalledProcessError, ValueError):
@@ -1193,8 +1186,8 @@ def refusal(directory: Path) -> Optional[str]:
     return str(got) if isinstance(got, Refused) else None
 
 
-if __name__ == "__main__":  # python -m covkb.engine KB_DIR: the build as a cache file on stdout
-    from covkb import engine  # the classes by their importable names, not __main__'s
+if __name__ == "__main__":  # python -m covkb.engine.compiled KB_DIR: the build as a cache file on stdout
+    from covkb.engine import compiled as engine  # the classes by their importable names, not __main__'s
 
     where = Path(sys.argv[1])
     try:

@@ -8,10 +8,10 @@ from typing import Optional
 
 import msgspec
 
-from covkb.case import Case
-from covkb.decide import Policy, Shown, solve
-from covkb.render import documentation_lines, fill, remedy_line, version_line
-from covkb.result import Document, Provenance, Result, Words, build, nearest
+from covkb.input.case import Case
+from covkb.engine.vocabulary import Policy, Shown
+from covkb.results.render import documentation_lines, fill, remedy_line, version_line
+from covkb.results.result import Document, Provenance, Result, Words, nearest
 
 
 class Step(msgspec.Struct):
@@ -56,10 +56,6 @@ class Explanation(msgspec.Struct, kw_only=True):
     what_if: bool = False  # decided under a version asked for: kept out of statistics
 
 
-def explain_shown(case: Case, shown: Shown, policy: Policy) -> Explanation:
-    return explain_result(case, shown, policy, build(case, shown, policy))
-
-
 def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> Explanation:
     """The explanation of a result already built from the same shown atoms."""
     words = Words(case, policy)
@@ -83,28 +79,6 @@ def explain_result(case: Case, shown: Shown, policy: Policy, result: Result) -> 
                        documentation=result.documentation, provenance=result.provenance,
                        version_requested=result.version_requested, version_by_date=result.version_by_date,
                        what_if=result.what_if)
-
-
-def explain(case: Case, version: Optional[str] = None) -> Explanation:
-    policy, shown = solve([(0, case, version)])
-    return explain_shown(case, shown[0], policy)
-
-
-def compare(case: Case) -> list[Explanation]:
-    """The case under every version, decided in one grounding, oldest version first."""
-    return compare_by_date(case)[0]
-
-
-def compare_by_date(case: Case) -> tuple[list[Explanation], Explanation]:
-    """The case under every version, oldest first, and as its date of service decides it,
-    in one grounding."""
-    from covkb.decide import policy as kb_policy
-
-    versions = sorted(kb_policy().versions)
-    asked = [(index, case, version) for index, version in enumerate(versions)]
-    policy, shown = solve(asked + [(len(versions), case, None)])
-    return ([explain_shown(case, shown[index], policy) for index in range(len(versions))],
-            explain_shown(case, shown[len(versions)], policy))
 
 
 # ---------------------------------------------------------------------------
@@ -148,7 +122,7 @@ def as_text(explanation: Explanation, width: int = 100) -> str:
 
 
 def _hint_words() -> str:
-    from covkb.decide import policy as kb_policy
+    from covkb.engine.reference import policy as kb_policy
 
     return kb_policy().facts["hint_words"][0][0]
 
@@ -239,7 +213,7 @@ GUIDELINES = "guidelines"
 def requirements(sides: list[Explanation]) -> list[dict[str, Optional[str]]]:
     """The versions' criteria lined up by meaning: kb/words.lp's correspond/4 first, else
     the same id when neither side's criterion corresponds to another."""
-    from covkb.decide import policy as kb_policy
+    from covkb.engine.reference import policy as kb_policy
 
     pairs = kb_policy().facts.get("correspond", ())
     rows: list[dict[str, Optional[str]]] = []
@@ -277,7 +251,7 @@ def requirements(sides: list[Explanation]) -> list[dict[str, Optional[str]]]:
 
 def _selected(day: Optional[str]) -> Optional[str]:
     """The version in force on a date of service (as kb/core.lp's version/3 dates them)."""
-    from covkb.decide import policy as kb_policy
+    from covkb.engine.reference import policy as kb_policy
 
     if not day:
         return None

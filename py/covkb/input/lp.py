@@ -20,10 +20,10 @@ handed to clingo as program text.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 from typing import Any
 
-from covkb.case import InvalidCase, MAX_CASE_BYTES, MAX_DEPTH, Unwieldy, written_number
+from covkb.input.case import InvalidCase, MAX_CASE_BYTES, MAX_DEPTH, Unwieldy, written_number
 
 VOCABULARY = {
     "case_id": 1,
@@ -163,7 +163,7 @@ def parse_lp(text: str) -> dict:
         raise InvalidCase("", text[:20], f"a case may hold at most {MAX_CASE_BYTES} bytes")
     case: dict[str, Any] = {}
     lines: dict[int, list[str]] = {}
-    given: dict[str, int] = {}  # each field once, as in JSON (SPEC §1)
+    given: dict[str, int] = {}  # each field once, as in JSON (reading 3)
     for line, name, args in _facts(text):
         once = {"case_id": name, "date_of_service": name, "value": str(args[0]),
                 "none": f"none({args[0]})"}.get(name)

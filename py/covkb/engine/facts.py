@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 
 from clingo import Function, Number, String, Symbol
 
-from covkb.case import Case
+from covkb.input.case import Case
 
 # Boolean fields by their dotted path, read off the nested case objects.
 BOOLEAN_FIELDS = (
@@ -53,7 +53,7 @@ LIST_FIELDS = (
 
 class Symbols:
     """Builds the symbols of a fact's arguments: clingo.Symbol objects through the
-    Python API, or clingo's symbol handles through covkb.capi."""
+    Python API, or clingo's symbol handles through covkb.engine.capi."""
 
     def __init__(self, number, string, constant):
         self.number = number
@@ -246,7 +246,7 @@ def _vocabulary(directory) -> Vocabulary:
 
 def vocabulary() -> Vocabulary:
     """The splitting words of the knowledge base in use (kb/names.lp), read once."""
-    from covkb.decide import kb_dir
+    from covkb.engine.kb import kb_dir
 
     return _vocabulary(kb_dir().resolve())
 

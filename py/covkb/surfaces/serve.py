@@ -31,7 +31,8 @@ from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
 from covkb import __version__
-from covkb.case import MAX_CASE_BYTES, InvalidCase, from_object, parse_json
+from covkb.input.case import MAX_CASE_BYTES, InvalidCase, from_object
+from covkb.input.text import parse_json
 
 # Requests one grounding decides at most: enough to drain any queue the clients can fill,
 # few enough that the first of them is not kept waiting long.
@@ -87,75 +88,62 @@ class NotAllowed(Refused):
 # ---------------------------------------------------------------------------
 # Deciding: runs on a decider thread, or in a worker process
 # ---------------------------------------------------------------------------
-def decide_requests(requests: list[tuple], log: bool) -> list[tuple[object, list[dict]]]:
+def decide_requests(requests: list[tuple], log: bool, engine: Optional[str] = None) -> list[tuple[object, list[dict]]]:
     """Decide every (kind, case, version, sources, context, pas) in one grounding: for each,
     its JSON body (a PAS response Bundle dict when pas) and, with log, the decision-log rows to
     record (one per version decided). sources name the FHIR resource of each field."""
-    from covkb import decide
-    from covkb.explain import comparison, explain_shown
-    from covkb.render import as_json
-    from covkb.result import SOURCES, build
+    from covkb.api import decide, versions
+    from covkb.results.explain import comparison
+    from covkb.results.render import as_json
 
-    every = sorted(decide.policy().versions)
-    entries, keys = [], []
-    for kind, case, version, *_ in requests:
-        asked = every if kind == "compare" else [version]
-        start = len(entries)
-        keys.append(range(start, start + len(asked)))
-        entries.extend((start + index, case, one) for index, one in enumerate(asked))
-    policy, shown = decide.solve(entries)
+    every = sorted(versions())
+    asked, sources, own = [], [], []
+    for kind, case, version, source, *_ in requests:
+        wanted = every if kind == "compare" else [version]
+        own.append(range(len(asked), len(asked) + len(wanted)))
+        asked.extend((case, one) for one in wanted)
+        sources.extend([source] * len(wanted))
+    decided = decide(asked, explained=True, engine=engine, sources=sources)
     kb = None
     if log:
-        from covkb.audit import kb_hash, prepare
+        from covkb.surfaces.audit import kb_hash, prepare
 
         kb = kb_hash()
     answers = []
-    for (kind, case, version, sources, context, pas), own in zip(requests, keys):
-        asked = every if kind == "compare" else [version]
-        token = SOURCES.set(sources)
-        try:
-            explanations = ([explain_shown(case, shown[key], policy) for key in own]
-                            if kind != "check" or log else [])
-            results = [build(case, shown[key], policy) for key in own] if kind == "check" or log else []
-        finally:
-            SOURCES.reset(token)
+    for (kind, case, version, _, context, pas), keys in zip(requests, own):
+        mine = [decided[key] for key in keys]
         if kind == "check" and pas:
-            from covkb.fhir import pas_response
+            from covkb.fhir.responses import pas_response
 
-            body = pas_response(results[0], context)
+            body = pas_response(mine[0].result, context)
         elif kind == "check":
-            body = as_json(results[0])
+            body = as_json(mine[0].result)
         elif kind == "explain":
-            body = as_json(explanations[0])
+            body = as_json(mine[0].explanation)
         else:
-            body = as_json(comparison(case.case_id, explanations))
-        rows = [prepare(case, forced, result, explanation, kb)
-                for forced, result, explanation in zip(asked, results, explanations)] if log else []
+            body = as_json(comparison(case.case_id, [one.explanation for one in mine]))
+        rows = [prepare(case, one.version, one.result, one.explanation, kb) for one in mine] if log else []
         answers.append((body, rows))
     return answers
 
 
-def _worker_start() -> None:
-    # The server decides when to stop; the policy is loaded before the first request.
+def _worker_start(engine: Optional[str]) -> None:
+    # The server decides when to stop; the policy and the engine are loaded before the first request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from covkb import decide
+    from covkb.engine import choose, reference
 
-    decide.policy()
-    decide.prepare(MAX_BATCH)
+    reference.policy()
+    choose.prepare(MAX_BATCH, engine=engine)
 
 
-def prefer_compiled():
+def server_engine() -> Optional[str]:
     """A server lives long enough for the compiled engine to pay for itself: unless
-    COVKB_ENGINE says otherwise, kb/ is compiled once at start and decides every batch,
-    however small. Which engine decides, and why (a covkb.decide.Choice)."""
-    import os
+    COVKB_ENGINE names another (None: the environment's then decides), kb/ is compiled
+    once at start and decides every batch, however small."""
+    from covkb.engine import choose
 
-    from covkb import decide
-
-    if decide.engine_name() == "auto":
-        os.environ["COVKB_ENGINE"] = "compiled"  # worker processes inherit it
-    return decide.choose(MAX_BATCH)
+    return "compiled" if choose.engine_name() == "auto" else None
 
 
 class Pending:
@@ -182,8 +170,9 @@ _STOP = object()
 class Decider:
     """Threads that take the waiting requests, decide them together, log, and answer."""
 
-    def __init__(self, workers: int, log: Optional[Path]):
+    def __init__(self, workers: int, log: Optional[Path], engine: Optional[str] = None):
         self.log = log
+        self.engine = engine
         # requests in a row that could not be decided, and why the last one: /health
         self.failures, self.failure = 0, None
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -192,7 +181,7 @@ class Decider:
         self.workers = workers
         if workers > 0:
             self.pool = self._pool()
-            self.pool.submit(decide_requests, [], False).result()  # a worker up before the first request
+            self.pool.submit(decide_requests, [], False, engine).result()  # a worker up before the first request
         self.threads = [threading.Thread(target=self._run, name=f"covkb-decider-{n}")
                         for n in range(max(workers, 1))]
         for thread in self.threads:
@@ -204,9 +193,9 @@ class Decider:
 
         # forkserver: workers fork from a process without this one's threads
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["covkb.serve", "covkb.decide", "covkb.explain", "covkb.audit"])
+        context.set_forkserver_preload(["covkb.surfaces.serve", "covkb.api", "covkb.results.explain", "covkb.surfaces.audit"])
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start,
-                                   max_tasks_per_child=BATCHES_PER_WORKER)
+                                   initargs=(self.engine,), max_tasks_per_child=BATCHES_PER_WORKER)
 
     def submit(self, pending: Pending) -> None:
         self.queue.put(pending)
@@ -222,7 +211,7 @@ class Decider:
     def _run(self) -> None:
         connection = None
         if self.log is not None:
-            from covkb import audit
+            from covkb.surfaces import audit
 
             connection = audit.connect(self.log)
         try:
@@ -257,19 +246,19 @@ class Decider:
     def _answers(self, batch: list[Pending], log: bool) -> list[tuple[str, list[dict]]]:
         requests = [(p.kind, p.case, p.version, p.sources, p.context, p.pas) for p in batch]
         if self.pool is None:
-            return decide_requests(requests, log)
+            return decide_requests(requests, log, self.engine)
         from concurrent.futures.process import BrokenProcessPool
 
         pool = self.pool
         try:
-            return pool.submit(decide_requests, requests, log).result()
+            return pool.submit(decide_requests, requests, log, self.engine).result()
         except BrokenProcessPool:
             # a worker was lost: one new pool, and these requests decided again on it
             with self.replacing:
                 if self.pool is pool:
                     self.pool = self._pool()
                     pool.shutdown(wait=False)
-            return self.pool.submit(decide_requests, requests, log).result()
+            return self.pool.submit(decide_requests, requests, log, self.engine).result()
 
     def _decide(self, batch: list[Pending], connection) -> None:
         try:
@@ -290,7 +279,7 @@ class Decider:
             return
         import sqlite3
 
-        from covkb import audit
+        from covkb.surfaces import audit
 
         rows = [row for _, own in answers for row in own]
         try:
@@ -631,9 +620,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             raw = parse_json(raw)
             if isinstance(raw, dict) and "resourceType" in raw:
-                from covkb import fhir
+                from covkb.input import fhir as fhir_in
 
-                read = fhir.case_from_fhir(raw)
+                read = fhir_in.case_from_fhir(raw)
                 case, sources, context = read.case, read.named_sources(), read.context
             else:
                 case = from_object(raw)
@@ -649,12 +638,13 @@ class Handler(BaseHTTPRequestHandler):
             return pending.status, pending.body, retry, "application/json"
         headers = (("Decision-Id", str(pending.decision_id)),)
         if pas:
-            from covkb import fhir
+            from covkb.fhir import codes as fhir_codes
+            from covkb.input import fhir as fhir_in
 
             response = pending.body  # a PAS response Bundle, its ClaimResponse first
             response["entry"][0]["resource"]["identifier"].append(
                 {"system": "urn:covkb:decision-id", "value": str(pending.decision_id)})
-            return 200, fhir.encode(response), headers, FHIR_JSON
+            return 200, fhir_codes.encode(response), headers, FHIR_JSON
         ident = json.dumps(pending.decision_id)
         return 200, pending.body[:-1] + f',"decision_id":{ident}}}', headers, "application/json"
 
@@ -976,17 +966,17 @@ def _cut(connection: socket.socket) -> None:
 # ---------------------------------------------------------------------------
 class Documents:
     def __init__(self, workers: int, choice=None):
-        from covkb import decide
-        from covkb.audit import kb_hash
-        from covkb.result import _iso
+        from covkb.engine import reference
+        from covkb.surfaces.audit import kb_hash
+        from covkb.results.result import iso_day
 
-        policy = decide.policy()
+        policy = reference.policy()
         self.policy = policy
         self.versions = dict(policy.versions)
         self.questionnaires: dict[str, str] = {}
         self.static = {
             "/v1/versions": json.dumps({"policy": policy.id, "versions": [
-                {"version": name, "from": _iso(start), "to": None if end >= 99991231 else _iso(end)}
+                {"version": name, "from": iso_day(start), "to": None if end >= 99991231 else iso_day(end)}
                 for name, (start, end) in sorted(policy.versions.items())]}),
             "/v1/schema": json.dumps(_case_schema()),
             "/openapi.json": json.dumps(openapi()),
@@ -1010,9 +1000,10 @@ class Documents:
         if path == "/v1/questionnaire":
             version = query.get("policy_version") or max(self.versions)
             if version not in self.questionnaires:
-                from covkb import fhir
+                from covkb.fhir import codes as fhir_codes
+                from covkb.fhir import questionnaire as fhir_form
 
-                self.questionnaires[version] = fhir.encode(fhir.questionnaire(version))
+                self.questionnaires[version] = fhir_codes.encode(fhir_form.questionnaire(version))
             return self.questionnaires[version]
         if path == "/v1/criteria":
             only = query.get("policy_version")
@@ -1023,7 +1014,7 @@ class Documents:
 
 
 def _case_schema() -> dict:
-    from covkb.case import case_schema
+    from covkb.input.case import case_schema
 
     return case_schema()
 
@@ -1032,12 +1023,12 @@ def openapi() -> dict:
     """The OpenAPI 3.1 document, its schemas written by msgspec from the structs covkb encodes."""
     import msgspec
 
-    from covkb.case import Case, _schema_hook
-    from covkb.explain import Comparison, Explanation
-    from covkb.result import Result
+    from covkb.input.case import Case, schema_hook
+    from covkb.results.explain import Comparison, Explanation
+    from covkb.results.result import Result
 
     (case, result, explanation, comparison), components = msgspec.json.schema_components(
-        [Case, Result, Explanation, Comparison], schema_hook=_schema_hook,
+        [Case, Result, Explanation, Comparison], schema_hook=schema_hook,
         ref_template="#/components/schemas/{name}")
     identified = {"decision_id": {
         "description": "The decision log's row id when the server keeps a log (compare: the first "
@@ -1119,9 +1110,12 @@ def openapi() -> dict:
 # ---------------------------------------------------------------------------
 def run(host: str, port: int, log: Optional[Path], workers: int, limits: Limits) -> None:
     """Serve until SIGTERM or SIGINT; then answer what is in flight, close the log, return."""
-    choice = prefer_compiled()
+    from covkb.engine import choose
+
+    engine = server_engine()
+    choice = choose.choose(MAX_BATCH, engine=engine)
     documents = Documents(workers, choice)  # loads the policy here, before any decider runs
-    decider = Decider(workers, log)
+    decider = Decider(workers, log, engine)
     try:
         server = Server((host, port), decider, limits, documents)
     except BaseException:

@@ -22,8 +22,8 @@ from typing import Iterable, Optional
 import clingo
 import msgspec
 
-from covkb.decide import kb_files
-from covkb.diff import Field, _jsonable, _kb_facts, _load_space, _set, space
+from covkb.engine.kb import kb_files
+from covkb.analysis.diff import Field, jsonable, kb_facts, load_space, set_path, space
 
 
 class Witness(msgspec.Struct):
@@ -119,14 +119,14 @@ def _control(directory: Optional[Path], extra: list[str] = ()) -> clingo.Control
     control = clingo.Control(["--warn=none", *extra])
     for path in kb_files(directory):
         control.load(str(path))
-    package = resources.files("covkb")
+    package = resources.files("covkb.analysis")
     control.add("base", [], package.joinpath("diff.lp").read_text())
     control.add("base", [], package.joinpath("lint.lp").read_text())
     return control
 
 
 def _load(backend, fields: list[Field], service: datetime.date, version: str, items: list[Quoted]) -> None:
-    _load_space(backend, fields, service, [version])
+    load_space(backend, fields, service, [version])
     S, N, F = clingo.String, clingo.Number, clingo.Function
     for item in items:
         if item.version == version:
@@ -149,10 +149,10 @@ def lint(version: Optional[str] = None, directory: Optional[Path] = None) -> Lin
     import time
 
     from covkb.api import check
-    from covkb.case import from_object
+    from covkb.input.case import from_object
 
     started = time.perf_counter()
-    kb = _kb_facts(directory)
+    kb = kb_facts(directory)
     version = version or max(kb.versions, key=kb.versions.get)
     start = kb.versions[version]
     service = datetime.date(start // 10000, start // 100 % 100, start % 100)
@@ -181,7 +181,7 @@ def lint(version: Optional[str] = None, directory: Optional[Path] = None) -> Lin
 
     # Which implications to report: equivalences, and each strict one by its nearest criterion.
     reduce = clingo.Control(["--warn=none"])
-    reduce.add("base", [], resources.files("covkb").joinpath("lint.lp").read_text())
+    reduce.add("base", [], resources.files("covkb.analysis").joinpath("lint.lp").read_text())
     with reduce.backend() as backend:
         for i, j in implied:
             backend.add_rule([backend.add_atom(clingo.Function("implied", [clingo.String(i), clingo.String(j)]))])
@@ -266,8 +266,8 @@ class _Witnesses:
             return None
         data: dict = {"case_id": f"lint {self.version}: {atom}", "date_of_service": self.service.isoformat()}
         for path, position in sorted(picks):
-            _set(data, path, self.fields[path].options[position].value)
-        data = _jsonable(data)
+            set_path(data, path, self.fields[path].options[position].value)
+        data = jsonable(data)
         result = self.check(self.from_object(data), self.version)
         return Witness(data, result.decision, [c.id for c in result.criteria if c.status == "not_met"])
 

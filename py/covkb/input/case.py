@@ -1,4 +1,4 @@
-"""The case: decoding and validating one prior-authorization request (SPEC §1).
+"""The case: decoding and validating one prior-authorization request (reading 3).
 
 File → validated `Case`. Nothing here knows the policy: only the fields, their
 types and ranges, and the cross-field checks that make a case well formed.
@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import datetime
 import re
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Optional
 
 import msgspec
 
 # Limits of what one case may hold (documented in docs/case-format.md).
-# A number's written form: at most this many significant digits and this exponent (SPEC §4.14).
+# A number's written form: at most this many significant digits and this exponent (reading 4).
 MAX_DIGITS = 40
 MAX_EXPONENT = 40
 MAX_NUMBER = Decimal(1_000_000_000)
@@ -32,7 +31,7 @@ MAX_YAML_NODES = 10_000
 PURPOSES = ("lymphodepletion", "bridging", "supportive", "anti_cancer")
 NCCN_CATEGORIES = ("1", "2A", "2B", "3")
 # NUL would end a string early inside clingo, other control characters can rewrite what a
-# terminal shows, and a lone surrogate is no UTF-8 text: no string may hold any (SPEC §1).
+# terminal shows, and a lone surrogate is no UTF-8 text: no string may hold any (reading 3).
 # Tab is white space, which names fold.
 NO_NUL = r"^[^\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]*$"
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STRING, pattern=NO_NUL)]
@@ -54,7 +53,7 @@ class InvalidCase(ValueError):
 
     @property
     def one(self) -> str:
-        shown = "" if self.value is _ABSENT else f" = {_show(self.value)}"
+        shown = "" if self.value is ABSENT else f" = {_show(self.value)}"
         hint = f"; {self.hint}" if self.hint else ""
         return f"{self.path or '(case)'}{shown}: {self.expected}{hint}"
 
@@ -63,7 +62,7 @@ class InvalidCase(ValueError):
         return "; ".join(error.one for error in self.errors)
 
 
-_ABSENT = object()
+ABSENT = object()
 
 
 def _show(value: Any) -> str:
@@ -148,7 +147,7 @@ def _dec_hook(kind: type, obj: Any) -> Any:
     raise NotImplementedError(kind)
 
 
-def _schema_hook(kind: type) -> dict:
+def schema_hook(kind: type) -> dict:
     if isinstance(kind, type) and issubclass(kind, Number):
         schema: dict = {"type": "number", "description": kind.expected}
         schema["exclusiveMinimum" if kind.low_open else "minimum"] = float(kind.low)
@@ -229,13 +228,13 @@ class Case(_Part):
 
 def case_schema() -> dict:
     """The JSON Schema of a case."""
-    return msgspec.json.schema(Case, schema_hook=_schema_hook)
+    return msgspec.json.schema(Case, schema_hook=schema_hook)
 
 
 # ---------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------
-_json = msgspec.json.Decoder(float_hook=written_number)
+JSON_DECODER = msgspec.json.Decoder(float_hook=written_number)
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _FIELD = re.compile(r"`([^`]*)`")
 
@@ -247,15 +246,15 @@ def _lookup(raw: Any, path: str) -> Any:
         try:
             node = node[key] if key else node[int(index)]
         except (KeyError, IndexError, TypeError, ValueError):
-            return _ABSENT
+            return ABSENT
     return node
 
 
-def _dotted(path: str) -> str:
+def dotted(path: str) -> str:
     return path[1:] if path.startswith(".") else path
 
 
-def _case_id_of(raw: Any) -> Optional[str]:
+def case_id_of(raw: Any) -> Optional[str]:
     if isinstance(raw, dict) and isinstance(raw.get("case_id"), str):
         return raw["case_id"]
     return None
@@ -263,7 +262,7 @@ def _case_id_of(raw: Any) -> Optional[str]:
 
 def from_object(raw: Any) -> Case:
     """Validate an already parsed JSON/YAML value as a case."""
-    case_id = _case_id_of(raw)
+    case_id = case_id_of(raw)
     try:
         case = msgspec.convert(raw, Case, dec_hook=_dec_hook, strict=True)
     except msgspec.ValidationError as error:
@@ -278,12 +277,12 @@ def _explain(raw: Any, text: str, case_id: Optional[str]) -> InvalidCase:
     name = _FIELD.search(message)
     if message.startswith("Object contains unknown field") and name:
         full = f"{path}.{name.group(1)}"
-        return InvalidCase(_dotted(full), _lookup(raw, full), "unknown field", case_id,
-                           _did_you_mean(_dotted(full)))
+        return InvalidCase(dotted(full), _lookup(raw, full), "unknown field", case_id,
+                           _did_you_mean(dotted(full)))
     if message.startswith("Object missing required field") and name:
         full = f"{path}.{name.group(1)}"
-        return InvalidCase(_dotted(full), _ABSENT, "required field is missing", case_id)
-    return InvalidCase(_dotted(path), _lookup(raw, path), _plain(message, path), case_id)
+        return InvalidCase(dotted(full), ABSENT, "required field is missing", case_id)
+    return InvalidCase(dotted(path), _lookup(raw, path), _plain(message, path), case_id)
 
 
 _TYPE_WORDS = {
@@ -385,7 +384,7 @@ def _walk(node: dict, kind: type, prefix: str, raw: Any, case_id: Optional[str],
     for name, info in fields.items():
         if info.required and name not in node:
             path = f"{prefix}.{name}" if prefix else name
-            found.append(InvalidCase(path, _ABSENT, "required field is missing", case_id))
+            found.append(InvalidCase(path, ABSENT, "required field is missing", case_id))
 
 
 def _known_paths() -> list[str]:
@@ -426,216 +425,3 @@ def _did_you_mean(path: str, siblings: Optional[list[str]] = None) -> str:
 
 def _indexless(path: str) -> str:
     return re.sub(r"\[\d+\]", "", path)
-
-
-def parse_json(text: bytes | str) -> Any:
-    """Parse JSON text, keeping every number exact."""
-    if len(text) > MAX_CASE_BYTES:
-        raise InvalidCase("", _ABSENT, f"a case may hold at most {MAX_CASE_BYTES} bytes")
-    if isinstance(text, bytes) and text.startswith(b"\xef\xbb\xbf"):
-        text = text[3:]
-    try:
-        raw = _json.decode(text)
-    except msgspec.DecodeError as error:
-        raise InvalidCase("", _ABSENT, f"not valid JSON ({error})") from None
-    except UnicodeDecodeError as error:
-        raise InvalidCase("", _ABSENT, "the text is not valid UTF-8") from None
-    except RecursionError:
-        raise InvalidCase("", _ABSENT, f"objects and lists may be nested at most {MAX_DEPTH} deep") from None
-    if _strings_written(text) != _strings_held(raw):
-        _refuse_repeated_key(text, _case_id_of(raw))
-    return raw
-
-
-def _strings_written(text: bytes | str) -> int:
-    """How many strings (keys too) the JSON text writes; exact unless it holds a '\\\\'."""
-    if isinstance(text, str):
-        text = text.encode("utf-8", "surrogatepass")
-    if b"\\\\" in text:  # '\\"' would be miscounted as an escaped quote: count exactly
-        return sum(1 for _ in _STRING.finditer(text))
-    return (text.count(b'"') - text.count(b'\\"')) // 2
-
-
-# A JSON string; scanned from the start, every '"' outside a string opens one.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-
-
-def _strings_held(raw: Any) -> int:
-    """How many strings (keys too) a decoded value holds: fewer than written when an object
-    gives a key twice, the fast decoder keeping only the last. Refuses deep nesting."""
-    count, level, depth = 0, [raw], 0
-    while level:
-        depth += 1
-        if depth > MAX_DEPTH:
-            raise InvalidCase("", _ABSENT, f"objects and lists may be nested at most {MAX_DEPTH} deep",
-                              _case_id_of(raw))
-        inner = []
-        for node in level:
-            if isinstance(node, dict):
-                count += len(node)
-                node = node.values()
-            elif not isinstance(node, list):
-                continue
-            for value in node:
-                if isinstance(value, str):
-                    count += 1
-                elif isinstance(value, (dict, list)):
-                    inner.append(value)
-        level = inner
-    return count
-
-
-class _Pairs(list):
-    """An object's (key, value) pairs as written, repeats and all."""
-
-
-def _refuse_repeated_key(text: bytes | str, case_id: Optional[str]) -> None:
-    """Name the first key an object gives twice (the fast decoder keeps only the last)."""
-    import json
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, _Pairs):
-            seen = set()
-            for key, value in node:
-                if key in seen:
-                    raise InvalidCase(_dotted(f"{path}.{key}"), _ABSENT,
-                                      "the key is given twice; a case gives each field once", case_id)
-                seen.add(key)
-                walk(value, f"{path}.{key}")
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                walk(value, f"{path}[{index}]")
-
-    try:
-        pairs = json.loads(text, object_pairs_hook=_Pairs, parse_float=str, parse_int=str, parse_constant=str)
-    except (ValueError, RecursionError):  # read by the fast decoder, so only a miscount
-        return
-    walk(pairs, "")
-
-
-def from_json(text: bytes | str) -> Case:
-    return from_object(parse_json(text))
-
-
-def _yaml_loader():
-    import yaml
-
-    class ExactLoader(yaml.SafeLoader):
-        """YAML's safe loader with floats kept as exact decimals, dates kept as their text,
-        nesting capped, aliases held to a small expansion and each key given once."""
-
-        def compose_node(self, parent, index):
-            self.depth = getattr(self, "depth", 0) + 1
-            try:
-                if self.depth > MAX_DEPTH:
-                    raise InvalidCase("", _ABSENT, f"objects and lists may be nested at most {MAX_DEPTH} deep")
-                return super().compose_node(parent, index)
-            finally:
-                self.depth -= 1
-
-        def compose_document(self):
-            node = super().compose_document()
-            _expanded(node, {})  # before anything is built from it
-            return node
-
-        def construct_mapping(self, node, deep=False):
-            seen: dict = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if isinstance(key, (str, int, bool)) and key in seen:
-                    raise InvalidCase(str(key), _ABSENT, "the key is given twice (lines "
-                                      f"{seen[key] + 1} and {key_node.start_mark.line + 1}); "
-                                      "a case gives each field once")
-                if isinstance(key, (str, int, bool)):
-                    seen[key] = key_node.start_mark.line
-            return super().construct_mapping(node, deep=deep)
-
-    def exact_float(loader, node):
-        text = loader.construct_scalar(node)
-        try:
-            return written_number(text)
-        except InvalidOperation:
-            return Decimal(str(loader.construct_yaml_float(node)))
-
-    def bounded_int(loader, node):
-        # more digits than a number may hold: refused by its field, never parsed whole
-        number = written_number(loader.construct_scalar(node)) if loader.construct_scalar(node).isdigit() else None
-        return number if isinstance(number, Unwieldy) else loader.construct_yaml_int(node)
-
-    ExactLoader.add_constructor("tag:yaml.org,2002:float", exact_float)
-    # the case wants the date's text, as JSON gives it, and checks it exists itself
-    ExactLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_scalar)
-    ExactLoader.add_constructor("tag:yaml.org,2002:int", bounded_int)
-    # YAML 1.1 reads 1e41 and 4.5e1 as text; a number with an exponent is a number, as in JSON
-    ExactLoader.add_implicit_resolver("tag:yaml.org,2002:float",
-                                      re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                                      list("-+0123456789"))
-    return yaml, ExactLoader
-
-
-def from_yaml(text: bytes | str) -> Case:
-    yaml, loader = _yaml_loader()
-    if len(text) > MAX_CASE_BYTES:
-        raise InvalidCase("", _ABSENT, f"a case may hold at most {MAX_CASE_BYTES} bytes")
-    try:
-        raw = yaml.load(text, Loader=loader)
-    except yaml.YAMLError as error:
-        raise InvalidCase("", _ABSENT, f"not valid YAML ({str(error).splitlines()[0]})") from None
-    return from_object(raw)
-
-
-def _expanded(node, sizes: dict) -> tuple[int, int]:
-    """(nodes, depth) of a YAML node with every alias expanded, each shared node counted
-    once per use; refused beyond MAX_YAML_NODES or MAX_DEPTH (an alias bomb)."""
-    known = sizes.get(id(node))
-    if known is not None:
-        return known
-    nodes, depth = 1, 0
-    if isinstance(node.value, list):
-        for item in node.value:
-            for part in (item if isinstance(item, tuple) else (item,)):
-                size, inner = _expanded(part, sizes)
-                nodes, depth = nodes + size, max(depth, inner)
-        depth += 1
-    if nodes > MAX_YAML_NODES:
-        raise InvalidCase("", _ABSENT, f"the YAML expands (aliases included) to more than "
-                                       f"{MAX_YAML_NODES} values")
-    if depth > MAX_DEPTH:
-        raise InvalidCase("", _ABSENT, f"objects and lists may be nested at most {MAX_DEPTH} deep")
-    sizes[id(node)] = (nodes, depth)
-    return nodes, depth
-
-
-def load(path: Path) -> Case:
-    """Read one case from a .json, .yaml/.yml or .lp file (- for JSON on standard input)."""
-    data = read_limited(path)
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return from_yaml(_text(data))
-    if suffix == ".lp":
-        from covkb.lpcase import parse_lp
-
-        return from_object(parse_lp(_text(data)))
-    return from_json(data)
-
-
-def read_limited(path: Path) -> bytes:
-    """A case file's bytes (- for standard input), never reading more than one byte past
-    the limit: /dev/zero or an endless pipe is refused, not read."""
-    import sys
-
-    if str(path) == "-":
-        data = sys.stdin.buffer.read(MAX_CASE_BYTES + 1)
-    else:
-        with open(path, "rb") as source:
-            data = source.read(MAX_CASE_BYTES + 1)
-    if len(data) > MAX_CASE_BYTES:
-        raise InvalidCase("", _ABSENT, f"a case may hold at most {MAX_CASE_BYTES} bytes")
-    return data
-
-
-def _text(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InvalidCase("", _ABSENT, f"the file is not UTF-8 text (byte {error.start})") from None

@@ -15,8 +15,9 @@ from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Optional, TextIO
 
-from covkb.case import MAX_CASE_BYTES, InvalidCase, from_json
-from covkb.result import Failure
+from covkb.input.case import MAX_CASE_BYTES, InvalidCase
+from covkb.input.text import from_json
+from covkb.results.result import Failure
 
 # (number of its first line, its lines as read): one bytes object crosses to a worker,
 # one string of result lines comes back.
@@ -35,7 +36,7 @@ def chunk_size(chunk: Optional[int]) -> int:
     of that size; the refusal is said when the run starts)."""
     if chunk:
         return chunk
-    from covkb.decide import engine_name
+    from covkb.engine.choose import engine_name
 
     return CHUNK["clingo" if engine_name() == "clingo" else "compiled"]
 
@@ -108,7 +109,7 @@ def _without_collector(work: Callable, *args):
 
 
 def _decide_chunk(chunk: Chunk, version: Optional[str], log: bool) -> Decided:
-    from covkb.render import as_json
+    from covkb.results.render import as_json
 
     first, blob = chunk
     lines = blob.split(b"\n")
@@ -164,7 +165,7 @@ def _decide(valid: list, version: Optional[str], log: bool) -> dict:
     cases = [case for _, case in valid]
     if not log:
         return {number: (result, None) for (number, _), result in zip(valid, determine(cases, version))}
-    from covkb.audit import kb_hash, prepare
+    from covkb.surfaces.audit import kb_hash, prepare
 
     pairs = determine_explained(cases, version)
     return {number: (result, prepare(case, version, result, explanation, kb_hash()))
@@ -209,7 +210,7 @@ def _lines(source: BinaryIO, limit: int = MAX_CASE_BYTES) -> Iterator[bytes]:
 
 
 def _stopped_worker(number: int, code: Optional[int]) -> Decided:
-    from covkb.render import as_json
+    from covkb.results.render import as_json
 
     how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
     failure = Failure(case_id=None, line=number,
@@ -330,8 +331,9 @@ def _in_order(work: Iterable[Chunk], version: Optional[str], workers: int,
               chunks_per_worker: int, log: bool, decide: Callable = decide_chunk,
               chosen: Optional[list] = None) -> Iterator[tuple[Chunk, Decided]]:
     # Workers fork from this process: load the modules and the policy once, here.
-    from covkb import api, render  # noqa: F401
-    from covkb.decide import choose
+    from covkb import api  # noqa: F401
+    from covkb.results import render  # noqa: F401
+    from covkb.engine.choose import choose
 
     api.versions()
     work = iter(work)
@@ -450,6 +452,18 @@ class Replay:
                 self.held.pop(index, None)
 
 
+def replay(connection, ident: Optional[int] = None, chunk: Optional[int] = None,
+           workers: int = 0):
+    """Re-decide stored inputs with the current knowledge base as batch decides (chunks on
+    worker processes, 0: one per core), reading the log a chunk at a time: a
+    Replay of (row, now, explanation, kb changed) for each that differs, in id order; `now`
+    is an error message when the stored input no longer reads as a case."""
+    from covkb.surfaces.audit import kb_hash, rows
+
+    stored = (dict(row) for row in rows(connection, ident=ident))
+    return Replay(stored, kb_hash(), chunk, workers or os.cpu_count() or 1)
+
+
 def _stopped_message(text: str) -> str:
     import json
 
@@ -466,7 +480,7 @@ def _replay_chunk(chunk: Chunk, current: str, explained: bool) -> Decided:
     import json
 
     from covkb.api import determine, determine_explained
-    from covkb.audit import canonical
+    from covkb.results.render import canonical
 
     first, blob = chunk
     rows = [json.loads(line) for line in blob.split(b"\n") if line]
@@ -545,7 +559,7 @@ def run(source: BinaryIO, sink: TextIO, version: Optional[str] = None, chunk: Op
         for done, decided in _in_order(chunks(source, chunk_size(chunk)), version, workers, chunks_per_worker,
                                        log is not None):
             if log is not None:
-                from covkb.audit import append
+                from covkb.surfaces.audit import append
 
                 try:
                     append(log, decided.prepared)

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import textwrap
+from decimal import Decimal
 from typing import Optional
 
 import msgspec
 
-from covkb.result import Document, Result
+from covkb.results.result import Document, Result
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def _plain_decimal(value):
+    if isinstance(value, Decimal):  # covkb's exact-number subclasses
+        return Decimal(value)
+    raise NotImplementedError(type(value))
+
+
+_canonical = msgspec.json.Encoder(decimal_format="number", order="sorted", enc_hook=_plain_decimal)
+
+
+def canonical(value) -> str:
+    """JSON with keys sorted and numbers exact: what the decision log stores and hashes."""
+    return _canonical.encode(value).decode()
 
 
 def as_json(result: msgspec.Struct) -> str:

@@ -26,10 +26,10 @@ from typing import Any, Optional
 import clingo
 import msgspec
 
-from covkb.case import Case, from_object
-from covkb.decide import kb_files
-from covkb.diff import ABSENT, Field, Option, _gives, _jsonable, _kb_facts, _set, space
-from covkb.facts import case_facts
+from covkb.input.case import Case, from_object
+from covkb.engine.kb import kb_files
+from covkb.analysis.diff import ABSENT, Field, Option, jsonable, option_facts, kb_facts, set_path, space
+from covkb.engine.facts import case_facts
 
 LIMIT = 10
 CHANGE_KINDS = ("request", "clinical", "history")  # the kinds whatif.lp reasons about
@@ -96,7 +96,7 @@ def _value(data: dict, path: str) -> Any:
 
 
 def _interval(option: Option) -> Optional[tuple]:
-    """(low, high, exact) of a number class, from the names covkb.diff gives them."""
+    """(low, high, exact) of a number class, from the names covkb.analysis.diff gives them."""
     name = option.name
     if name.startswith("= "):
         point = Decimal(name[2:])
@@ -177,7 +177,7 @@ class _Space:
         self.met = met
         self.raw = _plain(case)
         self.service = case.date_of_service
-        kb = _kb_facts(directory)
+        kb = kb_facts(directory)
         self.fields: list[Field] = []
         for field in space(kb, self.service):
             value = _value(self.raw, field.path)
@@ -207,7 +207,7 @@ class _Space:
             for position, option in enumerate(field.options):
                 key = [S(field.path), N(position)]
                 fact(F("option", key))
-                gives = _gives(field.path, option, self.service)
+                gives = option_facts(field.path, option, self.service)
                 if position == 0:
                     mine = set(gives)
                     covered |= mine
@@ -247,7 +247,7 @@ class _Space:
         control = clingo.Control(["--warn=none", *extra])
         for path in kb_files(self.directory):
             control.load(str(path))
-        package = resources.files("covkb")
+        package = resources.files("covkb.analysis")
         control.add("base", [], package.joinpath("diff.lp").read_text())
         control.add("base", [], package.joinpath("whatif.lp").read_text())
         return control
@@ -332,7 +332,7 @@ def _alternative(where: _Space, fields, unknown, allow, waived, words, version, 
         field = where.by_path[path]
         option = field.options[picks[path]]
         was = field.options[0].value
-        _set(data, path, option.value if _to(option) is None else _to(option))
+        set_path(data, path, option.value if _to(option) is None else _to(option))
         said = _words(option)
         if hows[path] == "document" and _interval(option) is not None:
             said = _range(field, _every(where, fields, picks, path, unknown, allow, waived))
@@ -340,7 +340,7 @@ def _alternative(where: _Space, fields, unknown, allow, waived, words, version, 
     dates = [w.date for w in waived if w.date]
     if dates and len(dates) == len(waived):
         data["date_of_service"] = max(dates)
-    data = _jsonable(data)
+    data = jsonable(data)
     decided = check(from_object(data), version, directory)
     return Alternative(changes, decided.decision, decided.label, data,
                        _sentence(changes, waived, words, decided.decision))
@@ -431,7 +431,7 @@ def _no_route(blocking, not_met, allow_clinical) -> str:
 
 
 def _field_words(directory: Optional[Path]) -> tuple[dict, dict, dict]:
-    from covkb.decide import policy
+    from covkb.engine.reference import policy
 
     facts = policy(directory).facts
     return ({f: w for f, w in facts.get("field_words", ())}, {f: u for f, u in facts.get("field_unit", ())},
@@ -526,12 +526,12 @@ def as_text(answer: WhatIf) -> str:
 
 def _plain(case: Case) -> dict:
     """The case as JSON data, numbers exact."""
-    from covkb.audit import canonical
+    from covkb.results.render import canonical
 
     return msgspec.json.Decoder(float_hook=Decimal).decode(canonical(case))
 
 
 def _show(value: Any) -> str:
-    from covkb.audit import canonical
+    from covkb.results.render import canonical
 
     return value if isinstance(value, str) else canonical(value)

@@ -3,7 +3,7 @@
 kb/ declares the versions' dates (version/3), the thresholds (threshold/2) and the
 windows (months_back/1); kb/core.lp defines with them the member's age, the start of a
 window, a number's place against a threshold and the version a date selects. The
-compiled engine (covkb.engine) grounds the knowledge base once for every case, so it
+compiled engine (covkb.engine.compiled) grounds the knowledge base once for every case, so it
 cannot ground this arithmetic on each case's values: it drops the rules below and asks
 this module for what they would derive. RULES is those rules exactly as clingo prints
 them; a knowledge base whose arithmetic rules differ in any way is not compiled (clingo

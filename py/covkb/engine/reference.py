@@ -1,0 +1,91 @@
+"""Facts → clingo → the atoms the knowledge base shows, per case: clingo's own solving,
+the reference semantics every faster path is checked against.
+
+Many cases are grounded together in one program, each under its own key; the
+knowledge base is stratified, so grounding decides and the one model is read back.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional
+
+import clingo
+
+from covkb.engine import capi
+from covkb.engine.facts import PUBLIC, Symbols, case_rows
+from covkb.engine.kb import kb_dir, kb_files, kb_sha256
+from covkb.engine.terms import parse_arguments
+from covkb.engine.vocabulary import Policy, Shown, read
+from covkb.input.case import Case
+
+
+def _control(directory: Optional[Path]) -> clingo.Control:
+    control = clingo.Control(["--warn=none"])
+    for path in kb_files(directory):
+        control.load(str(path))
+    return control
+
+
+def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
+                 directory: Optional[Path] = None) -> tuple[Policy, dict[int, Shown]]:
+    """Decide every (key, case, requested version) in one grounding: clingo's own solving."""
+    fast = capi.enabled()
+    control = _control(directory)
+    keys: list[int] = []
+    with control.backend() as backend:
+        symbols, fact = (_C_SYMBOLS, capi.writer(backend)) if fast else (PUBLIC, _public_writer(backend))
+        for key, case, version in cases:
+            keys.append(key)
+            for name, arguments in case_rows(key, case, version, symbols):
+                fact(name, arguments)
+    control.ground([("base", [])])
+    shown = {key: Shown() for key in keys}
+    policy = Policy(kb_sha256=kb_sha256(directory))
+    with control.solve(yield_=True) as handle:
+        model = next(iter(handle), None)
+        if model is None:
+            raise RuntimeError("the knowledge base has no model for these cases: kb/ is inconsistent")
+        read(capi.atoms(model, parse_arguments) if fast else _public_atoms(model), shown, policy)
+    return policy, shown
+
+
+_C_SYMBOLS = Symbols(capi.number, capi.string, capi.constant) if capi.AVAILABLE else PUBLIC
+
+
+def _public_writer(backend: clingo.Backend):
+    """As capi.writer, through clingo's Python API."""
+    def fact(name: str, arguments: list) -> None:
+        backend.add_rule([backend.add_atom(clingo.Function(name, arguments))])
+
+    return fact
+
+
+def _public_atoms(model: clingo.Model):
+    """As capi.atoms, through clingo's Python API."""
+    cache: dict[str, tuple[str, tuple]] = {}
+    for symbol in model.symbols(shown=True):
+        name, _, rest = str(symbol).partition("(")
+        key, _, after = rest.partition(",")
+        if key.isdigit():
+            key, rest = int(key), after
+        elif key.endswith(")") and key[:-1].isdigit():  # a key alone: name(K)
+            key, rest = int(key[:-1]), ")"
+        else:
+            key = None
+        read = cache.get(rest)
+        if read is None:
+            read = cache[rest] = (rest, parse_arguments(rest))
+        yield name, key, read
+
+
+def policy(directory: Optional[Path] = None) -> Policy:
+    """The policy's id, versions and criteria, read from the knowledge base alone."""
+    return _policy(directory or kb_dir())
+
+
+@lru_cache(maxsize=8)
+def _policy(directory: Path) -> Policy:
+    return solve((), directory)[0]
+

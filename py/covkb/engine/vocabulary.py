@@ -1,0 +1,229 @@
+"""The vocabulary the knowledge base shows, and the one reader of it.
+
+Every shown atom clingo's model or the compiled engine gives back is read here, and only
+here: a case's atoms (the case key first) into its Shown, the policy's own atoms into
+Policy. A shown atom of a name or arity this vocabulary does not declare is refused, so a
+new `#show` in kb/ is read only once it is declared below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class Shown:
+    """What the knowledge base shows about one case."""
+
+    version: Optional[str] = None
+    decision: Optional[str] = None
+    label: Optional[str] = None
+    rule: Optional[str] = None
+    contract: Optional[str] = None
+    asserted: list[str] = field(default_factory=list)  # the compendium pathway's assertions
+    status: dict[str, str] = field(default_factory=dict)
+    # reason terms as (clingo's text, parsed term); the text orders them
+    because: dict[str, list[tuple[str, tuple]]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    requested: Optional[str] = None  # the version forced with --policy-version
+    document: dict[str, list[str]] = field(default_factory=dict)
+    advisories: list[tuple[str, tuple]] = field(default_factory=list)
+    # a not-met criterion's remedy kind, and for one met with time what its date is from
+    remedy: dict[str, str] = field(default_factory=dict)
+    on_date: dict[str, list[tuple]] = field(default_factory=dict)
+    fails: dict[str, set[str]] = field(default_factory=dict)
+    # fields still open once a criterion's remedy is applied
+    remedy_open: dict[str, list[str]] = field(default_factory=dict)
+    # the rule whose words give the reason (kb/core.lp: the decided rule's, or other words)
+    reason_rule: Optional[str] = None
+    # unknown criteria whose settling could change the decision, and the names they name
+    can_change: set[str] = field(default_factory=set)
+    decisive_names: set[str] = field(default_factory=set)
+    for_resubmission: set[str] = field(default_factory=set)  # fields that cannot change it
+    all_of: set[str] = field(default_factory=set)  # one_of groups needing every field
+    unasserted: list[str] = field(default_factory=list)  # NCCN categories that are no pathway
+
+
+@dataclass
+class Policy:
+    """The policy as the knowledge base states it: its id, versions and criteria."""
+
+    id: str = ""
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    criteria: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # words for explanations: decision rules, contracts, labels, remedies
+    words: dict[tuple[str, str], str] = field(default_factory=dict)
+    remedies: dict[tuple[str, str], str] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
+    # version -> criterion -> the case fields it reads (kb reads/3)
+    reads: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    kb_sha256: str = ""
+    # the explanation vocabulary of kb/words.lp: predicate name → its atoms' arguments
+    facts: dict[str, list[tuple]] = field(default_factory=dict)
+    # tables the result writer derives from the above, built once (covkb.result.tables)
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+class Undeclared(RuntimeError):
+    """kb/ shows an atom this vocabulary does not declare (its name, or its arity)."""
+
+
+# The policy's own atoms (no case key), each name with its arity. Read into Policy:
+# the five below by read(); WORD_TABLES as words[name, constant] = text; the rest are
+# the explanation vocabulary, kept as rows in Policy.facts.
+POLICY_ATOMS = {"criterion": 4, "version": 3, "policy": 1, "remedy": 3, "known": 1, "reads": 3}
+WORD_TABLES = {"rule_words": 2, "contract_words": 2, "asserted_words": 2, "term_words": 2, "on_date_event": 2}
+EXPLANATION_WORDS = {
+    # kb/words.lp: fields, units, groups, remedies, correspondences between versions
+    "field_words": 2, "field_unit": 2, "one_of": 2, "remedy_words": 2, "correspond": 4,
+    # kb/request.lp: the product a request asks for, the form's words
+    "requested_code": 2, "requested_product": 1, "question_words": 2, "choice_words": 3, "payer_field": 1,
+    "typo_edits": 2, "drug_stem": 1, "hint_words": 1, "treatment": 3, "group_words": 3,
+    "unasserted_words": 1,
+    # kb/words.lp: criterion readings, counts in words, how reasons cite requirements
+    "reading": 3, "count_words": 3, "cite_words": 2}
+def _status(one: Shown, rest: str, args: tuple) -> None:
+    one.status[args[0]] = args[1][0]
+
+
+def _because(one: Shown, rest: str, args: tuple) -> None:
+    one.because.setdefault(args[0], []).append((rest, args[1]))
+
+
+def _decision(one: Shown, rest: str, args: tuple) -> None:
+    one.decision, one.label = args[0][0], args[1][0]
+
+
+def _applies(one: Shown, rest: str, args: tuple) -> None:
+    one.version = args[0]
+
+
+def _document(one: Shown, rest: str, args: tuple) -> None:
+    one.document.setdefault(args[0], []).append(args[1])
+
+
+def _decided(one: Shown, rest: str, args: tuple) -> None:
+    one.rule = args[0][0]
+
+
+def _contract(one: Shown, rest: str, args: tuple) -> None:
+    one.contract = args[0][0]
+
+
+def _asserted(one: Shown, rest: str, args: tuple) -> None:
+    one.asserted.append(args[0][0])
+
+
+def _missing(one: Shown, rest: str, args: tuple) -> None:
+    one.missing.append(args[0])
+
+
+def _advisory(one: Shown, rest: str, args: tuple) -> None:
+    one.advisories.append((rest, args[0]))
+
+
+def _remedy_kind(one: Shown, rest: str, args: tuple) -> None:
+    one.remedy[args[0]] = args[1][0]
+
+
+def _on_date(one: Shown, rest: str, args: tuple) -> None:
+    one.on_date.setdefault(args[0], []).append(args[1])
+
+
+def _reason_rule(one: Shown, rest: str, args: tuple) -> None:
+    one.reason_rule = args[0][0]
+
+
+def _can_change(one: Shown, rest: str, args: tuple) -> None:
+    one.can_change.add(args[0])
+
+
+def _decisive_name(one: Shown, rest: str, args: tuple) -> None:
+    one.decisive_names.add(args[0])
+
+
+def _for_resubmission(one: Shown, rest: str, args: tuple) -> None:
+    one.for_resubmission.add(args[0])
+
+
+def _all_of(one: Shown, rest: str, args: tuple) -> None:
+    one.all_of.add(args[0][0])
+
+
+def _unasserted(one: Shown, rest: str, args: tuple) -> None:
+    one.unasserted.append(args[0])
+
+
+def _remedy_open(one: Shown, rest: str, args: tuple) -> None:
+    one.remedy_open.setdefault(args[0], []).append(args[1])
+
+
+def _failed_by(one: Shown, rest: str, args: tuple) -> None:
+    one.fails.setdefault(args[0], set()).add(args[1])
+
+
+# A case's shown atom → what it sets in that case's Shown: (Shown, clingo's text of the
+# arguments after the key, the parsed arguments). A keyed atom of another name is not read.
+KEYED = {
+    "status": _status, "because": _because, "decision": _decision, "applies": _applies,
+    "document": _document, "decided": _decided, "contract": _contract, "asserted": _asserted,
+    "missing": _missing, "advisory": _advisory, "remedy_kind": _remedy_kind, "on_date": _on_date,
+    "reason_rule": _reason_rule, "can_change": _can_change, "decisive_name": _decisive_name,
+    "for_resubmission": _for_resubmission, "all_of": _all_of, "unasserted": _unasserted,
+    "remedy_open": _remedy_open, "failed_by": _failed_by,
+}
+
+
+# A case's atoms, each name with its arity (the case key counted).
+CASE_ATOMS = {
+    "status": 3, "because": 3, "decision": 3, "applies": 2, "document": 3, "decided": 2, "contract": 2,
+    "asserted": 2, "missing": 2, "advisory": 2, "remedy_kind": 3, "on_date": 3, "reason_rule": 2,
+    "can_change": 2, "decisive_name": 2, "for_resubmission": 2, "all_of": 2, "unasserted": 2,
+    "remedy_open": 3, "failed_by": 3,
+}
+assert CASE_ATOMS.keys() == KEYED.keys()
+
+# Everything kb/ may show: name → arity. kbcheck holds kb/'s #show directives against it.
+SHOWN = {**POLICY_ATOMS, **WORD_TABLES, **EXPLANATION_WORDS, **CASE_ATOMS}
+
+
+def declared(name: str, arity: int) -> None:
+    """Undeclared unless name/arity is in the vocabulary."""
+    if SHOWN.get(name) != arity:
+        raise Undeclared(f"kb/ shows {name}/{arity}, which the shown vocabulary "
+                         f"(covkb.engine.vocabulary) does not declare")
+
+
+def read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
+    criteria: dict[str, list[tuple[int, str, str]]] = {}
+    keyed, arities = KEYED, CASE_ATOMS
+    for name, key, (rest, args) in atoms:
+        if key is None:
+            declared(name, len(args))
+            if name == "criterion":
+                criteria.setdefault(args[0], []).append((args[2], args[1], args[3]))
+            elif name == "version":
+                policy.versions[args[0]] = (args[1], args[2])
+            elif name == "policy":
+                policy.id = args[0]
+            elif name == "remedy":
+                policy.remedies[args[0], args[1]] = args[2]
+            elif name == "known":
+                policy.names.add(args[0])
+            elif name == "reads":
+                policy.reads.setdefault(args[0], {}).setdefault(args[1], []).append(args[2])
+            elif name in WORD_TABLES:
+                policy.words[name, args[0][0]] = args[1]
+            else:
+                policy.facts.setdefault(name, []).append(args)
+            continue
+        act = keyed.get(name)
+        if act is None or arities[name] != len(args) + 1:
+            declared(name, len(args) + 1)
+        act(shown[key], rest, args)
+    for version, rows in criteria.items():
+        orders = [order for order, _, _ in rows]
+        if len(set(orders)) != len(orders):
+            raise RuntimeError(f"kb/: two criteria of version {version} share a place in policy order")
+        policy.criteria[version] = [(ident, text) for _, ident, text in sorted(rows)]
