@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from covkb.api import versions
-from covkb.command import read_case
-from covkb.lint import lint
-from covkb.whatif import whatif
+from covkb.surfaces.command import read_case
+from covkb.analysis.lint import lint
+from covkb.analysis.whatif import whatif
 
 FACTS = Path(__file__).resolve().parents[1] / "facts"
 

@@ -99,7 +99,7 @@ def baseline(path: Path, count: int) -> float:
     """Cases per second deciding each case with its own clingo Control (the slow path)."""
     sys.path.insert(0, str(ROOT / "py"))
     from covkb.api import check
-    from covkb.case import from_json
+    from covkb.input.text import from_json
 
     lines = path.read_bytes().splitlines()[:count]
     cases = [from_json(line) for line in lines]

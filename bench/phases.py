@@ -24,12 +24,14 @@ sys.path.insert(0, str(HERE.parent / "py"))
 
 from make_cases import synthetic  # noqa: E402
 
-from covkb import capi, decide  # noqa: E402
-from covkb.case import from_json  # noqa: E402
-from covkb.facts import case_rows  # noqa: E402
-from covkb.render import as_json  # noqa: E402
-from covkb.result import build  # noqa: E402
-from covkb.terms import parse_arguments  # noqa: E402
+from covkb.engine import capi
+from covkb.engine import reference, vocabulary  # noqa: E402
+from covkb.engine.kb import kb_dir  # noqa: E402
+from covkb.input.case import from_json  # noqa: E402
+from covkb.engine.facts import case_rows  # noqa: E402
+from covkb.results.render import as_json  # noqa: E402
+from covkb.results.result import build  # noqa: E402
+from covkb.engine.terms import parse_arguments  # noqa: E402
 
 
 def main() -> None:
@@ -48,12 +50,12 @@ def main() -> None:
         started = time.perf_counter()
         cases = [from_json(line) for line in lines]
         started = took("decode JSON", started)
-        control = decide._control(None)
+        control = reference._control(None)
         started = took("new Control, load kb/", started)
         with control.backend() as backend:
             fact = capi.writer(backend)
             for key, case in enumerate(cases):
-                for name, arguments in case_rows(key, case, None, decide._C_SYMBOLS):
+                for name, arguments in case_rows(key, case, None, reference._C_SYMBOLS):
                     fact(name, arguments)
         started = took("facts through the backend", started)
         control.ground([("base", [])])
@@ -61,9 +63,9 @@ def main() -> None:
         with control.solve(yield_=True) as handle:
             model = next(iter(handle))
             started = took("solve", started)
-            shown = {key: decide.Shown() for key in range(count)}
-            policy = decide.Policy()
-            decide._read(capi.atoms(model, parse_arguments), shown, policy)
+            shown = {key: vocabulary.Shown() for key in range(count)}
+            policy = vocabulary.Policy()
+            vocabulary.read(capi.atoms(model, parse_arguments), shown, policy)
             started = took("read the model", started)
         _finish(cases, shown, policy, took, started)
     _report(best, f"best of {options.repeat} runs of {count:,} cases in one grounding each")
@@ -101,14 +103,14 @@ def _report(best: dict[str, float], how: str) -> None:
 
 
 def compiled_phases(options) -> None:
-    """The same phases through covkb.engine: cases → input atoms → evaluation → atoms read back."""
-    from covkb import engine
+    """The same phases through covkb.engine.compiled: cases → input atoms → evaluation → atoms read back."""
+    from covkb.engine import compiled as engine
 
     lines, count, best, took = _setup(options)
-    compiled = engine.compiled(decide.kb_dir())
+    compiled = engine.compiled(kb_dir())
     if compiled is None:
-        raise SystemExit(f"the compiled engine refuses kb/: {engine.refusal(decide.kb_dir())}")
-    policy = decide.policy()
+        raise SystemExit(f"the compiled engine refuses kb/: {engine.refusal(kb_dir())}")
+    policy = reference.policy()
     gc.disable()
     for _ in range(options.repeat):
         started = time.perf_counter()
@@ -123,7 +125,7 @@ def compiled_phases(options) -> None:
                 v[atom] |= 1 << bit
         compiled.run(v, everyone)
         started = took("evaluate", started)
-        shown = {key: decide.Shown() for key in range(count)}
+        shown = {key: vocabulary.Shown() for key in range(count)}
         compiled._read_back(v, [shown[key] for key, _ in encoded], [stand for _, (_, stand) in encoded])
         started = took("read shown atoms back", started)
         _finish(cases, shown, policy, took, started)

@@ -7,9 +7,9 @@ import copy
 from decimal import Decimal
 from typing import Any, Optional
 
-from covkb import case as cases
+from covkb.input import case as cases
 from covkb.api import check, determine
-from covkb.result import Result
+from covkb.results.result import Result
 
 ELIGIBLE: dict[str, Any] = {
     "case_id": "PA-TEST",

@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(items):
 def pytest_sessionstart(session):
     # kb/ is checked once before any test decides a case: a comparison with an undeclared
     # point or a rule reading an undefined atom would otherwise silently never fire.
-    from covkb.kbcheck import problems
+    from covkb.analysis.kbcheck import problems
 
     found = problems()
     if found:
@@ -82,7 +82,7 @@ def _sources_of_this_test_only():
     # A command names each fact's FHIR source through a context variable, set once per
     # process by the command that read the case. Tests run many commands in one process
     # (typer's CliRunner): each test starts with none, and leaves none to the next.
-    from covkb.result import SOURCES
+    from covkb.results.result import SOURCES
 
     token = SOURCES.set({})
     yield

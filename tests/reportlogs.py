@@ -1,5 +1,5 @@
 """Decision logs for the report's tests: rows as the current knowledge base logs them, and
-rows as an earlier one logged them, deciding otherwise (SPEC §4.12 fixes what criterion 6
+rows as an earlier one logged them, deciding otherwise (reading 31 fixes what criterion 6
 decides now: organ_function_adequate false is not covered)."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from pathlib import Path
 import msgspec
 
 from cases import DROP, case
-from covkb import audit
+from covkb.surfaces import audit
 from covkb.api import determine_explained
-from covkb.case import from_object
+from covkb.input.case import from_object
+from covkb.results.render import canonical
 
 EARLIER_KB = "0" * 64
 
@@ -31,10 +32,10 @@ def _renamed(row: dict, case_id: str) -> dict:
     data["case_id"] = case_id
     explanation = json.loads(row["explanation_json"])
     explanation["case_id"] = case_id
-    input_json = audit.canonical(data)
+    input_json = canonical(data)
     return {**row, "case_id": case_id, "input_json": input_json,
             "input_sha256": hashlib.sha256(input_json.encode()).hexdigest(),
-            "explanation_json": audit.canonical(explanation)}
+            "explanation_json": canonical(explanation)}
 
 
 def build(path: Path, rows: int, decision_changes: int, criteria_changes: int, alike: int = 0,

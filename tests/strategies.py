@@ -39,7 +39,7 @@ def near(*thresholds: int, low: Decimal = Decimal(0), high: Decimal = Decimal(10
 
 @st.composite
 def long_decimals(draw, thresholds, low: Decimal, high: Decimal):
-    """A threshold plus or minus a fraction of 10 to 35 decimal places (SPEC §4.14)."""
+    """A threshold plus or minus a fraction of 10 to 35 decimal places (reading 4)."""
     places = draw(st.integers(10, 35))
     step = Decimal(draw(st.integers(1, 10 ** 4))).scaleb(-places)
     with localcontext(Context(prec=80)):
@@ -54,7 +54,7 @@ CREATININE = near(45, high=Decimal(200))
 LVEF = near(45, low=Decimal("1.01"), high=Decimal(100))
 DOSE = near(300, 510, low=Decimal(1), high=Decimal(900))
 
-# The names of each class as a reviewer may write them (SPEC §1).
+# The names of each class as a reviewer may write them (reading 21, 22).
 IMID = ["thalidomide", "Thalomid", "lenalidomide", "Revlimid", "pomalidomide", "Pomalyst"]
 PI = ["bortezomib", "Velcade", "carfilzomib", "Kyprolis", "ixazomib", "Ninlaro"]
 CD38 = ["daratumumab", "Darzalex", "Darzalex Faspro", "daratumumab and hyaluronidase-fihj",
@@ -66,12 +66,12 @@ REGIMENS = ["VRd", "KRd", "DRd", "IRd", "DVRd", "D-VRd", "DPd", "DKd", "DVd", "I
 AGENTS = IMID + PI + CD38 + OTHER + REGIMENS
 PRODUCTS = ["Abecma", "ide-cel", "idecabtagene vicleucel", "Carvykti", "cilta-cel",
             "ciltacabtagene autoleucel", "Kymriah", "tisagenlecleucel", "Breyanzi"]
-# SPEC §1: trial names of ide-cel and of cilta-cel, and names no table holds.
+# reading 26: trial names of ide-cel and of cilta-cel, and names no table holds.
 TRIALS = {"KarMMa": "ide-cel", "KarMMa-2": "ide-cel", "KarMMa-3": "ide-cel",
           "CARTITUDE-1": "cilta-cel", "CARTITUDE-2": "cilta-cel", "CARTITUDE-4": "cilta-cel",
           "CARTITUDE-5": "cilta-cel", "CARTITUDE-6": "cilta-cel"}
 UNRECOGNISED = ["mystery-cel", "KarMMa-5", "Velcaid"]
-# SPEC §1 and §4.6: the lymphodepleting chemotherapy agents, and agents given around the
+# reading 15 and §4.6: the lymphodepleting chemotherapy agents, and agents given around the
 # infusion that are none.
 LYMPHODEPLETING = ["fludarabine", "cyclophosphamide", "bendamustine", "Treanda"]
 SUPPORTIVE = ["tocilizumab", "dexamethasone", "prednisone"]
@@ -94,7 +94,7 @@ def spelled(draw, names):
 
 @st.composite
 def written(draw, name: str, same: str | None = None, regimen: bool = False):
-    """name as reviewers write it (SPEC §1): ® or ™ after it; a regimen abbreviation broken
+    """name as reviewers write it (reading 22, 23): ® or ™ after it; a regimen abbreviation broken
     by hyphens, spaces or `/`; or `X (Y)` with a name `same` of the same thing."""
     kind = draw(st.sampled_from(["mark", "broken", "paired"] if same else ["mark", "broken"]))
     if kind == "mark":
@@ -131,7 +131,7 @@ def cases(draw, documented: bool = False, service=None):
     data["prescriber"] = {"specialist": pick(likely_true()), "approved_car_t_center": pick(likely_true())}
     data["diagnosis"] = {"multiple_myeloma": pick(likely_true()), "relapsed": pick(st.booleans()),
                          "refractory": pick(st.booleans()), "cns_involvement": pick(likely_false())}
-    # a CAR-T product now and then in a line (SPEC §4.13)
+    # a CAR-T product now and then in a line (reading 29)
     line_names = st.one_of(*[spelled(AGENTS)] * 12, spelled(PRODUCTS), spelled(UNRECOGNISED))
     data["prior_lines"] = pick(st.lists(st.lists(line_names, min_size=1, max_size=4), max_size=5))
     data["prior_cell_therapies"] = pick(st.lists(spelled(PRODUCTS), max_size=2) | st.just([]))
@@ -177,7 +177,7 @@ def birth_dates(draw, service: date):
 
 
 def six_months_back(service: date) -> date:
-    """SPEC §4.7, written independently of kb/: back 6 calendar months, day clamped."""
+    """reading 17, written independently of kb/: back 6 calendar months, day clamped."""
     month = service.month - 6
     year = service.year + (month - 1) // 12
     month = (month - 1) % 12 + 1
@@ -204,7 +204,7 @@ def remedied_cases(draw):
     """Cases failing in ways a changed request or a later date of service could meet:
     an age under 18, recent or ongoing cardiac disease (LVEF sometimes undocumented), a
     dose off the label, no specialist or center, combination use, dates near a version's
-    end (SPEC §2: remedy kinds)."""
+    end (reading 32: remedy kinds)."""
     import copy
 
     when = draw(service_dates(low=date(2024, 8, 21), high=date(2026, 12, 31)))

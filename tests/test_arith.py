@@ -1,7 +1,7 @@
-"""covkb.arith against clingo running kb/'s own arithmetic rules, on every boundary.
+"""covkb.engine.arith against clingo running kb/'s own arithmetic rules, on every boundary.
 
 Each test grounds the knowledge base with facts for many probes (one case key each)
-and compares every atom the rules derive with what covkb.arith computes: the module
+and compares every atom the rules derive with what covkb.engine.arith computes: the module
 is only the evaluation of those rules, so clingo is the expected value.
 """
 
@@ -13,12 +13,13 @@ import clingo
 import pytest
 from clingo import ast
 
-from covkb import arith, decide
+from covkb.engine import arith
+from covkb.engine import kb
 
 
 def _derive(rows: list[tuple[str, list]]) -> set[clingo.Symbol]:
     control = clingo.Control(["--warn=none"])
-    for path in decide.kb_files():
+    for path in kb.kb_files():
         control.load(str(path))
     with control.backend() as backend:
         for name, args in rows:
@@ -51,7 +52,7 @@ def _days(start: datetime.date, count: int):
 
 def test_the_rules_the_module_evaluates_are_the_knowledge_base_rules():
     statements: list = []
-    ast.parse_files([str(p) for p in decide.kb_files()], statements.append)
+    ast.parse_files([str(p) for p in kb.kb_files()], statements.append)
     rules = {str(s) for s in statements if s.ast_type == ast.ASTType.Rule}
     assert arith.RULES <= rules
 
@@ -79,7 +80,7 @@ def test_window_start_for_other_windows_matches_the_rules(months):
     services = _days(datetime.date(2023, 12, 20), 80) + _days(datetime.date(2024, 2, 20), 20)
     control = clingo.Control(["--warn=none"])
     statements: list = []
-    ast.parse_files([str(p) for p in decide.kb_files()], statements.append)
+    ast.parse_files([str(p) for p in kb.kb_files()], statements.append)
     with ast.ProgramBuilder(control) as builder:
         for s in statements:
             if s.ast_type == ast.ASTType.Rule and str(s) in arith.RULES:

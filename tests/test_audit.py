@@ -92,7 +92,7 @@ def test_an_inserted_row_is_caught(log):
         connection.execute("UPDATE determinations SET id = id + 100 WHERE id > 3")
         connection.execute("UPDATE determinations SET id = id - 99 WHERE id > 100")
         row.update(id=4, case_id="FORGED", decision="covered")
-        from covkb.audit import row_hash
+        from covkb.surfaces.audit import row_hash
         row["prev_hash"] = row["row_hash"]
         row["row_hash"] = row_hash(row)   # a forger who knows the hash rule
         connection.execute(f"INSERT INTO determinations ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -184,7 +184,7 @@ def test_processes_opening_one_new_log_at_once_all_find_it_a_log(tmp_path):
     # other's half-made log and refuse it as "not a covkb decision log".
     import threading
 
-    from covkb import audit
+    from covkb.surfaces import audit
 
     for attempt in range(20):
         path = tmp_path / f"new-{attempt}.db"

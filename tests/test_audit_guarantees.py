@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cases import case
-from covkb import audit
-from covkb.terminal import printable
+from covkb.surfaces import audit, batch
+from covkb.surfaces.terminal import printable
 
 ROOT = Path(__file__).parents[1]
 
@@ -91,7 +91,7 @@ def _as_another_user(log: Path, commands, original: Path) -> list[tuple[int, str
     each."""
     from typer.testing import CliRunner
 
-    from covkb.cli import app
+    from covkb.surfaces.cli import app
 
     runner = CliRunner()
 
@@ -106,9 +106,7 @@ def _as_another_user(log: Path, commands, original: Path) -> list[tuple[int, str
     # from the child, and this machine's Python may be readable by root alone.
     import ctypes  # noqa: F401
 
-    from covkb import batch
-
-    replay = audit.replay(audit.open_read(original), workers=1)
+    replay = batch.replay(audit.open_read(original), workers=1)
     for piece in replay._pieces():
         batch.replay_chunk(piece, replay.current, False)
     reading, writing = os.pipe()
@@ -320,7 +318,7 @@ def test_verify_and_replay_read_the_log_in_bounded_memory(tmp_path):
     path = tmp_path / "big.db"
     connection = audit.connect(path)
     from covkb.api import determine_explained
-    from covkb.case import from_object
+    from covkb.input.case import from_object
     from cases import _exact
 
     one = from_object(_exact(case(case_id="M")))
@@ -335,7 +333,7 @@ def test_verify_and_replay_read_the_log_in_bounded_memory(tmp_path):
         assert audit.verify(reader).ok
         verified = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        assert list(audit.replay(reader, chunk=50)) == []
+        assert list(batch.replay(reader, chunk=50)) == []
         replayed = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     finally:

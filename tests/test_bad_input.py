@@ -1,5 +1,5 @@
 """Bad input is refused in one line naming what is wrong, never guessed and never a
-traceback (SPEC §1, §3): a key given twice, nesting, YAML aliases, oversized input,
+traceback (reading 3, §3): a key given twice, nesting, YAML aliases, oversized input,
 impossible dates, .lp comments as clingo reads them."""
 
 import json
@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from cases import case
-from covkb.case import MAX_CASE_BYTES, MAX_DEPTH, InvalidCase, from_json, from_yaml
-from covkb.lpcase import parse_lp
+from covkb.input.case import MAX_CASE_BYTES, MAX_DEPTH, InvalidCase
+from covkb.input.text import from_json, from_yaml
+from covkb.input.lp import parse_lp
 
 ROOT = Path(__file__).parents[1]
 GOOD_LP = 'case_id("PA-1").\ndate_of_service("2025-11-12").\n'
@@ -31,7 +32,7 @@ def refused(read, text) -> InvalidCase:
     return raised.value
 
 
-# --- a key given twice (SPEC §1) -------------------------------------------------------
+# --- a key given twice (reading 3) -------------------------------------------------------
 
 @pytest.mark.parametrize("text, path", [
     ('{"case_id": "A", "date_of_service": "2025-11-12", "dose_million_car_t_cells": 450,'
@@ -167,7 +168,7 @@ def test_a_symlink_loop_is_one_line_and_exit_2(tmp_path):
 
 
 def test_a_batch_line_with_a_huge_exponent_is_an_error_line_and_the_rest_decided(tmp_path):
-    # SPEC §4.14: refused at once; in a batch it costs only its own line
+    # reading 4: refused at once; in a batch it costs only its own line
     data = case(case_id="huge")
     data.pop("lvef_percent", None)
     huge = json.dumps(data)[:-1] + ', "lvef_percent": 1e-999999999}'

@@ -1,4 +1,4 @@
-"""Batch guarantees (SPEC §1, §3): every line ends as a result or an error line, a run
+"""Batch guarantees (reading 3, §3): every line ends as a result or an error line, a run
 that cannot finish exits 3 without leaving half-written output, and no result is
 written for a determination the decision log did not record."""
 
@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cases import case
-from covkb import batch
-from covkb.cli import app
+from covkb.surfaces import batch
+from covkb.surfaces.cli import app
 
 ROOT = Path(__file__).parents[1]
 runner = CliRunner()
@@ -132,7 +132,7 @@ class EndlessLine(io.RawIOBase):
 
 
 def test_a_200_megabyte_line_is_read_with_the_limit_not_held():
-    from covkb.case import MAX_CASE_BYTES
+    from covkb.input.case import MAX_CASE_BYTES
 
     stream = io.BufferedReader(EndlessLine(200_000_000))
     got = list(batch.chunks(stream, 500))
@@ -191,7 +191,7 @@ def test_out_that_cannot_be_written_is_one_line_and_exit_2_or_3(tmp_path, where,
 
 
 def test_a_full_disk_under_the_log_exits_3_and_no_result_is_written_unlogged(tmp_path, monkeypatch):
-    from covkb import audit
+    from covkb.surfaces import audit
 
     real, calls = audit.append, []
 

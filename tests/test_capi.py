@@ -1,4 +1,4 @@
-"""Facts in and atoms out through clingo's C API (covkb.capi) decide exactly as
+"""Facts in and atoms out through clingo's C API (covkb.engine.capi) decide exactly as
 through clingo's Python API: the same results, byte for byte, for any batch."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 from cases import _exact, case
-from covkb import capi
+from covkb.engine import capi
 from covkb.api import determine
-from covkb.case import from_object, load
-from covkb.render import as_json
+from covkb.input.case import from_object
+from covkb.input.files import load
+from covkb.results.render import as_json
 from strategies import cases
 
 FACTS = Path(__file__).resolve().parents[1] / "facts"

@@ -1,4 +1,4 @@
-"""Properties of reading names as charts write them (SPEC §1 "Names as charts write them").
+"""Properties of reading names as charts write them (reading 22–27 "Names as charts write them").
 
 A name's variants — letter case, Unicode dashes and spaces, route/formulation/phase/salt
 words after it — always decide alike; and reading a name from its parts never turns a
@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 from cases import case, decide_all, statuses
 
-# Names listed whole in kb/names.lp, of each kind (SPEC §1's examples).
+# Names listed whole in kb/names.lp, of each kind (reading 21, 22's examples).
 LISTED = ["lenalidomide", "Revlimid", "bortezomib", "Velcade", "Darzalex Faspro", "isatuximab-irfc",
           "Sarclisa", "carfilzomib", "Ninlaro", "pomalidomide", "dexamethasone", "melphalan",
           "Cytoxan", "Dara", "Len", "Pom", "VRd", "KRd", "D-VRd", "DPd", "IsaPd", "Isa-VRd",
@@ -22,7 +22,7 @@ SUFFIXES = ["SC", "IV", "maintenance", "induction", "consolidation", "citrate", 
 
 
 def _letter_case_tells(name: str) -> bool:
-    # the dexamethasone `d` and the daratumumab `D` are told apart by letter case (SPEC §1)
+    # the dexamethasone `d` and the daratumumab `D` are told apart by letter case (reading 24)
     return any(c in "dD" for c in name) and name not in ("dexamethasone", "daratumumab")
 
 

@@ -1,4 +1,4 @@
-"""Names and lines as charts write them (SPEC §1 "Names as charts write them", §4.13,
+"""Names and lines as charts write them (reading 22–27 "Names as charts write them", §4.13,
 §4.15, §4.16): each spelling class and rule, both versions where they differ."""
 
 from decimal import Decimal
@@ -16,7 +16,7 @@ def classes_met(result) -> set:
     return {c for c in CLASSES if status(result, c) == "met"}
 
 
-# SPEC §1: regimens read compositionally from component codes (Isa, Dara, D, Elo, K, C,
+# reading 24: regimens read compositionally from component codes (Isa, Dara, D, Elo, K, C,
 # lower-case d dexamethasone, X selinexor, B belantamab), combinations in words, short names,
 # route/formulation/phase/salt words after a name, Unicode dashes and spaces, NFKC.
 @pytest.mark.parametrize("spelling, classes", [
@@ -45,7 +45,7 @@ def test_a_chart_spelling_is_read_as_its_agents(spelling, classes, service):
     assert result.advisories == []
 
 
-# SPEC §1: "A spelling with more than one reading that differ in a drug class (an
+# reading 24: "A spelling with more than one reading that differ in a drug class (an
 # all-capitals D that could be daratumumab or dexamethasone where it matters) is not
 # guessed: it is unrecognised and listed for clarification — unless a regimen the knowledge
 # base lists by name settles it (VRD is VRd)."
@@ -73,7 +73,7 @@ def test_a_regimen_listed_by_name_settles_an_all_capitals_d(spelling, classes):
     assert classes_met(result) == classes and result.advisories == []
 
 
-# SPEC §1: a regimen no table lists is read from its component codes (kb/names.lp
+# reading 24: a regimen no table lists is read from its component codes (kb/names.lp
 # letter_code, short_code): each letter and code as its agent, an upper-case D as
 # daratumumab and a lower-case d as dexamethasone. Statuses of 3a, 3b and 3c.
 @pytest.mark.parametrize("spelling, statuses", [
@@ -95,7 +95,7 @@ def test_letters_that_make_no_regimen_stay_unrecognised(spelling):
     assert any(f"'{spelling}' is not a recognised name" in a for a in result.advisories)
 
 
-# SPEC §1, §4.6: the lymphodepleting agents by brand, short name and combination.
+# reading 15, 22, §4.6: the lymphodepleting agents by brand, short name and combination.
 @pytest.mark.parametrize("agent, purpose, expected", [
     ("Cytoxan", "lymphodepletion", "met"), ("Cy", "lymphodepletion", "met"),
     ("Flu", "lymphodepletion", "met"), ("FC", "lymphodepletion", "met"),
@@ -114,7 +114,7 @@ def test_lymphodepletion_names_as_charts_write_them(agent, purpose, expected, se
     assert result.advisories == []
 
 
-# SPEC §1: brands of the other myeloma agents are recognised and of no class.
+# reading 21, 22: brands of the other myeloma agents are recognised and of no class.
 @pytest.mark.parametrize("name", ["Cytoxan", "Decadron", "Belrapzo", "Evomela", "Alkeran",
                                   "Empliciti", "Xpovio", "Blenrep", "Tecvayli", "Elrexfio",
                                   "Talvey", "Lynozyfic", "Mel", "Benda", "pred", "Sel", "dex"])
@@ -124,7 +124,7 @@ def test_brands_of_other_agents_are_recognised_and_of_no_class(name):
     assert result.advisories == []
 
 
-# SPEC §1: development codes and unhyphenated short names of the two listed products; other
+# reading 22, 26: development codes and unhyphenated short names of the two listed products; other
 # CAR-T and genetically modified T-cell products. 5g and 8 of 2024-08-21 fail on either
 # listed product, 8 of 2025-11-01 on ide-cel alone (§4.7, §4.8).
 @pytest.mark.parametrize("name, product", [
@@ -148,7 +148,7 @@ def test_product_codes_and_other_products(name, product):
     assert old.advisories == new.advisories == []
 
 
-# SPEC §1: every ide-cel and cilta-cel trial, in any spacing and case and by NCT number;
+# reading 26: every ide-cel and cilta-cel trial, in any spacing and case and by NCT number;
 # trials of other therapies are of no listed therapy (§4.5: 2024-08-21 lists ide-cel and
 # cilta-cel, 2025-11-01 ide-cel alone).
 @pytest.mark.parametrize("trial, product", [
@@ -173,7 +173,7 @@ def test_trials_by_name_in_any_spacing_and_by_nct_number(trial, product):
     assert old.advisories == new.advisories == []
 
 
-# SPEC §4.13: a name in prior_cell_therapies recognised as a drug or a procedure is
+# reading 29: a name in prior_cell_therapies recognised as a drug or a procedure is
 # misfiled: 4 and 5b/5c unknown on its account, an advisory naming what it is.
 @pytest.mark.parametrize("name, what", [
     ("teclistamab", "is a drug"), ("Tecvayli", "is a drug"), ("VRd", "is a drug"),
@@ -212,8 +212,8 @@ def test_criterion_4_says_a_recognised_trial_is_of_no_listed_therapy(service):
             "trial of one") in because
 
 
-# 5g and 8 of 2024-08-21 name ide-cel and cilta-cel, 8 of 2025-11-01 ide-cel alone (SPEC
-# §4.7, §4.8): another product is met on, and its reason says so.
+# 5g and 8 of 2024-08-21 name ide-cel and cilta-cel, 8 of 2025-11-01 ide-cel alone (readings
+# 16, 18): another product is met on, and its reason says so.
 @pytest.mark.parametrize("service, criteria, listed", [
     (IN_2024, ("5g", "8"), "idecabtagene vicleucel or ciltacabtagene autoleucel"),
     (IN_2025, ("8",), "idecabtagene vicleucel"),
@@ -233,7 +233,7 @@ def test_a_misfiled_name_does_not_hide_a_real_prior_cell_therapy(service, cell):
     assert result.decision == "not_covered"
 
 
-# SPEC §4.13: "A procedure named in prior_lines (ASCT, high-dose melphalan) is no
+# reading 27: "A procedure named in prior_lines (ASCT, high-dose melphalan) is no
 # unrecognised agent and gives no class."
 @BOTH
 def test_a_procedure_in_prior_lines_is_recognised_and_gives_no_class(service):
@@ -255,7 +255,7 @@ def test_every_spelling_of_a_procedure_is_recognised(spelling):
     assert not any("recognised" in a for a in result.advisories)
 
 
-# SPEC §1 `X (Y)`: two parts naming the same agents name one thing, however each is
+# reading 25 `X (Y)`: two parts naming the same agents name one thing, however each is
 # written: two listed regimens, a part read from its codes beside a listed regimen, two
 # readings of a transplant with its conditioning (a qualifier word after it).
 @pytest.mark.parametrize("spelling, advisory", [
@@ -278,8 +278,8 @@ def test_a_typo_of_a_short_name_or_procedure_is_suggested(typo, nearest):
     assert [(s.name, s.nearest) for s in result.did_you_mean] == [(typo, nearest)]
 
 
-# A transplant written with its conditioning in one name is read from its parts (SPEC §1:
-# joined with `/`, `+` or "and"), a line of a transplant alone (SPEC §4.15).
+# A transplant written with its conditioning in one name is read from its parts (reading 24, 27:
+# joined with `/`, `+` or "and"), a line of a transplant alone (reading 13).
 @pytest.mark.parametrize("spelling", ["HDM/ASCT", "Mel200/ASCT", "high-dose melphalan and ASCT"])
 def test_a_transplant_with_its_conditioning_is_read_from_its_parts(spelling):
     result = decide(case(prior_lines=[["VRd"], [spelling], ["DPd"]]))
@@ -287,7 +287,7 @@ def test_a_transplant_with_its_conditioning_is_read_from_its_parts(spelling):
     assert advisory.startswith("prior_lines line 2 holds only a transplant or its conditioning")
 
 
-# SPEC §4.15: counted as listed, with an advisory where the list looks like one sequence.
+# reading 13: counted as listed, with an advisory where the list looks like one sequence.
 @pytest.mark.parametrize("lines, flagged", [
     ([["VRd"], ["ASCT"], ["lenalidomide"]], [2, 3]),
     ([["Dara-VRd"], ["Mel200", "auto-SCT"], ["Revlimid maintenance"]], [2, 3]),
@@ -306,7 +306,7 @@ def test_a_sequence_split_into_lines_is_counted_as_written_with_an_advisory(line
     assert all("IMWG" in a and "counted as the request lists them" in a for a in notes)
 
 
-# SPEC §4.16: a likely unit slip decides nothing: the criteria reading it are unknown,
+# reading 20: a likely unit slip decides nothing: the criteria reading it are unknown,
 # `missing` asks to confirm it, one advisory names the value and its likely unit (and, for
 # issue #30, no second advisory contradicts it).
 @pytest.mark.parametrize("field, value, unit, criterion_2024, criterion_2025", [

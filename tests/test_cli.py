@@ -1,4 +1,4 @@
-"""The command line: check, batch, versions, criteria, schema (SPEC §3)."""
+"""The command line: check, batch, versions, criteria, schema (reading 3, 7)."""
 
 import json
 from pathlib import Path
@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cases import IN_2024, case
-from covkb.cli import app
+from covkb.surfaces.cli import app
 
 FACTS = Path(__file__).parents[1] / "facts"
 runner = CliRunner()
@@ -34,7 +34,7 @@ def test_check_text_puts_decision_and_label_on_top():
 def test_check_json_is_exactly_the_result_object():
     result = run("check", FACTS / "covered-2025.json", "--format", "json")
     data = json.loads(result.stdout)
-    # SPEC §2, then the second release's additions (version_requested only when forced) and
+    # docs/case-format.md, then the second release's additions (version_requested only when forced) and
     # the third's date_of_service, beside the case it identifies
     assert list(data) == ["case_id", "date_of_service", "policy", "version", "decision", "label", "criteria",
                           "advisories", "missing", "reason", "provenance", "documentation"]

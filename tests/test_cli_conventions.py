@@ -1,4 +1,4 @@
-"""Command-line conventions (SPEC §3): `--policy-version V` forces a policy version,
+"""Command-line conventions (reading 7): `--policy-version V` forces a policy version,
 `covkb --version` prints covkb's own version, `-h` is help everywhere."""
 
 import json
@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from cases import case
 from covkb import __version__
-from covkb.audit import kb_hash
-from covkb.cli import app
+from covkb.surfaces.audit import kb_hash
+from covkb.surfaces.cli import app
 
 runner = CliRunner()
 COMMANDS = [[], ["check"], ["batch"], ["explain"], ["compare"], ["diff"], ["versions"],

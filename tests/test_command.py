@@ -1,4 +1,4 @@
-"""`covkb check` read without the command-line framework (covkb.command): the same bytes
+"""`covkb check` read without the command-line framework (covkb.surfaces.command): the same bytes
 and exit codes as the full command line, and everything else handed to it."""
 
 import hashlib
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from covkb.command import plain_check
-from covkb.decide import kb_dir, kb_files, kb_sha256
+from covkb.surfaces.main import plain_check
+from covkb.engine.kb import kb_dir, kb_files, kb_sha256
 
 ROOT = Path(__file__).parents[1]
 FACTS = ROOT / "facts"
 # the same program name both ways: usage messages name it
-FULL = "import sys; from covkb.cli import main; sys.argv[0] = 'covkb'; main()"
-FAST = "import sys; from covkb.command import main; sys.argv[0] = 'covkb'; main()"
+FULL = "import sys; from covkb.surfaces.cli import main; sys.argv[0] = 'covkb'; main()"
+FAST = "import sys; from covkb.surfaces.main import main; sys.argv[0] = 'covkb'; main()"
 ENV = {key: value for key, value in os.environ.items() if key != "COVKB_LOG"}
 
 
@@ -84,7 +84,7 @@ def test_an_ascii_terminal_gets_the_same_utf8_both_ways(tmp_path):
 
 def test_a_plain_check_does_not_load_the_command_line_framework():
     code = ("import sys; sys.argv = ['covkb', 'check', 'facts/covered-2025.json']\n"
-            "from covkb.command import main; main()\n"
+            "from covkb.surfaces.main import main; main()\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'click', 'rich')), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV)
     assert done.returncode == 0 and "COVERED" in done.stdout
@@ -130,7 +130,7 @@ def test_python_dash_m_covkb_and_the_covkb_script_start_at_the_same_place():
                           capture_output=True, cwd=ROOT, env=ENV)
     assert done.returncode == 0 and json.loads(done.stdout)["decision"] == "covered"
     scripts = (ROOT / "pyproject.toml").read_text()
-    assert 'covkb = "covkb.command:main"' in scripts
+    assert 'covkb = "covkb.surfaces.main:main"' in scripts
 
 
 def test_the_kb_digest_is_sha256_over_each_files_name_and_content():

@@ -1,4 +1,4 @@
-"""The decision and label from the statuses (SPEC §4.12), and `missing`."""
+"""The decision and label from the statuses (reading 30), and `missing`."""
 
 import pytest
 
@@ -77,7 +77,7 @@ def test_a_failing_field_settles_an_all_of_criterion_whatever_the_rest():
     assert "infections.hepatitis_b" not in result.missing
 
 
-# SPEC §4.12: "if an FDA-approved oncologic indication exists (not listed as an indication
+# reading 31: "if an FDA-approved oncologic indication exists (not listed as an indication
 # above) ... AND/OR a NCCN category 1 or 2A recommendation": covered = (every criterion met)
 # OR (pathway asserted AND criterion 2 not met AND specialist met AND center met), in
 # Kleene's three-valued logic.
@@ -168,7 +168,7 @@ def test_concurrent_purposes():
         return status(decide(case(concurrent_therapies=therapy)), "5a")
     assert five_a("anti_cancer") == "not_met"
     assert five_a("bridging") == "met"
-    # SPEC §4.6: daratumumab is no lymphodepleting chemotherapy, and a myeloma agent
+    # reading 15: daratumumab is no lymphodepleting chemotherapy, and a myeloma agent
     assert five_a("lymphodepletion") == five_a("supportive") == "not_met"
     assert status(decide(case(concurrent_therapies=[])), "5a") == "met"
 

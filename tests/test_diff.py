@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from covkb import decide
+from covkb.engine import kb
 from covkb.api import check
-from covkb.case import from_json
-from covkb.diff import diff
+from covkb.input.text import from_json
+from covkb.analysis.diff import diff
 
-KB = decide.kb_dir()
+KB = kb.kb_dir()
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def _kinds(groups):
 
 def test_every_difference_of_spec_4_5_to_4_9_is_found(result):
     kinds = _kinds(result.decisions_differ)
-    # SPEC §4.7 and §4.8: 2024-08-21 criteria that are only Policy Guidelines from 2025-11-01
+    # reading 16, 18 and §4.8: 2024-08-21 criteria that are only Policy Guidelines from 2025-11-01
     assert kinds["prior_allogeneic_transplant: true"] == ("not_covered", "covered")
     assert kinds["creatinine_clearance_ml_min = 45"] == ("not_covered", "covered")
     assert kinds["creatinine_clearance_ml_min < 45"] == ("not_covered", "covered")
@@ -34,7 +34,7 @@ def test_every_difference_of_spec_4_5_to_4_9_is_found(result):
     for infection in ("hepatitis_b", "hepatitis_c", "hiv", "uncontrolled"):
         assert kinds[f"infections.{infection}: true"] == ("not_covered", "covered")
         assert kinds[f"infections.{infection}: not documented"] == ("pending", "covered")
-    # SPEC §4.5: a cilta-cel trial is a listed therapy only in 2024-08-21
+    # reading 14: a cilta-cel trial is a listed therapy only in 2024-08-21
     assert kinds["clinical_trials: [ciltacabtagene autoleucel]"] == ("not_covered", "covered")
     assert len(kinds) == 18
 
@@ -83,9 +83,9 @@ met(K,"x") :- in2025(K), bounds_met(K,"x").
 def test_the_classes_are_those_the_policy_thresholds_make():
     import datetime
 
-    from covkb.diff import _kb_facts, space
+    from covkb.analysis.diff import kb_facts, space
 
-    fields = {f.path: [o.name for o in f.options] for f in space(_kb_facts(None), datetime.date(2025, 11, 1))}
+    fields = {f.path: [o.name for o in f.options] for f in space(kb_facts(None), datetime.date(2025, 11, 1))}
     # "18 years of age or older"; "less than or equal to 45 mL/min"; "less than 45%";
     # "300 to 510 x 1 million CAR-positive T cells"; "within in the past 6 months"
     assert fields["member.age"] == ["< 18", "= 18", "> 18", "not documented"]

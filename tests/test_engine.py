@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from covkb import decide, engine
+from covkb.engine.kb import kb_dir
+from covkb.engine import compiled as engine
 from covkb.api import determine
-from covkb.case import InvalidCase, from_json, from_object, load
-from covkb.render import as_json
+from covkb.input.case import InvalidCase, from_object
+from covkb.input.text import from_json
+from covkb.input.files import load
+from covkb.results.render import as_json
 from strategies import cases as case_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +46,7 @@ def _same(cases, monkeypatch, version=None, directory=None) -> list[str]:
 
 
 def test_the_knowledge_base_compiles():
-    assert engine.compiled(decide.kb_dir()) is not None, engine.refusal(decide.kb_dir())
+    assert engine.compiled(kb_dir()) is not None, engine.refusal(kb_dir())
 
 
 def _bundled() -> list:
@@ -98,7 +101,7 @@ def test_cases_beyond_the_slots_are_decided_by_clingo_alongside(monkeypatch):
         f"2024-0{m}-1{d}" for m in range(1, 6) for d in range(2)])
     items = [base, many_lines, many_names, many_dates]
     cases = [from_json(json.dumps(data).encode()) for data in items]
-    compiled = engine.compiled(decide.kb_dir())
+    compiled = engine.compiled(kb_dir())
     assert compiled.encode(cases[0], None) is not None
     assert [compiled.encode(case, None) for case in cases[1:]] == [None, None, None]
     _same(cases, monkeypatch)
@@ -106,7 +109,7 @@ def test_cases_beyond_the_slots_are_decided_by_clingo_alongside(monkeypatch):
 
 def _kb_with(tmp_path: Path, extra: str = "", replace: tuple[str, str] = ("", "")) -> Path:
     kb = tmp_path / "kb"
-    shutil.copytree(decide.kb_dir(), kb)
+    shutil.copytree(kb_dir(), kb)
     core = kb / "core.lp"
     text = core.read_text()
     if replace[0]:
@@ -128,7 +131,7 @@ _SLOW = pytest.mark.slow
 
 @pytest.mark.parametrize("change, reason", [
     (("", ""), None),
-    # arithmetic other than covkb.arith's: the threshold comparison moved by one
+    # arithmetic other than covkb.engine.arith's: the threshold comparison moved by one
     (("number(K,F,I,_), I > T.", "number(K,F,I,_), I >= T."), "arithmetic"),
     # a choice rule
     pytest.param(("", "\n{ chosen(K) } :- case(K).\n"), "choice", marks=_SLOW),
@@ -188,7 +191,7 @@ def test_explanations_alike(monkeypatch):
 def test_a_batch_chunk_writes_what_clingo_decides_one_case_at_a_time(items):
     """The batch path (raw lines decoded, decided together by the compiled engine, its
     result lines written) gives, line for line, clingo's result for each case alone."""
-    from covkb.batch import decide_chunk
+    from covkb.surfaces.batch import decide_chunk
 
     import msgspec
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from covkb import decide, engine
+from covkb.engine import reference
+from covkb.engine.kb import kb_dir, kb_sha256
+from covkb.engine import compiled as engine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -42,7 +44,7 @@ class Planted:
 
 
 def _real_cache() -> tuple[Path, bytes]:
-    kb = decide.kb_dir()
+    kb = kb_dir()
     assert engine.compiled(kb) is not None
     path = engine._cache_file(kb)
     if not path.exists():  # built before this test's cache directory existed
@@ -53,7 +55,7 @@ def _real_cache() -> tuple[Path, bytes]:
 def _other_kb(tmp_path: Path) -> Path:
     """kb/ with 5d's bound moved from more than 45 to more than 44."""
     kb = tmp_path / "kb-gt-44"
-    shutil.copytree(decide.kb_dir(), kb)
+    shutil.copytree(kb_dir(), kb)
     version = kb / "v2024-08-21.lp"
     text = version.read_text()
     assert FIVE_D in text
@@ -62,10 +64,10 @@ def _other_kb(tmp_path: Path) -> Path:
 
 
 def test_the_cache_is_data_checked_and_read_back_whole(tmp_path):
-    kb = decide.kb_dir()
+    kb = kb_dir()
     path, raw = _real_cache()
     header = json.loads(raw.partition(b"\n")[0])
-    assert header["kb_sha256"] == decide.kb_sha256(kb)
+    assert header["kb_sha256"] == kb_sha256(kb)
     from covkb import __version__
     assert header["covkb"] == __version__
     got, why = engine._read_cache(path, kb)
@@ -79,7 +81,7 @@ def test_a_planted_pickle_never_runs(tmp_path):
     path = tmp_path / "engine.json"
     path.write_bytes(pickle.dumps(Planted(marker)))
     os.chmod(path, 0o600)
-    got, why = engine._read_cache(path, decide.kb_dir())
+    got, why = engine._read_cache(path, kb_dir())
     assert got is None and why
     assert not marker.exists()
     # the marker is what the pickle would do if loaded
@@ -108,14 +110,14 @@ def test_a_flipped_bit_is_detected(tmp_path, seed):
     copy = tmp_path / "engine.json"
     copy.write_bytes(bytes(flipped))
     os.chmod(copy, 0o600)
-    got, why = engine._read_cache(copy, decide.kb_dir())
+    got, why = engine._read_cache(copy, kb_dir())
     assert got is None and why
 
 
 def test_a_body_changed_with_its_hash_still_fails_the_data_check(tmp_path):
     """Defence in depth: a program step that is not plain data is refused even when
     the header's hash is made to match."""
-    kb = decide.kb_dir()
+    kb = kb_dir()
     data = engine.compiled(kb).data()
     data["program"] = [["r", 1, ["__import__('os')"]]] + data["program"]
     with pytest.raises(ValueError):
@@ -158,7 +160,7 @@ def test_a_cache_writable_by_group_or_others_is_refused(tmp_path, mode):
     copy = tmp_path / "engine.json"
     copy.write_bytes(raw)
     os.chmod(copy, mode)
-    got, why = engine._read_cache(copy, decide.kb_dir())
+    got, why = engine._read_cache(copy, kb_dir())
     assert got is None and "writable" in why
 
 
@@ -168,7 +170,7 @@ def test_a_cache_owned_by_another_user_is_refused(tmp_path, monkeypatch):
     copy.write_bytes(raw)
     os.chmod(copy, 0o600)
     monkeypatch.setattr(os, "geteuid", lambda: os.stat(copy).st_uid + 1)
-    got, why = engine._read_cache(copy, decide.kb_dir())
+    got, why = engine._read_cache(copy, kb_dir())
     assert got is None and "another user" in why
 
 
@@ -242,7 +244,7 @@ def test_an_attacked_cache_is_rebuilt_and_decisions_stay_clingo_s(tmp_path, atta
     last = json.loads(compiled.stdout.splitlines()[-1])
     assert last["decision"] == "not_covered"
     assert not marker.exists()
-    got, why = engine._read_cache(path, decide.kb_dir())
+    got, why = engine._read_cache(path, kb_dir())
     assert why is None and isinstance(got, engine.Compiled)
     check = _run(["check", str(CRCL_45)], cache)
     assert "NOT COVERED" in check.stdout.decode()

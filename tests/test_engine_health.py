@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from cases import IN_2025, case
-from covkb import decide, serve
-from covkb.case import from_object
+from covkb.engine import choose
+from covkb.engine.kb import kb_dir
+from covkb.surfaces import deciders, documents as served
+from covkb.input.case import from_object
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -33,7 +35,7 @@ def _covkb(args: list[str], stdin: bytes = b"", **env: str) -> subprocess.Comple
 
 def _refused_kb(tmp_path: Path) -> Path:
     kb = tmp_path / "kb"
-    shutil.copytree(decide.kb_dir(), kb)
+    shutil.copytree(kb_dir(), kb)
     with (kb / "core.lp").open("a") as sink:
         sink.write(CHOICE_RULE)
     return kb
@@ -58,17 +60,17 @@ def test_an_unknown_engine_is_a_usage_error_naming_the_variable_and_the_engines(
 def test_the_known_engines_are_accepted(monkeypatch):
     for name in ("auto", "compiled", "clingo"):
         monkeypatch.setenv("COVKB_ENGINE", name)
-        assert decide.engine_name() == name
+        assert choose.engine_name() == name
     monkeypatch.delenv("COVKB_ENGINE")
-    assert decide.engine_name() == "auto"
+    assert choose.engine_name() == "auto"
     monkeypatch.setenv("COVKB_ENGINE", "Compiled")
-    with pytest.raises(decide.EngineChoice):
-        decide.engine_name()
+    with pytest.raises(choose.EngineChoice):
+        choose.engine_name()
 
 
 def test_batch_says_the_compiler_refuses_kb_without_verbose(tmp_path):
     kb = _refused_kb(tmp_path)
-    done = _covkb(["batch", "-"], _lines(decide.COMPILED_FROM), COVKB_KB=str(kb), COVKB_ENGINE="auto")
+    done = _covkb(["batch", "-"], _lines(choose.COMPILED_FROM), COVKB_KB=str(kb), COVKB_ENGINE="auto")
     assert done.returncode == 0, done.stderr
     err = done.stderr.decode()
     assert "the compiled engine refuses kb/" in err and "choice" in err
@@ -80,12 +82,12 @@ def _health_of(documents, decider):
 
 
 def test_health_is_503_and_failing_once_a_request_cannot_be_decided(monkeypatch):
-    choice = decide.Choice("clingo", "clingo decides (COVKB_ENGINE=clingo)")
-    documents = serve.Documents(0, choice)
-    decider = serve.Decider(0, None)
+    choice = choose.Choice("clingo", "clingo decides (COVKB_ENGINE=clingo)")
+    documents = served.Documents(0, choice)
+    decider = deciders.Decider(0, None)
     try:
         def ask():
-            pending = serve.Pending("check", from_object(case(date_of_service=IN_2025)), None, {}, None, False)
+            pending = deciders.Pending("check", from_object(case(date_of_service=IN_2025)), None, {}, None, False)
             decider.submit(pending)
             assert pending.done.wait(60)
             return pending.status
@@ -94,10 +96,10 @@ def test_health_is_503_and_failing_once_a_request_cannot_be_decided(monkeypatch)
         status, health = _health_of(documents, decider)
         assert status == 200 and health["status"] == "ok" and health["engine"] == "clingo"
 
-        def broken(requests, log):
+        def broken(requests, log, engine=None):
             raise TypeError("unsupported operand")
 
-        monkeypatch.setattr(serve, "decide_requests", broken)
+        monkeypatch.setattr(deciders, "decide_requests", broken)
         assert ask() == 500
         status, health = _health_of(documents, decider)
         assert status == 503 and health["status"] == "failing"

@@ -13,9 +13,13 @@ import clingo
 import pytest
 from hypothesis import given, strategies as st
 
-from covkb import capi, decide, engine, facts
+from covkb.engine import capi
+from covkb.engine import reference
+from covkb.engine.kb import kb_dir
+from covkb.engine import compiled as engine
+from covkb.engine import facts
 from covkb.api import determine
-from covkb.case import from_json
+from covkb.input.text import from_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -36,7 +40,7 @@ def _fresh(rng: random.Random, index: int, batch: int) -> bytes:
 
 @pytest.fixture
 def symbols_made(monkeypatch):
-    """Counts every clingo symbol made through the Python API or covkb.capi; deciding
+    """Counts every clingo symbol made through the Python API or covkb.engine.capi; deciding
     through clingo at all counts too."""
     made = {"count": 0}
 
@@ -53,16 +57,16 @@ def symbols_made(monkeypatch):
     for name in ("string", "number", "constant"):
         if hasattr(capi, name):
             monkeypatch.setattr(capi, name, counting(getattr(capi, name)))
-    monkeypatch.setattr(decide, "solve_clingo", counting(decide.solve_clingo))
+    monkeypatch.setattr(reference, "solve", counting(reference.solve))
     return made
 
 
 def test_new_names_in_every_request_make_no_clingo_symbol_and_keep_nothing(monkeypatch, symbols_made):
     monkeypatch.setenv("COVKB_ENGINE", "compiled")
-    kb = decide.kb_dir()
+    kb = kb_dir()
     compiled = engine.compiled(kb)
     assert compiled is not None
-    decide.policy()
+    reference.policy()
     rng = random.Random(5)
     kept = []
     for batch in range(6):  # requests one after another, each with names never seen before
@@ -81,7 +85,7 @@ def test_new_names_in_every_request_make_no_clingo_symbol_and_keep_nothing(monke
 def test_the_table_of_case_texts_is_cleared_when_full(monkeypatch):
     monkeypatch.setenv("COVKB_ENGINE", "compiled")
     monkeypatch.setattr(engine, "OWNED", 25)
-    compiled = engine.compiled(decide.kb_dir())
+    compiled = engine.compiled(kb_dir())
     rng = random.Random(6)
     for batch in range(3):
         determine([from_json(_fresh(rng, i, batch)) for i in range(30)])

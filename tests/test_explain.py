@@ -7,9 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cases import DROP, IN_2024, IN_2025, V2024, V2025, case
-from covkb.case import from_object
-from covkb.cli import app
-from covkb.explain import as_markdown, compare, explain
+from covkb.input.case import from_object
+from covkb.surfaces.cli import app
+from covkb.api import compare, explain
+from covkb.results.explain import as_markdown
 
 runner = CliRunner()
 
@@ -74,7 +75,7 @@ def test_the_explanation_names_the_rule_that_decided(changes, rule):
      "indication other than relapsed or refractory multiple myeloma, criterion 2 not met, with the specialist "
      "and center met), and that cannot be decided without: diagnosis of multiple myeloma; "
      "one of: myeloma is refractory, or myeloma is relapsed; given in a center approved to administer CAR-T"),
-    # the compendium pathway names what the case asserts (SPEC §2: "naming the deciding facts")
+    # the compendium pathway names what the case asserts (reading 31: "naming the deciding facts")
     ({"compendium": {"nccn_category": "2A"}, "diagnosis": {"multiple_myeloma": False, "cns_involvement": False}},
      "covered: an NCCN category 2A recommendation is asserted, for an indication other than relapsed or "
      "refractory multiple myeloma (criterion 2 not met), and the opening requirements (specialist, center) "

@@ -88,7 +88,7 @@ NOT_MET = [
      ["lvef_percent = 40, and 5e requires at least 45", "significant_cardiac_disease_dates = none"]),
     (IN_2024, "5e", {"significant_cardiac_disease_dates": ["2024-09-15"]},
      ["lvef_percent = 60, and 5e requires at least 45",
-      # 5e: "within in the past 6 months"; SPEC §4.7: on or after the date of service moved back
+      # 5e: "within in the past 6 months"; reading 17: on or after the date of service moved back
       "significant_cardiac_disease_dates has 2024-09-15, within 6 months before the date of service "
       "2025-03-15 (on or after 2024-09-15)"]),
     (IN_2024, "5f", {"infections": {"uncontrolled": True}}, ["infections.uncontrolled = true"]),

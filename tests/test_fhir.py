@@ -3,7 +3,7 @@ QuestionnaireResponse or a PAS-style Bundle read as a case, and the result as a 
 ClaimResponse or the CRD coverage-information extension.
 
 Expected values come from the issue and the published Da Vinci profiles (PAS ClaimResponse
-and ReviewAction, CRD ext-coverage-information), LOINC and ICD-10-CM, and SPEC §1–§2;
+and ReviewAction, CRD ext-coverage-information), LOINC and ICD-10-CM, and docs/case-format.md;
 fhir.resources (R4B models) validates the resources' base structure."""
 
 from __future__ import annotations
@@ -18,11 +18,17 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from covkb import case as cases
-from covkb import fhir
+from covkb.input import case as cases
+from covkb.input import files
+from covkb.input import text as texts
+from covkb.fhir import codes as fhir_codes
+from covkb.fhir import questionnaire as fhir_form
+from covkb.fhir import responses
+from covkb.fhir import reading as fhir_in
 from covkb.api import check
-from covkb.case import InvalidCase, parse_json
-from covkb.decide import policy
+from covkb.input.case import InvalidCase
+from covkb.input.text import parse_json
+from covkb.engine.reference import policy
 from strategies import cases as any_case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,11 +44,11 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 
 def as_fhir_json(resource: dict) -> dict:
     """Through JSON text and back, as a client would send it (numbers exact)."""
-    return parse_json(fhir.encode(resource))
+    return parse_json(fhir_codes.encode(resource))
 
 
 def schema_paths() -> set[str]:
-    """Every case field path, from the case JSON Schema (SPEC §1), not from covkb.fhir."""
+    """Every case field path, from the case JSON Schema (reading 2), not from covkb.fhir."""
     schema = cases.case_schema()
     defs = schema["$defs"]
     paths = set()
@@ -78,9 +84,9 @@ def every_example() -> list[Path]:
 
 def load_any(path: Path):
     raw = parse_json(path.read_bytes()) if path.suffix == ".json" else None
-    if fhir.is_fhir(raw):
-        return fhir.case_from_fhir(raw).case
-    return cases.load(path)
+    if fhir_codes.is_fhir(raw):
+        return fhir_in.case_from_fhir(raw).case
+    return files.load(path)
 
 
 # ---------------------------------------------------------------------------
@@ -88,23 +94,23 @@ def load_any(path: Path):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])
 def test_questionnaire_asks_every_case_field_exactly_once_by_its_path(version):
-    items = question_items(fhir.questionnaire(version))
+    items = question_items(fhir_form.questionnaire(version))
     fields = {link for link in items if not link.endswith(".any") and link.count(".") < 2
               and link not in ("prior_lines.agent", "concurrent_therapies.agent", "concurrent_therapies.purpose")}
-    # the plan.* flags are the payer's facts about the contract (SPEC §1), not a clinician's
+    # the plan.* flags are the payer's facts about the contract (reading 2), not a clinician's
     assert fields == {path for path in schema_paths() if not path.startswith("plan.")}
 
 
 @pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])
 def test_questionnaire_has_one_group_per_criterion_with_the_policys_words(version):
-    groups = [(g["prefix"], g["text"]) for g in fhir.questionnaire(version)["item"] if "prefix" in g]
+    groups = [(g["prefix"], g["text"]) for g in fhir_form.questionnaire(version)["item"] if "prefix" in g]
     in_order = [criterion for criterion in policy().criteria[version] if criterion in groups]
     assert groups == in_order and len(groups) > 5
-    assert all(g["type"] == "group" and g["item"] for g in fhir.questionnaire(version)["item"])
+    assert all(g["type"] == "group" and g["item"] for g in fhir_form.questionnaire(version)["item"])
 
 
 def test_questionnaire_places_each_field_under_the_first_criterion_that_reads_it():
-    groups = {g.get("prefix"): [i["linkId"] for i in g["item"]] for g in fhir.questionnaire("2024-08-21")["item"]}
+    groups = {g.get("prefix"): [i["linkId"] for i in g["item"]] for g in fhir_form.questionnaire("2024-08-21")["item"]}
     assert "creatinine_clearance_ml_min" in groups["5d"]
     assert {"lvef_percent", "significant_cardiac_disease_dates"} <= set(groups["5e"])
     assert "prior_allogeneic_transplant" in groups["5b"]
@@ -113,7 +119,7 @@ def test_questionnaire_places_each_field_under_the_first_criterion_that_reads_it
 
 
 def test_questionnaire_2025_asks_guideline_values_outside_the_criteria():
-    groups = {g["linkId"]: [i["linkId"] for i in g["item"]] for g in fhir.questionnaire("2025-11-01")["item"]}
+    groups = {g["linkId"]: [i["linkId"] for i in g["item"]] for g in fhir_form.questionnaire("2025-11-01")["item"]}
     assert {"creatinine_clearance_ml_min", "lvef_percent", "prior_allogeneic_transplant"} <= set(groups["other"])
 
 
@@ -128,13 +134,13 @@ ITEM_TYPES = {  # issue 15: type from the case schema
 
 @pytest.mark.parametrize("link, kind", sorted(ITEM_TYPES.items()))
 def test_questionnaire_item_type_follows_the_case_schema(link, kind):
-    assert question_items(fhir.questionnaire())[link]["type"] == kind
+    assert question_items(fhir_form.questionnaire())[link]["type"] == kind
 
 
 def test_every_question_and_answer_is_asked_in_words():
     """A reviewer filling the form reads words: no item's text is a field path (no `_` or
     `.`), and every answer option shows a display that is not its bare code."""
-    for link, item in question_items(fhir.questionnaire()).items():
+    for link, item in question_items(fhir_form.questionnaire()).items():
         text = item["text"]
         assert text.lower() != link.lower() and "_" not in text and "." not in text, (link, text)
         for option in item.get("answerOption", ()):
@@ -143,14 +149,14 @@ def test_every_question_and_answer_is_asked_in_words():
 
 
 def test_questionnaire_choices_are_the_spec_values():
-    items = question_items(fhir.questionnaire())
+    items = question_items(fhir_form.questionnaire())
     options = lambda link: {o["valueCoding"]["code"] for o in items[link]["answerOption"]}
     assert options("compendium.nccn_category") == {"1", "2A", "2B", "3"}
     assert options("concurrent_therapies.purpose") == {"lymphodepletion", "bridging", "supportive", "anti_cancer"}
 
 
 def test_questionnaire_codes_lvef_and_creatinine_clearance_with_loinc():
-    items = question_items(fhir.questionnaire("2024-08-21"))
+    items = question_items(fhir_form.questionnaire("2024-08-21"))
     assert items["lvef_percent"]["code"][0]["system"] == "http://loinc.org"
     assert items["lvef_percent"]["code"][0]["code"] == "10230-1"
     assert items["creatinine_clearance_ml_min"]["code"][0]["code"] == "35591-7"
@@ -159,20 +165,20 @@ def test_questionnaire_codes_lvef_and_creatinine_clearance_with_loinc():
 @pytest.mark.parametrize("link", ["prior_cell_therapies", "clinical_trials", "significant_cardiac_disease_dates",
                                   "prior_lines", "concurrent_therapies"])
 def test_each_list_field_has_an_any_item_and_a_repeating_item_enabled_by_it(link):
-    items = question_items(fhir.questionnaire("2024-08-21"))
+    items = question_items(fhir_form.questionnaire("2024-08-21"))
     assert items[f"{link}.any"]["type"] == "boolean"
     assert items[link]["repeats"] is True
     assert items[link]["enableWhen"] == [{"question": f"{link}.any", "operator": "=", "answerBoolean": True}]
 
 
 def test_prior_lines_is_a_repeating_group_of_repeating_agent_names():
-    line = question_items(fhir.questionnaire())["prior_lines"]
+    line = question_items(fhir_form.questionnaire())["prior_lines"]
     assert line["type"] == "group"
     assert [(i["linkId"], i["type"], i["repeats"]) for i in line["item"]] == [("prior_lines.agent", "string", True)]
 
 
 def test_concurrent_therapies_is_a_repeating_group_of_agent_and_purpose():
-    group = question_items(fhir.questionnaire())["concurrent_therapies"]
+    group = question_items(fhir_form.questionnaire())["concurrent_therapies"]
     assert group["type"] == "group"
     assert [i["linkId"] for i in group["item"]] == ["concurrent_therapies.agent", "concurrent_therapies.purpose"]
 
@@ -181,7 +187,7 @@ def test_concurrent_therapies_is_a_repeating_group_of_agent_and_purpose():
 def test_questionnaire_is_a_valid_r4_questionnaire(version):
     from fhir.resources.R4B.questionnaire import Questionnaire
 
-    Questionnaire.model_validate(fhir.questionnaire(version))
+    Questionnaire.model_validate(fhir_form.questionnaire(version))
 
 
 def test_questionnaire_command_prints_the_questionnaire_of_the_version_asked():
@@ -198,8 +204,8 @@ def test_questionnaire_command_prints_the_questionnaire_of_the_version_asked():
 @pytest.mark.parametrize("path", every_example(), ids=lambda p: str(p.relative_to(FACTS)))
 def test_every_example_decides_the_same_through_a_questionnaire_response(path):
     original = load_any(path)
-    response = as_fhir_json(fhir.questionnaire_response(original))
-    back = fhir.case_from_fhir(response).case
+    response = as_fhir_json(fhir_form.questionnaire_response(original))
+    back = fhir_in.case_from_fhir(response).case
     assert back == original
     assert check(back) == check(original)
 
@@ -207,10 +213,10 @@ def test_every_example_decides_the_same_through_a_questionnaire_response(path):
 @pytest.mark.parametrize("line", [l for l in (FACTS / "batch.jsonl").read_text().splitlines() if l.strip()])
 def test_every_valid_batch_line_decides_the_same_through_a_questionnaire_response(line):
     try:
-        original = cases.from_json(line)
+        original = texts.from_json(line)
     except InvalidCase:
         return  # the batch's deliberately invalid lines
-    back = fhir.case_from_fhir(as_fhir_json(fhir.questionnaire_response(original))).case
+    back = fhir_in.case_from_fhir(as_fhir_json(fhir_form.questionnaire_response(original))).case
     assert check(back) == check(original)
 
 
@@ -228,28 +234,28 @@ REQUEST = [answer("case_id", valueString="QR-1"), answer("date_of_service", valu
 def test_response_items_are_found_at_any_depth_and_group_link_ids_are_ignored():
     deep = {"linkId": "criterion-5d", "item": [{"linkId": "anything", "item": [
         answer("creatinine_clearance_ml_min", valueDecimal=Decimal("72.5"))]}]}
-    case = fhir.case_from_fhir(response(*REQUEST, deep)).case
+    case = fhir_in.case_from_fhir(response(*REQUEST, deep)).case
     assert case.creatinine_clearance_ml_min == Decimal("72.5")
 
 
 def test_a_decimal_item_accepts_value_integer():
-    case = fhir.case_from_fhir(response(*REQUEST, answer("lvef_percent", valueInteger=45))).case
+    case = fhir_in.case_from_fhir(response(*REQUEST, answer("lvef_percent", valueInteger=45))).case
     assert case.lvef_percent == 45
 
 
 def test_decimals_stay_exact_45_01_passes_5d():
-    # SPEC §4.7: 45 fails 5d, 45.01 passes; the JSON number is read as an exact decimal
+    # reading 16: 45 fails 5d, 45.01 passes; the JSON number is read as an exact decimal
     text = ('{"resourceType": "QuestionnaireResponse", "status": "completed", "item": ['
             '{"linkId": "case_id", "answer": [{"valueString": "QR-1"}]},'
             '{"linkId": "date_of_service", "answer": [{"valueDate": "2024-09-01"}]},'
             '{"linkId": "creatinine_clearance_ml_min", "answer": [{"valueDecimal": 45.01}]}]}')
-    case = fhir.case_from_fhir(parse_json(text)).case
+    case = fhir_in.case_from_fhir(parse_json(text)).case
     assert case.creatinine_clearance_ml_min == Decimal("45.01")
     assert {c.id: c.status for c in check(case).criteria}["5d"] == "met"
 
 
 def test_any_false_means_an_empty_list_and_unanswered_means_not_documented():
-    case = fhir.case_from_fhir(response(*REQUEST, answer("prior_cell_therapies.any", valueBoolean=False),
+    case = fhir_in.case_from_fhir(response(*REQUEST, answer("prior_cell_therapies.any", valueBoolean=False),
                                         {"linkId": "clinical_trials.any"})).case
     assert case.prior_cell_therapies == []
     assert case.clinical_trials is None
@@ -262,7 +268,7 @@ def test_prior_lines_and_concurrent_therapies_read_from_group_repetitions():
     therapy = {"linkId": "concurrent_therapies", "item": [
         answer("concurrent_therapies.agent", valueString="fludarabine"),
         answer("concurrent_therapies.purpose", valueCoding={"code": "lymphodepletion"})]}
-    case = fhir.case_from_fhir(response(*REQUEST, answer("prior_lines.any", valueBoolean=True),
+    case = fhir_in.case_from_fhir(response(*REQUEST, answer("prior_lines.any", valueBoolean=True),
                                         line("VRd"), line("Darzalex", "pomalidomide"), therapy)).case
     assert case.prior_lines == [["VRd"], ["Darzalex", "pomalidomide"]]
     assert [(t.agent, t.purpose) for t in case.concurrent_therapies] == [("fludarabine", "lymphodepletion")]
@@ -270,7 +276,7 @@ def test_prior_lines_and_concurrent_therapies_read_from_group_repetitions():
 
 def check_fails(resource: dict, *words: str, tmp_path: Path) -> str:
     path = tmp_path / "input.json"
-    path.write_text(fhir.encode(resource))
+    path.write_text(fhir_codes.encode(resource))
     result = run("check", path)
     assert result.returncode == 2, result.stdout
     message = result.stderr.strip()
@@ -327,14 +333,14 @@ def observation(code: str, value, unit: str, ident: str = "obs-1") -> dict:
 
 
 def test_patient_birth_date_is_the_member_birth_date():
-    read = fhir.case_from_fhir(bundle(PATIENT, QR))
+    read = fhir_in.case_from_fhir(bundle(PATIENT, QR))
     assert read.case.member.birth_date.isoformat() == "1961-04-30"
     assert read.sources["member.birth_date"] == "Patient/pat-1"
 
 
 @pytest.mark.parametrize("code, relapsed", [("C90.00", None), ("C90.01", None), ("C90.02", True)])
 def test_icd10cm_multiple_myeloma_codes(code, relapsed):
-    case = fhir.case_from_fhir(bundle(condition(code), QR)).case
+    case = fhir_in.case_from_fhir(bundle(condition(code), QR)).case
     assert case.diagnosis.multiple_myeloma is True
     assert case.diagnosis.relapsed is relapsed
 
@@ -343,7 +349,7 @@ def test_icd10cm_multiple_myeloma_codes(code, relapsed):
                                               ("35591-7", "mL/min", "creatinine_clearance_ml_min"),
                                               ("2164-2", "mL/min", "creatinine_clearance_ml_min")])
 def test_loinc_observations_fill_their_fields_exactly(code, unit, path):
-    read = fhir.case_from_fhir(as_fhir_json(bundle(observation(code, Decimal("45.01"), unit), QR)))
+    read = fhir_in.case_from_fhir(as_fhir_json(bundle(observation(code, Decimal("45.01"), unit), QR)))
     assert getattr(read.case, path) == Decimal("45.01")
     assert read.sources[path] == "Observation/obs-1"
 
@@ -369,13 +375,13 @@ def test_two_sources_that_disagree_are_named_both(tmp_path):
 
 def test_two_sources_that_agree_are_one_fact():
     agreeing = response(*REQUEST, answer("lvef_percent", valueDecimal=58), ident="dtr-1")
-    assert fhir.case_from_fhir(bundle(observation("10230-1", 58, "%"), agreeing)).case.lvef_percent == 58
+    assert fhir_in.case_from_fhir(bundle(observation("10230-1", 58, "%"), agreeing)).case.lvef_percent == 58
 
 
 def test_explain_names_each_facts_source(tmp_path):
     path = tmp_path / "bundle.json"
     qr = response(*REQUEST, answer("prior_allogeneic_transplant", valueBoolean=False), ident="dtr-1")
-    path.write_text(fhir.encode(bundle(observation("10230-1", 58, "%", "lvef-1"), qr)))
+    path.write_text(fhir_codes.encode(bundle(observation("10230-1", 58, "%", "lvef-1"), qr)))
     result = run("explain", path)
     assert result.returncode == 0, result.stderr
     assert "lvef_percent = 58, from Observation/lvef-1" in result.stdout
@@ -384,15 +390,15 @@ def test_explain_names_each_facts_source(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.bundle.json")), ids=lambda p: p.name)
 def test_each_pas_bundle_example_decides_as_the_case_it_is_named_for(path):
-    plain = cases.load(FACTS / path.name.replace(".bundle.json", ".json"))
-    assert check(fhir.case_from_fhir(parse_json(path.read_bytes())).case) == check(plain)
+    plain = files.load(FACTS / path.name.replace(".bundle.json", ".json"))
+    assert check(fhir_in.case_from_fhir(parse_json(path.read_bytes())).case) == check(plain)
 
 
 def test_facts_hold_a_bundle_and_a_questionnaire_response_for_each_decision():
     decided = {}
     for path in EXAMPLES.glob("*.json"):
         kind = "bundle" if path.name.endswith(".bundle.json") else "response"
-        result = check(fhir.case_from_fhir(parse_json(path.read_bytes())).case)
+        result = check(fhir_in.case_from_fhir(parse_json(path.read_bytes())).case)
         decided.setdefault(result.decision, set()).add(kind)
     assert decided == {d: {"bundle", "response"} for d in ("covered", "not_covered", "pending", "not_applicable")}
 
@@ -406,7 +412,7 @@ REVIEW_CODES = {"covered": "A1", "not_covered": "A3", "pending": "A4", "not_appl
 def decided_examples() -> list:
     examples = []
     for path in sorted(EXAMPLES.glob("*.bundle.json")):
-        read = fhir.case_from_fhir(parse_json(path.read_bytes()))
+        read = fhir_in.case_from_fhir(parse_json(path.read_bytes()))
         examples.append(pytest.param(read, check(read.case), id=path.name))
     return examples
 
@@ -415,7 +421,7 @@ def decided_examples() -> list:
 def test_claim_response_meets_the_pas_profile(read, result):
     from fhir.resources.R4B.claimresponse import ClaimResponse
 
-    response = fhir.claim_response(result, read.context)
+    response = responses.claim_response(result, read.context)
     ClaimResponse.model_validate(as_fhir_json(response))
     assert response["meta"]["profile"] == [PAS_SD + "profile-claimresponse"]
     assert (response["status"], response["use"], response["outcome"]) == ("active", "preauthorization", "complete")
@@ -423,7 +429,7 @@ def test_claim_response_meets_the_pas_profile(read, result):
     assert response["request"] == {"reference": read.context["claim"]}
     reason = response["processNote"][0]
     assert reason["number"] == 1 and reason["text"] == response["disposition"]
-    # the result's one-sentence reason (SPEC §2, second release) when it has one, else its decision
+    # the result's one-sentence reason (reading 30, second release) when it has one, else its decision
     assert reason["text"] == getattr(result, "reason", None) or result.decision in reason["text"]
     for item in response["item"]:
         [adjudication] = item["adjudication"]
@@ -440,8 +446,8 @@ def test_claim_response_meets_the_pas_profile(read, result):
 def test_claim_response_of_a_plain_case_has_every_required_element():
     from fhir.resources.R4B.claimresponse import ClaimResponse
 
-    result = check(cases.load(FACTS / "covered-2025.json"))
-    response = fhir.claim_response(result)
+    result = check(files.load(FACTS / "covered-2025.json"))
+    response = responses.claim_response(result)
     ClaimResponse.model_validate(as_fhir_json(response))
     assert response["preAuthRef"] == result.case_id
 
@@ -457,7 +463,7 @@ COVERED = {"covered": "covered", "not_covered": "not-covered", "pending": "condi
 def test_coverage_information_meets_the_crd_extension(read, result):
     from fhir.resources.R4B.extension import Extension
 
-    extension = fhir.coverage_information(result, read.context)
+    extension = responses.coverage_information(result, read.context)
     Extension.model_validate(as_fhir_json(extension))
     assert extension["url"] == "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
     parts: dict[str, list] = {}
@@ -482,10 +488,10 @@ def test_coverage_information_meets_the_crd_extension(read, result):
 
 
 def test_pending_coverage_information_asks_for_the_questionnaire():
-    result = check(cases.load(FACTS / "pending-2025.json"))
-    parts = {p["url"]: p for p in fhir.coverage_information(result)["extension"]}
+    result = check(files.load(FACTS / "pending-2025.json"))
+    parts = {p["url"]: p for p in responses.coverage_information(result)["extension"]}
     assert parts["doc-needed"]["valueCode"] == "clinical"
-    form = fhir.questionnaire(result.version)
+    form = fhir_form.questionnaire(result.version)
     assert parts["questionnaire"]["valueCanonical"] == f"{form['url']}|{form['version']}"
 
 
@@ -494,7 +500,7 @@ def test_missing_prescriber_facts_are_crd_info_needed():
     del raw["prescriber"]
     result = check(cases.from_object(raw))
     assert result.decision == "pending"
-    info = {p["valueCode"] for p in fhir.coverage_information(result)["extension"] if p["url"] == "info-needed"}
+    info = {p["valueCode"] for p in responses.coverage_information(result)["extension"] if p["url"] == "info-needed"}
     assert info == {"performer", "location"}
 
 
@@ -509,7 +515,7 @@ def test_check_answers_in_fhir_shapes(form, key):
 # 5. Start-up: nothing FHIR-related unless a FHIR file is given
 # ---------------------------------------------------------------------------
 def test_check_on_a_plain_case_imports_nothing_fhir():
-    code = ("import sys\nfrom covkb.cli import main\nsys.argv = ['covkb', 'check', 'facts/covered-2025.json']\n"
+    code = ("import sys\nfrom covkb.surfaces.cli import main\nsys.argv = ['covkb', 'check', 'facts/covered-2025.json']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print('LOADED' if any('fhir' in m for m in sys.modules) else 'CLEAN', file=sys.stderr)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -519,7 +525,7 @@ def test_check_on_a_plain_case_imports_nothing_fhir():
 def test_answers_nested_under_an_answer_are_read():
     nested = {"linkId": "prior_allogeneic_transplant", "answer": [
         {"valueBoolean": False, "item": [answer("lvef_percent", valueDecimal=58)]}]}
-    case = fhir.case_from_fhir(response(*REQUEST, nested)).case
+    case = fhir_in.case_from_fhir(response(*REQUEST, nested)).case
     assert (case.prior_allogeneic_transplant, case.lvef_percent) == (False, 58)
 
 
@@ -555,8 +561,8 @@ def test_each_fhir_example_is_a_valid_r4_resource(path):
 def test_any_case_decides_the_same_as_a_questionnaire_response_and_as_a_pas_bundle(data):
     original = cases.from_object(data)
     expected = check(original)
-    for resource in (fhir.questionnaire_response(original), fhir.pas_bundle(original)):
-        assert check(fhir.case_from_fhir(as_fhir_json(resource)).case) == expected
+    for resource in (fhir_form.questionnaire_response(original), responses.pas_bundle(original)):
+        assert check(fhir_in.case_from_fhir(as_fhir_json(resource)).case) == expected
 
 
 def test_a_response_without_case_id_says_where_to_give_it(tmp_path):
@@ -584,17 +590,17 @@ def test_any_element_of_a_bundle_replaced_by_junk_is_bad_input_or_read_never_a_c
                 node = node[step]
             node[path[-1]] = copy.deepcopy(junk)
             try:
-                fhir.case_from_fhir(mutated)
+                fhir_in.case_from_fhir(mutated)
             except InvalidCase:
                 pass
 
 
 def test_a_questionnaire_response_answers_the_questionnaire_of_the_version_in_force():
-    # SPEC §4.1: 2024-08-21 to 2025-10-31 inclusive -> 2024-08-21; from 2025-11-01 -> 2025-11-01
+    # reading 5: 2024-08-21 to 2025-10-31 inclusive -> 2024-08-21; from 2025-11-01 -> 2025-11-01
     for day, version in (("2025-10-31", "2024-08-21"), ("2025-11-01", "2025-11-01")):
         one = cases.from_object({"case_id": "V", "date_of_service": day})
-        form = fhir.questionnaire(version)
-        assert fhir.questionnaire_response(one)["questionnaire"] == f"{form['url']}|{form['version']}"
+        form = fhir_form.questionnaire(version)
+        assert fhir_form.questionnaire_response(one)["questionnaire"] == f"{form['url']}|{form['version']}"
 
 
 def test_items_nested_beyond_any_questionnaire_are_bad_input_not_a_crash():
@@ -602,21 +608,21 @@ def test_items_nested_beyond_any_questionnaire_are_bad_input_not_a_crash():
     for _ in range(3000):
         item = {"linkId": "group", "item": [item]}
     with pytest.raises(InvalidCase, match="nested too deeply"):
-        fhir.case_from_fhir(response(*REQUEST, item))
+        fhir_in.case_from_fhir(response(*REQUEST, item))
 
 
 def test_resources_entered_in_error_are_not_read():
     withdrawn = dict(observation("10230-1", 30, "%", "lvef-old"), status="entered-in-error")
     old_response = dict(response(answer("lvef_percent", valueDecimal=20), ident="dtr-old"),
                         status="entered-in-error")
-    assert fhir.case_from_fhir(bundle(withdrawn, old_response, QR)).case.lvef_percent is None
+    assert fhir_in.case_from_fhir(bundle(withdrawn, old_response, QR)).case.lvef_percent is None
     with pytest.raises(InvalidCase, match="entered-in-error"):
-        fhir.case_from_fhir(dict(QR, status="entered-in-error"))
+        fhir_in.case_from_fhir(dict(QR, status="entered-in-error"))
 
 
 def test_a_facts_source_is_named_in_the_criterion_not_inside_the_decisions_sentence():
-    read = fhir.case_from_fhir(parse_json((EXAMPLES / "not-covered-crcl-45-2024.bundle.json").read_bytes()))
-    with fhir.sourced(read) as case:
+    read = fhir_in.case_from_fhir(parse_json((EXAMPLES / "not-covered-crcl-45-2024.bundle.json").read_bytes()))
+    with fhir_in.sourced(read) as case:
         result = check(case)
     [five_d] = [c for c in result.criteria if c.id == "5d"]
     assert five_d.because[0].startswith("creatinine_clearance_ml_min = 45, from Observation/")
@@ -628,7 +634,7 @@ def test_a_plain_case_read_after_a_fhir_one_in_the_same_process_names_no_fhir_so
     # a server or a library reading many cases in one thread must not carry sources over.
     from typer.testing import CliRunner
 
-    from covkb.cli import app
+    from covkb.surfaces.cli import app
 
     runner = CliRunner()
     first = runner.invoke(app, ["check", "-f", "json", str(FACTS / "fhir" / "covered-2025.bundle.json")])

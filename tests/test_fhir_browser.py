@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from covkb import fhir
+from covkb.fhir import codes as fhir_codes
+from covkb.fhir import questionnaire as fhir_form
+from covkb.fhir import reading as fhir_in
 from covkb.api import check
-from covkb.case import parse_json
+from covkb.input.text import parse_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = ROOT / "tests" / "browser"
@@ -74,7 +76,7 @@ def served(tmp_path):
 
 def record() -> tuple[dict, list[dict]]:
     bundle = parse_json((ROOT / "facts" / "fhir" / "covered-2025.bundle.json").read_bytes())
-    resources = [json.loads(fhir.encode(e["resource"])) for e in bundle["entry"]]
+    resources = [json.loads(fhir_codes.encode(e["resource"])) for e in bundle["entry"]]
     [patient] = [r for r in resources if r["resourceType"] == "Patient"]
     return patient, [r for r in resources if r["resourceType"] in ("Condition", "Observation")]
 
@@ -83,7 +85,7 @@ def fill(url: str, tmp_path: Path, steps: list[dict]) -> dict:
     patient, held = record()
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"chromium": BROWSER, "profile": str(tmp_path / "profile"), "patient": patient,
-                               "record": held, "questionnaire": json.loads(fhir.encode(fhir.questionnaire("2025-11-01"))),
+                               "record": held, "questionnaire": json.loads(fhir_codes.encode(fhir_form.questionnaire("2025-11-01"))),
                                "steps": steps}))
     out = tmp_path / "out.json"
     done = subprocess.run([NODE, str(CLIENTS / "lhc_fill.js"), url, str(job), str(out)], cwd=CLIENTS,
@@ -131,7 +133,7 @@ def answered(response: dict) -> dict[str, list]:
 
 
 def decided(response: dict):
-    read = fhir.case_from_fhir(parse_json(json.dumps(response)))
+    read = fhir_in.case_from_fhir(parse_json(json.dumps(response)))
     return read.case, check(read.case)
 
 
@@ -146,7 +148,7 @@ def test_lhc_forms_prepopulates_from_the_record_and_a_filled_form_decides_covere
     assert before["creatinine_clearance_ml_min"] == [72.5]
     assert "prescriber.specialist" not in before and "case_id" not in before
     response = got["response"]
-    assert response["questionnaire"] == fhir.questionnaire_canonical("2025-11-01")
+    assert response["questionnaire"] == fhir_form.questionnaire_canonical("2025-11-01")
     assert response["status"] == "completed"
     case, result = decided(response)
     assert case.case_id == "PA-LHC-1" and case.prior_lines == [["VRd"], ["DPd"]]

@@ -10,19 +10,19 @@ initialExpression). fhir.resources (R4B) checks the base structure."""
 
 from __future__ import annotations
 
-import copy
 import datetime
 import re
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from covkb import case as cases
-from covkb import fhir
+from covkb.fhir import codes as fhir_codes
+from covkb.fhir import questionnaire as fhir_form
+from covkb.fhir import responses
+from covkb.fhir import reading as fhir_in
 from covkb.api import check
-from covkb.case import InvalidCase, parse_json
-from covkb.decide import policy
+from covkb.input.case import InvalidCase
+from covkb.input.text import parse_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FACTS = ROOT / "facts"
@@ -42,7 +42,7 @@ def entries(bundle: dict, kind: str) -> list[dict]:
 
 
 def read(resource: dict):
-    return fhir.case_from_fhir(parse_json(fhir.encode(resource)))
+    return fhir_in.case_from_fhir(parse_json(fhir_codes.encode(resource)))
 
 
 def refused(resource: dict, *words: str) -> str:
@@ -78,7 +78,7 @@ def test_an_amended_response_is_final():
 # ---------------------------------------------------------------------------
 def test_the_kb_requires_the_policys_hcpcs_code_or_an_abecma_ndc():
     # the policy's CPT/HCPCS section: "Q2055 Idecabtagene vicleucel, up to 510 million ..."
-    codes = fhir.requested_codes()
+    codes = fhir_in.requested_codes()
     assert (HCPCS, "Q2055") in codes
     # the label's three NDCs, written 5-3-2 and in HIPAA's 11-digit 5-4-2 form
     assert {(NDC, ndc) for n in (1, 2, 3) for ndc in (f"59572-515-0{n}", f"59572-0515-0{n}")} <= set(codes)
@@ -152,7 +152,7 @@ def crcl_bundle(**changes) -> dict:
 
 
 def test_an_observation_after_the_date_of_service_documents_nothing():
-    # creatinine clearance 45 fails 5d (SPEC §4.7); measured after the service it is not documented
+    # creatinine clearance 45 fails 5d (reading 16); measured after the service it is not documented
     assert read(crcl_bundle()).case.creatinine_clearance_ml_min == 45
     later = crcl_bundle(effectiveDateTime="2099-01-01T08:00:00Z")
     assert read(later).case.creatinine_clearance_ml_min is None
@@ -180,9 +180,9 @@ def test_a_response_to_another_form_is_refused():
 
 
 def test_a_response_to_the_form_of_another_version_is_refused():
-    # covered-2025 is served 2025-11-12: version 2025-11-01 is in force (SPEC §4.1)
+    # covered-2025 is served 2025-11-12: version 2025-11-01 is in force (reading 5)
     response = load("covered-2025.questionnaire-response.json")
-    response["questionnaire"] = fhir.questionnaire_url() + "|2024-08-21"
+    response["questionnaire"] = fhir_form.questionnaire_url() + "|2024-08-21"
     refused(response, "questionnaire", "2025-11-01")
 
 
@@ -216,7 +216,7 @@ def pas(name: str) -> tuple[dict, dict, object]:
     request = load(name)
     got = read(request)
     result = check(got.case)
-    return request, fhir.pas_response(result, got.context), result
+    return request, responses.pas_response(result, got.context), result
 
 
 def references(node):
@@ -238,7 +238,7 @@ def test_pas_answers_a_response_bundle_whose_references_resolve_inside_it(name):
     from fhir.resources.R4B.bundle import Bundle
 
     request, response, result = pas(name)
-    Bundle.model_validate(parse_json(fhir.encode(response)))
+    Bundle.model_validate(parse_json(fhir_codes.encode(response)))
     assert response["meta"]["profile"] == [PAS_SD + "profile-pas-response-bundle"]
     assert response["type"] == "collection" and response["timestamp"] and response["identifier"]
     first = response["entry"][0]["resource"]
@@ -298,7 +298,7 @@ def test_a_pended_request_carries_what_is_missing_and_outcome_complete():
 def test_pas_of_a_lone_response_names_the_request_by_identifier():
     response = load("pending-2025.questionnaire-response.json")
     got = read(response)
-    bundle = fhir.pas_response(check(got.case), got.context)
+    bundle = responses.pas_response(check(got.case), got.context)
     [entry] = bundle["entry"]
     assert entry["resource"]["request"] == {"identifier": {"system": "urn:covkb:case-id", "value": got.case.case_id}}
 
@@ -309,7 +309,7 @@ def test_pas_of_a_lone_response_names_the_request_by_identifier():
 def crd(name: str, date=None) -> tuple[dict, dict]:
     request = load(name)
     got = read(request)
-    extension = fhir.coverage_information(check(got.case), got.context, date)
+    extension = responses.coverage_information(check(got.case), got.context, date)
     return request, {p["url"]: p for p in extension["extension"]}
 
 
@@ -343,7 +343,7 @@ def walk(items):
 
 @pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])
 def test_the_form_asks_in_words_with_coded_options_and_no_payer_questions(version):
-    form = fhir.questionnaire(version)
+    form = fhir_form.questionnaire(version)
     items = list(walk(form["item"]))
     for item in items:
         assert item["text"] and item["text"] != item["linkId"] and not re.fullmatch(r"[a-z_.]+(: any\?)?", item["text"])
@@ -358,7 +358,7 @@ def test_the_form_asks_in_words_with_coded_options_and_no_payer_questions(versio
 
 
 def test_the_form_is_named_by_an_http_canonical_with_its_version_everywhere():
-    form = fhir.questionnaire("2025-11-01")
+    form = fhir_form.questionnaire("2025-11-01")
     assert form["url"].startswith("http://") and form["version"] == "2025-11-01"
     canonical = f"{form['url']}|{form['version']}"
     assert load("pending-2025.questionnaire-response.json")["questionnaire"] == canonical
@@ -373,7 +373,7 @@ INITIAL = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-init
 
 
 def test_the_form_prepopulates_what_the_record_holds():
-    form = fhir.questionnaire("2024-08-21")
+    form = fhir_form.questionnaire("2024-08-21")
     [context] = [e for e in form["extension"] if e["url"].endswith("sdc-questionnaire-launchContext")]
     assert {"url": "type", "valueCode": "Patient"} in context["extension"]
     expressions = {i["linkId"]: e["valueExpression"] for i in walk(form["item"])

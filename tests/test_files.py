@@ -6,7 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cases import case
-from covkb.cli import app
+from covkb.surfaces.cli import app
 
 runner = CliRunner()
 

@@ -1,5 +1,5 @@
 """Fuzz: arbitrary JSON, YAML and .lp text is decided or refused as bad input, within a
-time and memory budget per case: never another exception, never a hang (SPEC §1, §3,
+time and memory budget per case: never another exception, never a hang (reading 2, §3,
 §4.14: no input may make a case take more than a fraction of a second or more than a
 few megabytes). The ci profile runs more examples."""
 
@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cases import case
 from covkb.api import check
-from covkb.case import InvalidCase, from_json, from_object, from_yaml
-from covkb.lpcase import parse_lp
+from covkb.input.case import InvalidCase, from_object
+from covkb.input.text import from_json, from_yaml
+from covkb.input.lp import parse_lp
 
 # Per case: CPU seconds of this process (not wall time: a busy machine does not lengthen
 # it, so the verdict never depends on load) and Python memory at its peak. The budget is

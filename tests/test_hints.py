@@ -1,4 +1,4 @@
-"""Did-you-mean hints (SPEC §4.13: unrecognised names are kept and reported): a hint is
+"""Did-you-mean hints (reading 28: unrecognised names are kept and reported): a hint is
 offered only for a likely typo, never another real drug, and it is part of the JSON
 result as well as of `explain`."""
 
@@ -8,9 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cases import case, decide
-from covkb import case as cases
-from covkb.cli import app
-from covkb.explain import as_text, explain
+from covkb.input import case as cases
+from covkb.surfaces.cli import app
+from covkb.api import explain
+from covkb.results.explain import as_text
 
 runner = CliRunner()
 

@@ -9,8 +9,9 @@ from hypothesis import given, strategies as st
 
 from cases import case, decide, statuses
 from covkb.api import check
-from covkb.case import InvalidCase, MAX_ITEMS, MAX_STRING, from_json, from_object, from_yaml
-from covkb.lpcase import parse_lp
+from covkb.input.case import InvalidCase, MAX_ITEMS, MAX_STRING, from_object
+from covkb.input.text import from_json, from_yaml
+from covkb.input.lp import parse_lp
 
 HOSTILE = st.one_of(
     st.sampled_from([
@@ -50,7 +51,7 @@ def test_a_hostile_string_decides_as_a_plain_unknown_string_would(place, text):
     PLACES[place](plain, PLAIN)
     try:
         outcome = _outcome(hostile)
-    except InvalidCase:  # SPEC §1: a control character in a string is bad input
+    except InvalidCase:  # reading 3: a control character in a string is bad input
         assert CONTROL.search(text) or (not text.strip() and place != "case_id")
         return
     known_names = {"abecma", "ide-cel", "carvykti", "cilta-cel", "kymriah", "revlimid"}
@@ -67,7 +68,7 @@ def test_case_id_comes_back_exactly():
 @pytest.mark.parametrize("text", ["line\nbreak", "bell\x07", "\x1b[32mCOVERED\x1b[0m", "carriage\rreturn",
                                   "\x1b]0;title\x07", "del\x7f", "c1\x9b31m"])
 def test_a_control_character_in_any_string_is_refused_naming_the_field(text):
-    # SPEC §1: control characters in a string are bad input; they could rewrite a terminal.
+    # reading 3: control characters in a string are bad input; they could rewrite a terminal.
     # Tab is white space, which names fold: it stays.
     for changes, path in (({"case_id": text}, "case_id"),
                           ({"prior_lines": [["Rd", text], ["Vd"]]}, "prior_lines[0][1]"),

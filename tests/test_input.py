@@ -1,4 +1,4 @@
-"""Bad input is an error naming the field, never a guess (SPEC §1)."""
+"""Bad input is an error naming the field, never a guess (reading 3)."""
 
 import json
 from decimal import Decimal
@@ -6,8 +6,9 @@ from decimal import Decimal
 import pytest
 
 from cases import case
-from covkb.case import Case, InvalidCase, from_json, from_object, from_yaml
-from covkb.lpcase import parse_lp
+from covkb.input.case import Case, InvalidCase, from_object
+from covkb.input.text import from_json, from_yaml
+from covkb.input.lp import parse_lp
 
 
 @pytest.mark.parametrize("changes, path", [
@@ -71,7 +72,7 @@ def test_a_byte_order_mark_is_ignored():
     assert from_json(b"\xef\xbb\xbf" + data).case_id == "PA-TEST"
 
 
-# SPEC §4.14: "Its written form may hold at most 40 significant digits and an exponent of
+# reading 4: "Its written form may hold at most 40 significant digits and an exponent of
 # at most ±40; beyond that it is bad input, refused at once".
 FORTY = "45." + "0" * 37 + "1"      # 40 significant digits
 FORTY_ONE = "45." + "0" * 38 + "1"  # 41

@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from covkb import decide
-from covkb.kbcheck import problems
+from covkb.engine import kb
+from covkb.analysis.kbcheck import problems
 
-KB = decide.kb_dir()
+KB = kb.kb_dir()
 
 
 def _with(tmp_path, text: str):
@@ -54,3 +54,42 @@ def test_each_bound_is_declared_once_per_criterion(version):
     assert text.count(f'bound("{version}","{ident}","dose_million_car_t_cells",ge,300).') == 1
     assert text.count(f'bound("{version}","{ident}","dose_million_car_t_cells",le,510).') == 1
     assert "threshold(" not in text
+
+
+# --- the shown vocabulary: every shown atom is declared, and read by one reader ----------------
+def test_a_shown_atom_the_vocabulary_does_not_declare_is_named_by_the_self_check(tmp_path):
+    copy = _with(tmp_path, '\nnote(K,"5d") :- in2024(K).\n#show note/2.\n')
+    found = problems(copy)
+    assert len(found) == 1 and "#show note/2" in found[0] and found[0].startswith("v2024-08-21.lp:")
+
+
+def test_a_shown_atom_of_another_arity_is_named_by_the_self_check(tmp_path):
+    copy = _with(tmp_path, '\nrule_words(a,"x","y").\n#show rule_words/3.\n')
+    assert any("#show rule_words/3" in line for line in problems(copy))
+
+
+def test_deciding_refuses_a_shown_atom_the_vocabulary_does_not_declare(tmp_path):
+    from covkb.api import check
+    from covkb.engine.vocabulary import Undeclared
+    from covkb.input.case import from_object
+
+    for extra in ('\nnote(K,"5d") :- in2024(K).\n#show note/2.\n', '\nnote("x").\n#show note/1.\n'):
+        copy = _with(tmp_path / str(len(extra)), extra)
+        with pytest.raises(Undeclared, match="note/"):
+            check(from_object({"case_id": "A", "date_of_service": "2025-01-15"}), directory=copy)
+
+
+def test_a_criterion_without_a_remedy_kind_is_named_by_the_self_check(tmp_path):
+    copy = tmp_path / "kb"
+    shutil.copytree(KB, copy)
+    words = copy / "words.lp"
+    text = words.read_text()
+    line = 'remedy_class("2025-11-01","dose",request).\n'
+    assert line in text
+    words.write_text(text.replace(line, ""))
+    assert problems(copy) == ["criterion dose of version 2025-11-01 has no remedy kind (remedy_class/3)"]
+
+
+def test_a_criterion_with_two_remedy_kinds_is_named_by_the_self_check(tmp_path):
+    copy = _with(tmp_path, '\nremedy_class("2024-08-21","9",clinical).\n')
+    assert problems(copy) == ["criterion 9 of version 2024-08-21 has 2 remedy kinds (clinical, request)"]

@@ -10,13 +10,13 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from covkb import decide
+from covkb.engine import kb
 from covkb.api import check
-from covkb.case import from_object
-from covkb.cli import app
-from covkb.lint import lint
+from covkb.input.case import from_object
+from covkb.surfaces.cli import app
+from covkb.analysis.lint import lint
 
-KB = decide.kb_dir()
+KB = kb.kb_dir()
 
 
 @pytest.fixture(scope="module")

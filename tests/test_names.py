@@ -1,5 +1,5 @@
 """Drug and product names: generic, suffixed, short, brand, regimen; any letter case and
-white space (SPEC §1); unrecognised names (SPEC §4.13); one line with every class (§4.4)."""
+white space (reading 21, 23); unrecognised names (reading 28); one line with every class (reading 12)."""
 
 import pytest
 
@@ -26,7 +26,7 @@ def test_a_class_is_found_by_any_of_its_names(name, criterion, service):
     assert {status(result, c) for c in others} == {"not_met"}
 
 
-# SPEC §1: R lenalidomide, V bortezomib, K carfilzomib, I ixazomib, P pomalidomide,
+# reading 23: R lenalidomide, V bortezomib, K carfilzomib, I ixazomib, P pomalidomide,
 # T thalidomide, D daratumumab, Isa isatuximab, E elotuzumab, S selinexor,
 # C/Cy cyclophosphamide, d dexamethasone.
 IMID, PI, CD38 = "3a", "3b", "3c"
@@ -52,7 +52,7 @@ def test_a_regimen_abbreviation_stands_for_its_agents(regimen, classes):
     assert {c for c in CLASS_OF if status(result, c) == "met"} == classes
 
 
-# "3. ... two or more prior lines of therapy including ALL the following" (SPEC §4.4)
+# "3. ... two or more prior lines of therapy including ALL the following" (reading 12)
 @pytest.mark.parametrize("service", [IN_2024, IN_2025])
 def test_one_line_holding_all_three_classes_still_fails_3(service):
     result = decide(case(prior_lines=[["DVRd"]], date_of_service=service))
@@ -83,7 +83,7 @@ def test_other_myeloma_agents_belong_to_no_class():
     assert not any("recognised" in a for a in result.advisories)
 
 
-# SPEC §4.13: an unrecognised agent keeps a class the known names miss unknown.
+# reading 28: an unrecognised agent keeps a class the known names miss unknown.
 def test_unrecognised_agent_leaves_unmet_classes_unknown_and_is_reported():
     result = decide(case(prior_lines=[["Revlimid", "Velcaid"], ["Darzalex"]]))
     assert [status(result, c) for c in ("3a", "3b", "3c")] == ["met", "unknown", "met"]
@@ -97,7 +97,7 @@ def test_unrecognised_agent_does_not_hide_a_failure_elsewhere():
     assert result.decision == "not_covered"
 
 
-# SPEC §4.13: an unrecognised product is still a prior cell therapy, but counts for 5g/8
+# reading 29: an unrecognised product is still a prior cell therapy, but counts for 5g/8
 # only when recognised.
 @pytest.mark.parametrize("service, expected", [
     (IN_2024, {"4": "not_met", "5c": "not_met", "5g": "met", "8": "met"}),
@@ -145,7 +145,7 @@ def test_other_car_t_products_are_recognised_prior_cell_therapies(name):
     assert result.advisories == []
 
 
-# SPEC §4.5: "A clinical_trials entry is read by product or trial name (§1); a recognised
+# reading 14: "A clinical_trials entry is read by product or trial name (reading 2); a recognised
 # name of anything else (another agent or product) is no listed therapy; an unrecognised
 # name leaves 4 unknown (unless something else fails it) and is listed for clarification."
 @pytest.mark.parametrize("trial, expected", [
@@ -165,7 +165,7 @@ def test_a_trial_entry_is_read_by_product_or_trial_name(trial, expected, service
         assert result.advisories == []
 
 
-# SPEC §1: "KarMMa, KarMMa-2, KarMMa-3 are ide-cel trials; CARTITUDE-1, -2, -4, -5, -6 are
+# reading 26: "KarMMa, KarMMa-2, KarMMa-3 are ide-cel trials; CARTITUDE-1, -2, -4, -5, -6 are
 # cilta-cel trials"; §4.5: ide-cel and cilta-cel are listed in 2024-08-21, ide-cel alone in
 # 2025-11-01.
 @pytest.mark.parametrize("trial, in_2024, in_2025", [
@@ -189,7 +189,7 @@ def test_an_unrecognised_trial_does_not_hide_a_failure_of_4():
     assert status(result, "4") == "not_met" and result.decision == "not_covered"
 
 
-# SPEC §4.13: "A recognised CAR-T product named in prior_lines is a prior cell therapy as if
+# reading 29: "A recognised CAR-T product named in prior_lines is a prior cell therapy as if
 # it were in prior_cell_therapies (it fails 4, 5b/5c, and 5g/8 by product), with an
 # advisory saying where it was found; it is not an unrecognised agent."
 @pytest.mark.parametrize("product, service, expected", [
@@ -210,8 +210,8 @@ def test_a_car_t_product_in_prior_lines_is_a_prior_cell_therapy(product, service
                for a in result.advisories)
 
 
-# SPEC §4.6: "purpose lymphodepletion is exempt only for a lymphodepleting chemotherapy
-# agent (§1). A recognised agent of any other kind given for lymphodepletion, or a myeloma
+# reading 15: "purpose lymphodepletion is exempt only for a lymphodepleting chemotherapy
+# agent (reading 15). A recognised agent of any other kind given for lymphodepletion, or a myeloma
 # agent of §1 (the three classes and the other myeloma agents, less dexamethasone and
 # prednisone) given as supportive, is combination use: 5a not met, the reason naming the
 # agent and its stated purpose. An unrecognised agent given for lymphodepletion leaves 5a
@@ -228,7 +228,7 @@ def test_a_car_t_product_in_prior_lines_is_a_prior_cell_therapy(product, service
     ("daratumumab", "bridging", "met"), ("VRd", "bridging", "met"),
     ("fludarabine", "anti_cancer", "not_met"), ("tocilizumab", "anti_cancer", "not_met"),
     ("mystery-mab", "lymphodepletion", "unknown"), ("Flu/Cy", "lymphodepletion", "met"),
-    ("Fludara", "lymphodepletion", "met"), ("Bendeka", "lymphodepletion", "met"),  # brand names (§1)
+    ("Fludara", "lymphodepletion", "met"), ("Bendeka", "lymphodepletion", "met"),  # brand names (reading 22)
 ])
 @pytest.mark.parametrize("service", [IN_2024, IN_2025])
 def test_lymphodepletion_is_exempt_only_for_lymphodepleting_chemotherapy(agent, purpose, expected, service):
@@ -254,7 +254,7 @@ def test_an_unrecognised_lymphodepleting_agent_does_not_hide_combination_use():
     assert status(decide(case(concurrent_therapies=therapies)), "5a") == "not_met"
 
 
-# SPEC §1: "Before matching, ® and ™ are dropped; in a regimen abbreviation hyphens, spaces
+# reading 21, 23: "Before matching, ® and ™ are dropped; in a regimen abbreviation hyphens, spaces
 # and / are ignored (Isa-Pd = IsaPd, D-VRd = DVRd), Dara stands for D, and RVd is VRd. A
 # name written X (Y) is recognised when X or Y is and the two do not name different things."
 @pytest.mark.parametrize("spelling, classes", [
@@ -292,7 +292,7 @@ def test_product_spellings_fail_5g_and_8(name, service, failing):
 
 @pytest.mark.parametrize("spelling", ["ide cel", "idecel", "IDE-CEL", "ide\u2011cel", "bb2121"])
 def test_ide_cel_however_joined_and_its_code_fail_8(spelling):
-    # SPEC §1: the unhyphenated short names (`ide cel`, `idecel`) and the development code
+    # reading 22: the unhyphenated short names (`ide cel`, `idecel`) and the development code
     # bb2121 are ide-cel; a non-breaking hyphen (U+2011) is a hyphen
     result = decide(case(prior_cell_therapies=[spelling]))
     assert status(result, "8") == "not_met" and status(result, "4") == "not_met"

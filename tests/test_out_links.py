@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cases import case
-from covkb.cli import app
+from covkb.surfaces.cli import app
 
 runner = CliRunner()
 

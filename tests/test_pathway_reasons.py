@@ -1,4 +1,4 @@
-"""The compendium pathway's reasons (SPEC §4.12): covered = every criterion met OR
+"""The compendium pathway's reasons (reading 31): covered = every criterion met OR
 (pathway asserted AND criterion 2 not met AND specialist AND center met), the pathway
 asserted only by an FDA-approved indication or an NCCN category 1 or 2A recommendation."""
 
@@ -6,7 +6,7 @@ import pytest
 
 from cases import DROP, V2024, V2025, case, decide
 
-# A request whose criteria fail on the dose (SPEC §4.10: 300 to 510), with an NCCN
+# A request whose criteria fail on the dose (reading 19: 300 to 510), with an NCCN
 # category 1 assertion, multiple myeloma documented and relapsed/refractory not: only the
 # pathway can cover it, and it needs criterion 2 not met, relapsed and refractory both false.
 PATHWAY_DOSE = dict(diagnosis={"multiple_myeloma": True, "cns_involvement": False},

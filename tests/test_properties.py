@@ -1,4 +1,4 @@
-"""Properties of the knowledge base over the whole case space (SPEC §4).
+"""Properties of the knowledge base over the whole case space (docs/reading.md).
 
 Each test states one property; the strategies live in strategies.py.
 """
@@ -51,7 +51,7 @@ def test_plan_exclusions_precede_everything(data):
         assert result.label not in ("plan_excluded", "group_policy_supersedes")
 
 
-# -- the versions differ only where the policy differs (SPEC §4.5–4.9) -------------------
+# -- the versions differ only where the policy differs (reading 11, 14, 16, 17, 18) -------------------
 
 def _carries_a_difference(data: dict) -> list[str]:
     """Which of the differences between the versions this case carries."""
@@ -200,7 +200,7 @@ def test_documenting_a_missing_field_never_rescues_not_covered(data, key, more):
     assert after.decision == "not_covered"
 
 
-# -- the decision follows from the statuses (SPEC §4.12) ---------------------------------
+# -- the decision follows from the statuses (reading 30) ---------------------------------
 
 @given(cases())
 def test_decision_and_label_follow_from_the_statuses(data):
@@ -230,7 +230,7 @@ def test_decision_and_label_follow_from_the_statuses(data):
     assert (result.decision, result.label) == expected
 
 
-# Fields each criterion reads (SPEC §1, §4), written independently of kb/.
+# Fields each criterion reads (reading 2, 8, §4), written independently of kb/.
 READS = {
     "specialist": ["prescriber.specialist"], "center": ["prescriber.approved_car_t_center"],
     "1": ["member.birth_date", "member.age"],
@@ -317,7 +317,7 @@ def test_check_equals_batch_and_runs_repeat_exactly(items):
     assert decide_all(items) == together
 
 
-# -- names as reviewers write them (SPEC §1, §4.5, §4.6, §4.13) ------------------------
+# -- names as reviewers write them (reading 21–29, §4.5, §4.6, §4.13) ------------------------
 
 PRIOR_CELL = {"2024-08-21": ("4", "5b", "5c", "5g", "8"), "2025-11-01": ("4", "5b", "8")}
 
@@ -410,10 +410,10 @@ def test_marks_broken_abbreviations_and_paired_names_never_change_the_decision(d
     assert _decided(decide(data)) == _decided(before)
 
 
-# up to 37 places: 510 has 3 integer digits, and SPEC §4.14 allows 40 significant digits in all
+# up to 37 places: 510 has 3 integer digits, and reading 4 allows 40 significant digits in all
 @given(st.sampled_from([45, 300, 510]), st.integers(10, 37), st.booleans())
 def test_a_number_compares_exactly_at_any_number_of_decimal_places(point, places, up):
-    # SPEC §4.14 and §4.7, §4.10: 45 fails 5d, above it passes; 300 to 510 inclusive
+    # reading 4 and §4.7, §4.10: 45 fails 5d, above it passes; 300 to 510 inclusive
     value = Decimal(f"{point}.{'0' * (places - 1)}1" if up else f"{point - 1}.{'9' * places}")
     crcl = decide({**eligible(date(2025, 3, 15)), "creatinine_clearance_ml_min": value})
     dose = decide({**eligible(date(2025, 11, 12)), "dose_million_car_t_cells": value})

@@ -1,4 +1,4 @@
-"""Remedies that state every condition they rest on (SPEC §2: remedy kinds request,
+"""Remedies that state every condition they rest on (reading 32: remedy kinds request,
 on_date, after_treatment, clinical, history). A remedy is honest when applying it, every
 other fact unchanged, meets its criterion, or when it states the further condition."""
 
@@ -13,27 +13,28 @@ from hypothesis import given
 from typer.testing import CliRunner
 
 from cases import DROP, V2024, V2025, case, decide, status
-from covkb import case as cases
-from covkb.cli import app
-from covkb.explain import as_text, explain
+from covkb.input import case as cases
+from covkb.surfaces.cli import app
+from covkb.api import explain
+from covkb.results.explain import as_text
 from strategies import AGENTS, LYMPHODEPLETING, PRODUCTS, cases as any_cases, remedied_cases
 
-# SPEC §2 and §4.1: 2024-08-21 is in force to 2025-10-31, 2025-11-01 from then on.
+# reading 5 and §4.1: 2024-08-21 is in force to 2025-10-31, 2025-11-01 from then on.
 ENDS = {V2024: date(2025, 10, 31), V2025: date(9999, 12, 31)}
 def fold(name: str) -> str:
     return " ".join(name.split()).lower()
 
 
-# SPEC §4.10: a dose inside 300 to 510 x 10^6 CAR-positive T cells
+# reading 19: a dose inside 300 to 510 x 10^6 CAR-positive T cells
 ON_LABEL = 450
 
 
 def _combination(therapy: dict) -> bool:
-    """SPEC §4.6: anti_cancer; for lymphodepletion, a recognised agent that is no
+    """reading 15: anti_cancer; for lymphodepletion, a recognised agent that is no
     lymphodepleting chemotherapy agent; as supportive care, a myeloma agent other than
     dexamethasone and prednisone."""
     agent, purpose = fold(therapy["agent"]), therapy["purpose"]
-    # SPEC §1's myeloma agents: the three classes and the other myeloma agents (bendamustine
+    # reading 21's myeloma agents: the three classes and the other myeloma agents (bendamustine
     # among them, fludarabine not), less the two corticosteroids
     myeloma = {fold(a) for a in AGENTS + ["bendamustine", "Treanda"]} - {"dexamethasone", "prednisone"}
     if purpose == "lymphodepletion":
@@ -50,7 +51,7 @@ def remedy(result, ident):
 def test_recent_cardiac_disease_with_lvef_undocumented_names_the_lvef_still_to_document():
     # 5e: "EF less than 45%, or other clinically significant cardiac disease within in the
     # past 6 months"; 2024-12-01 leaves the window of a 2025-06-02 date of service (its
-    # window starts 2024-12-02), but 5e then still needs the LVEF documented (SPEC §1:
+    # window starts 2024-12-02), but 5e then still needs the LVEF documented (reading 1:
     # absent means not documented, and 5e is unknown, not met)
     data = case(date_of_service="2025-03-15", lvef_percent=DROP,
                 significant_cardiac_disease_dates=["2024-12-01"])
@@ -63,7 +64,7 @@ def test_recent_cardiac_disease_with_lvef_undocumented_names_the_lvef_still_to_d
 
 
 def test_cardiac_disease_dated_on_the_date_of_service_is_ongoing_not_met_six_months_on():
-    # SPEC §1: "disease ongoing at the date of service is documented with that date"
+    # reading 17: "disease ongoing at the date of service is documented with that date"
     found = remedy(decide(case(date_of_service="2025-03-15",
                                significant_cardiac_disease_dates=["2025-03-15"]), V2024), "5e")
     assert (found.kind, found.date, found.ongoing) == ("on_date", None, True)
@@ -73,7 +74,7 @@ def test_cardiac_disease_dated_on_the_date_of_service_is_ongoing_not_met_six_mon
 
 def test_an_on_date_past_the_versions_end_says_so_and_names_the_version_in_force_then():
     # 2025-09-15 leaves the 6-month window on 2026-03-16, after 2024-08-21's last day
-    # 2025-10-31; from 2025-11-01 cardiac disease is a Policy Guidelines matter (SPEC §4.8)
+    # 2025-10-31; from 2025-11-01 cardiac disease is a Policy Guidelines matter (reading 18)
     found = remedy(decide(case(date_of_service="2025-10-20",
                                significant_cardiac_disease_dates=["2025-09-15"])), "5e")
     assert (found.date, found.version_ends, found.version_then) == ("2026-03-16", "2025-10-31", V2025)
@@ -96,7 +97,7 @@ def test_an_on_date_inside_the_version_says_nothing_of_its_end():
     (V2025, [["VRd"], ["Kd"]], "3c", "an anti-CD38 monoclonal antibody"),
 ])
 def test_too_few_lines_or_a_missing_class_is_met_after_treatment_not_history(version, lines, ident, received):
-    # SPEC §2: met once the member has received the further line or class; nothing in the
+    # reading 32: met once the member has received the further line or class; nothing in the
     # member's history prevents it, so no "cannot be remedied" reaches a member
     data = case(prior_lines=lines, date_of_service="2025-03-15" if version == V2024 else "2025-11-12")
     found = remedy(decide(data), ident)
@@ -131,8 +132,8 @@ def _applied(data: dict, result, criterion) -> dict | None:
     elif ident in ("9", "dose"):
         data["dose_million_car_t_cells"] = ON_LABEL
     elif ident == "5a":
-        # "give no other chemotherapy or biologic agent in combination": drop what SPEC
-        # §4.6 calls combination use, keep what it allows
+        # "give no other chemotherapy or biologic agent in combination": drop what reading 15
+        # calls combination use, keep what it allows
         data["concurrent_therapies"] = [t for t in data["concurrent_therapies"] if not _combination(t)]
     else:
         raise AssertionError(f"no way to apply a {found.kind} remedy of {ident}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from covkb import audit
+from covkb.surfaces import audit, batch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -60,8 +60,8 @@ def test_replay_finds_exactly_the_rows_decided_differently_and_names_the_engine(
 def test_replay_through_workers_gives_what_one_process_gives(log):
     reader = audit.open_read(log)
     try:
-        one = [(row["id"], now.decision, kb) for row, now, _, kb in audit.replay(reader, workers=1, chunk=50)]
-        two = [(row["id"], now.decision, kb) for row, now, _, kb in audit.replay(reader, workers=2, chunk=50)]
+        one = [(row["id"], now.decision, kb) for row, now, _, kb in batch.replay(reader, workers=1, chunk=50)]
+        two = [(row["id"], now.decision, kb) for row, now, _, kb in batch.replay(reader, workers=2, chunk=50)]
     finally:
         reader.close()
     assert one == two and [ident for ident, _, _ in one] == list(CHANGED)

@@ -14,14 +14,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cases import DROP, IN_2024, case
-from covkb import __version__, audit
-from covkb.case import from_object
-from covkb.cli import app
+from covkb import __version__
+from covkb.surfaces import audit
+from covkb.input.case import from_object
+from covkb.surfaces.cli import app
 from htmltree import parse
 
 ROOT = Path(__file__).parents[1]
 FACTS = ROOT / "facts"
-# SPEC §2: every criterion of the applied version, in policy order.
+# reading 8: every criterion of the applied version, in policy order.
 IDS = {"2024-08-21": "specialist center 1 2 3 3a 3b 3c 4 5a 5b 5c 5d 5e 5f 5g 6 7 8 9".split(),
        "2025-11-01": "specialist center 1 2 3 3a 3b 3c 4 5a 5b 6 7 8 dose".split()}
 HOSTILE = "<script>alert('case')</script>"
@@ -91,7 +92,7 @@ def test_creatinine_clearance_of_45_fails_5d_and_the_page_says_so_at_the_top_and
 
 
 def test_an_undocumented_field_leaves_its_criterion_unknown_and_the_page_names_it(tmp_path):
-    # SPEC §1: an absent field is not documented; the criterion needing it is unknown.
+    # reading 1: an absent field is not documented; the criterion needing it is unknown.
     tree = parse(page_of(case(organ_function_adequate=DROP), tmp_path))
     row = criterion_rows(tree)["6"]
     assert "unknown" in row.classes()
@@ -128,7 +129,7 @@ def test_every_string_from_the_case_is_text_not_markup(tmp_path):
 # The report over a decision log
 # ---------------------------------------------------------------------------
 def logged_cases() -> list[dict]:
-    """14 determinations whose outcomes SPEC and the policy fix."""
+    """14 determinations whose outcomes the policy and docs/reading.md fix."""
     out = []
     for i in range(12):
         if i % 3 == 0:  # policy 2025-11-01 criterion 6 not met: not covered
@@ -137,7 +138,7 @@ def logged_cases() -> list[dict]:
             out.append(case(case_id=f"C{i}", organ_function_adequate=DROP))
         else:
             out.append(case(case_id=f"C{i}"))
-    out.append(case(case_id="OLD", date_of_service="2024-08-01"))  # SPEC §4.1: criteria_not_on_file
+    out.append(case(case_id="OLD", date_of_service="2024-08-01"))  # reading 5: criteria_not_on_file
     out.append(case(case_id="V2024", date_of_service=IN_2024))  # every criterion of 2024-08-21 met
     return out
 
@@ -256,7 +257,7 @@ def logged_then(log, data: dict, decision: str, label: str) -> int:
 
 
 def test_a_determination_decided_differently_now_is_listed_and_linked_to_its_page(log):
-    # A row logged under another kb that covered what SPEC §4.12 now refuses: criterion 6
+    # A row logged under another kb that covered what reading 31 now refuses: criterion 6
     # not met (organ_function_adequate false) leaves the case not covered.
     ident = logged_then(log, case(case_id=HOSTILE, organ_function_adequate=False),
                         "covered", "meets_primary_coverage_criteria")
@@ -278,11 +279,11 @@ def test_a_determination_decided_differently_now_is_listed_and_linked_to_its_pag
 
 
 def test_re_deciding_over_worker_processes_finds_what_one_process_finds(log):
-    from covkb.report import redecided, tally
+    from covkb.surfaces.report import redecided, tally
 
     differ = []
     for i in range(7):
-        if i % 2:  # logged as covered, but criterion 6 not met: not covered now (SPEC §4.12)
+        if i % 2:  # logged as covered, but criterion 6 not met: not covered now (reading 31)
             differ.append(logged_then(log, case(case_id=f"T{i}", organ_function_adequate=False),
                                       "covered", "meets_primary_coverage_criteria"))
         else:  # logged as every criterion met decides it now
@@ -334,7 +335,7 @@ def test_the_report_is_written_whole_or_not_at_all(log, tmp_path):
 
 # ---------------------------------------------------------------------------
 def test_the_week_chart_keeps_empty_weeks_and_scales_to_a_round_ceiling():
-    from covkb.report import week_chart
+    from covkb.surfaces.report import week_chart
 
     first = datetime.date(2026, 11, 2)
     chart = week_chart(Counter({(first, "covered"): 3, (first + datetime.timedelta(weeks=3), "pending"): 4}))
@@ -347,8 +348,8 @@ def test_the_week_chart_keeps_empty_weeks_and_scales_to_a_round_ceiling():
 
 def test_covkb_check_does_not_load_the_template_engine():
     # `covkb check` must start in under 150 ms: Jinja2 loads only for the HTML commands.
-    code = ("import sys, covkb.cli\nsys.argv = ['covkb', 'check', sys.argv[1]]\n"
-            "try:\n    covkb.cli.main()\nexcept SystemExit:\n    pass\nprint('jinja2' in sys.modules)")
+    code = ("import sys, covkb.surfaces.cli\nsys.argv = ['covkb', 'check', sys.argv[1]]\n"
+            "try:\n    covkb.surfaces.cli.main()\nexcept SystemExit:\n    pass\nprint('jinja2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(FACTS / "covered-2025.json")],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
@@ -402,7 +403,7 @@ def test_the_report_is_structured_for_a_screen_reader(log):
 
 
 def test_the_page_shows_the_date_of_service_beside_the_version(tmp_path):
-    # SPEC §2 (third release): date_of_service shown beside the version it selected.
+    # reading 5 (third release): date_of_service shown beside the version it selected.
     tree = parse(page_of(case(date_of_service="2025-11-12"), tmp_path))
     assert "version 2025-11-01, date of service 2025-11-12" in " ".join(tree.find("p", "version").text().split())
 
@@ -449,7 +450,7 @@ def logged_what_if(log, version: str = "2024-08-21") -> None:
 
 
 def test_a_what_if_is_marked_and_left_out_of_the_statistics(log):
-    # SPEC §2 (third release): results decided under --policy-version are marked and kept
+    # reading 7 (third release): results decided under --policy-version are marked and kept
     # out of decision statistics.
     before = parse(report(log))
     logged_what_if(log)
@@ -495,7 +496,7 @@ def test_the_csv_export_has_the_reason_and_the_date_of_service(log):
 
 
 def test_a_case_pended_only_on_a_name_is_under_missing_documentation(log, tmp_path):
-    # SPEC §1: an unrecognised name needed by a criterion pends the case for clarification.
+    # reading 28: an unrecognised name needed by a criterion pends the case for clarification.
     path = tmp_path / "name.json"
     path.write_text(json.dumps(case(case_id="NAME", prior_lines=[["lenalidomide", "bortezomib"], ["Daratumumob"]])))
     result = json.loads(cli("check", path, "--format", "json", "--log", log))
@@ -506,7 +507,7 @@ def test_a_case_pended_only_on_a_name_is_under_missing_documentation(log, tmp_pa
 
 
 def test_counts_carry_thousands_separators():
-    from covkb.report import thousands
+    from covkb.surfaces.report import thousands
 
     assert [thousands(n) for n in (7, 1234, 20000, 1234567)] == ["7", "1,234", "20,000", "1,234,567"]
 
@@ -550,7 +551,7 @@ def test_the_full_list_of_changes_is_in_the_replay_export(tmp_path):
 
 
 def test_the_chart_reads_without_colour():
-    from covkb.report import COLOURS, PATTERNS
+    from covkb.surfaces.report import COLOURS, PATTERNS
 
     def luminance(hex_colour: str) -> float:
         channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
@@ -603,7 +604,7 @@ def test_each_side_of_a_served_comparison_is_logged_as_a_what_if(tmp_path):
 
 
 def test_the_report_help_states_the_default_limit():
-    from covkb.report import LIMIT
+    from covkb.surfaces.report import LIMIT
 
     result = runner.invoke(app, ["audit", "report", "--help"], env={"COLUMNS": "200"})
     assert f"(default {LIMIT})" in " ".join(result.output.split())

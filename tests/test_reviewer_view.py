@@ -1,6 +1,6 @@
 """What a reviewer and an auditor read (issue 13): the reason names the failing facts,
 remedies say their kind, pending says what to send in words, the short view, the
-forced version and the provenance (SPEC §2, second release)."""
+forced version and the provenance (reading 7, second release)."""
 
 import json
 import re
@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cases import DROP, IN_2024, IN_2025, V2024, V2025, case, decide
-from covkb.audit import kb_hash
-from covkb.cli import app
+from covkb.surfaces.audit import kb_hash
+from covkb.surfaces.cli import app
 
 runner = CliRunner()
 
@@ -26,7 +26,7 @@ def remedy(result, ident):
 
 # --- 3. the reason --------------------------------------------------------------
 def test_the_reason_names_the_creatinine_clearance_that_failed_5d():
-    # issue 13.3's own example: 45 is not above 45 (SPEC §4.7: 45 fails 5d)
+    # issue 13.3's own example: 45 is not above 45 (reading 16: 45 fails 5d)
     result = decide(case(date_of_service=IN_2024, creatinine_clearance_ml_min=45))
     assert result.reason == "not covered: creatinine clearance 45 mL/min is not more than 45 (criterion 5d)"
 
@@ -50,7 +50,7 @@ def test_a_reason_on_a_criterion_of_several_fields_names_only_the_failing_one():
 
 def test_a_reason_on_5e_failed_by_recent_cardiac_disease_names_the_date_not_the_lvef():
     # 5e: "ejection fraction (EF) less than 45%, or other clinically significant cardiac
-    # disease within in the past 6 months"; SPEC §4.7: within while on or after the date
+    # disease within in the past 6 months"; reading 17: within while on or after the date
     # of service moved back 6 months (2025-03-15 -> 2024-09-15). The LVEF of 60 met it.
     result = decide(case(date_of_service="2025-03-15", significant_cardiac_disease_dates=["2025-01-10"]), V2024)
     assert result.reason == ("not covered: dates of clinically significant cardiac disease: 2025-01-10 "
@@ -76,7 +76,7 @@ def test_a_reason_on_5e_failed_by_recent_cardiac_disease_names_the_date_not_the_
     (V2024, {"member": {"age": 17}}, "1", "on_date"),
     # the rest of each version's criteria, by what meets them: the diagnosis, 6 and 7 are
     # clinical status; 3 and its classes are met once the member has received the further
-    # line or class (SPEC §2, third release: after_treatment); 4 and the prior products are
+    # line or class (reading 32, third release: after_treatment); 4 and the prior products are
     # the member's history; 5a is the request's own combination
     (V2025, {"diagnosis": {"multiple_myeloma": False}}, "2", "clinical"),
     (V2024, {"diagnosis": {"multiple_myeloma": False}}, "2", "clinical"),
@@ -100,7 +100,7 @@ def test_each_criterion_not_met_has_its_remedy_kind(version, changes, ident, kin
 
 @pytest.mark.parametrize("birth, service, eighteenth", [
     ("2008-06-01", "2025-11-12", "2026-06-01"),
-    # SPEC §4.11: a 29 February birthday is reached on 1 March in common years
+    # reading 10: a 29 February birthday is reached on 1 March in common years
     ("2008-02-29", "2025-11-12", "2026-03-01"),
     ("2012-02-29", "2029-11-12", "2030-03-01"),
 ])
@@ -116,7 +116,7 @@ def test_an_age_given_as_a_number_is_met_on_a_date_the_case_does_not_give():
 
 
 @pytest.mark.parametrize("service, disease, leaves", [
-    # SPEC §4.7: inside while on or after the date of service moved back 6 months
+    # reading 17: inside while on or after the date of service moved back 6 months
     ("2025-03-15", "2025-01-10", "2025-07-11"),
     ("2025-03-15", "2024-12-31", "2025-07-01"),   # last day of its month
     ("2025-08-31", "2025-02-28", "2025-09-01"),   # 2025-08-31 less 6 months is 2025-02-28
@@ -137,38 +137,38 @@ def test_met_criteria_carry_no_remedy():
 # --- 5. pending in words ------------------------------------------------------------
 def test_pending_lists_alternative_fields_as_one_of():
     result = decide(case(member=DROP))
-    assert result.missing == ["member.age", "member.birth_date"]   # SPEC §2 stays as it was
+    assert result.missing == ["member.age", "member.birth_date"]   # reading 1 stays as it was
     [item] = result.documentation
     assert item.fields == ["member.age", "member.birth_date"]
-    # SPEC §1: member.age is the "age on the date of service", birth_date the date of birth
+    # reading 2, 10: member.age is the "age on the date of service", birth_date the date of birth
     assert item.words == "one of: age on the date of service, or date of birth"
 
 
-# Each field a pending result asks for, in words: SPEC §1's meaning where it gives one,
-# otherwise the words of the criterion that reads the field, with SPEC §1's unit.
+# Each field a pending result asks for, in words: reading 2's meaning where it gives one,
+# otherwise the words of the criterion that reads the field, with reading 2's unit.
 @pytest.mark.parametrize("drop, version, words", [
     ("prescriber__specialist", V2025,
-     "ordered by, with direct involvement of, a physician with expertise in the condition"),   # SPEC §1
-    ("prescriber__approved_car_t_center", V2025, "given in a center approved to administer CAR-T"),  # SPEC §1
+     "ordered by, with direct involvement of, a physician with expertise in the condition"),   # reading 2
+    ("prescriber__approved_car_t_center", V2025, "given in a center approved to administer CAR-T"),  # reading 2
     ("diagnosis__multiple_myeloma", V2025, "diagnosis of multiple myeloma"),  # 2: "a diagnosis of ... multiple myeloma"
-    ("diagnosis__cns_involvement", V2025, "myeloma involving the central nervous system"),  # SPEC §1
+    ("diagnosis__cns_involvement", V2025, "myeloma involving the central nervous system"),  # reading 2
     ("prior_lines", V2025, "prior lines of therapy"),                        # 3: "two or more prior lines of therapy"
     ("prior_cell_therapies", V2025,                                          # 4, 5b: "CAR T-cell therapy or other
      "prior CAR-T or other genetically modified T-cell therapies"),         # genetically modified T-cell therapy"
     ("clinical_trials", V2025, "clinical trials the member is or has been a subject of"),  # 4: "is or has been a subject"
-    ("concurrent_therapies", V2025, "therapies planned around the infusion"),  # SPEC §1: "planned around the infusion"
+    ("concurrent_therapies", V2025, "therapies planned around the infusion"),  # reading 2: "planned around the infusion"
     ("prior_allogeneic_transplant", V2024, "prior allogeneic stem cell transplant"),  # 2024 5b, word for word
     ("creatinine_clearance_ml_min", V2024, "creatinine clearance (mL/min)"),  # 2024 5d: "Creatinine clearance ... mL/min"
-    ("lvef_percent", V2024, "left ventricular ejection fraction (%)"),      # SPEC §1, 2024 5e: "45%"
+    ("lvef_percent", V2024, "left ventricular ejection fraction (%)"),      # reading 2, 2024 5e: "45%"
     ("significant_cardiac_disease_dates", V2024,                             # 2024 5e: "clinically significant
      "dates of clinically significant cardiac disease"),                    # cardiac disease"
     ("infections__hepatitis_b", V2024, "active hepatitis B"),                # 2024 5f, word for word
     ("infections__hepatitis_c", V2024, "active hepatitis C"),
     ("infections__hiv", V2024, "HIV positive"),
     ("infections__uncontrolled", V2024, "other active, uncontrolled infection"),
-    ("organ_function_adequate", V2025,                                       # SPEC §1
+    ("organ_function_adequate", V2025,                                       # reading 2
      "adequate organ and bone marrow function per the treating oncologist/hematologist"),
-    ("dose_million_car_t_cells", V2025, "planned dose (x 10^6 CAR-positive T cells)"),  # SPEC §1: "planned dose, ×10⁶
+    ("dose_million_car_t_cells", V2025, "planned dose (x 10^6 CAR-positive T cells)"),  # reading 2: "planned dose, ×10⁶
 ])                                                                          # CAR-positive T cells"
 def test_pending_asks_for_each_field_in_words(drop, version, words):
     date = IN_2024 if version == V2024 else IN_2025
@@ -191,14 +191,14 @@ def test_check_shows_only_criteria_not_met_or_unknown_then_the_count(tmp_path):
     rows = [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in
             "specialist center 1 2 3 3a 3b 3c 4 5a 5b 5c 5d 5e 5f 5g 6 7 8 9".split()]
     assert rows == ["5d"]
-    assert "19 of 20 criteria met" in out   # SPEC §2: 2024-08-21 has 20 criteria
+    assert "19 of 20 criteria met" in out   # reading 8: 2024-08-21 has 20 criteria
     every = run("check", path, "--all").stdout
     assert "specialist" in every and "20 criteria" in every
 
 
 def test_explain_stays_complete(tmp_path):
     out = run("explain", "-", input=json.dumps(case(organ_function_adequate=False))).stdout
-    assert out.count("\n[") == 15   # SPEC §2: 2025-11-01 has 15 criteria
+    assert out.count("\n[") == 15   # reading 8: 2025-11-01 has 15 criteria
 
 
 # --- 7. overrides and provenance ---------------------------------------------------------
@@ -225,7 +225,7 @@ def test_json_and_markdown_carry_the_provenance(tmp_path):
 # --- 1. exclusions read as requirements ---------------------------------------------------
 # Policy: "5. Individual does not have any of the following circumstances: ... b. Prior
 # allogeneic stem cell transplant; OR". The item's words are quoted as they stand; that the
-# individual must not have it is the reading criterion 5 gives them, kept apart (SPEC §2,
+# individual must not have it is the reading criterion 5 gives them, kept apart (reading 9,
 # third release).
 @pytest.mark.parametrize("version, ids", [(V2024, "5a 5b 5c 5d 5e 5f 5g"), (V2025, "5a 5b")])
 def test_every_sub_item_of_criterion_5_is_read_under_individual_does_not_have(version, ids):
@@ -249,8 +249,9 @@ def test_prior_transplant_reads_as_the_requirement_in_criteria_and_markdown(tmp_
 
 # --- 2. compare lines up by meaning ----------------------------------------------------------
 def test_compare_lines_up_the_versions_requirement_by_requirement():
-    from covkb.case import from_object
-    from covkb.explain import compare, requirements
+    from covkb.input.case import from_object
+    from covkb.api import compare
+    from covkb.results.explain import requirements
 
     rows = requirements(compare(from_object(case())))
     # the issue: 2024 5c and 2025 5b are prior CAR-T; 2024 9 and 2025 dose the dose;
@@ -259,7 +260,7 @@ def test_compare_lines_up_the_versions_requirement_by_requirement():
     assert {V2024: "9", V2025: "dose"} in rows
     assert {V2024: "5b", V2025: None} in rows
     assert all({V2024: i, V2025: "guidelines"} in rows for i in ("5d", "5e", "5f"))
-    # SPEC §2: every criterion of each version stands in exactly one row
+    # reading 8: every criterion of each version stands in exactly one row
     assert [r[V2024] for r in rows] == "specialist center 1 2 3 3a 3b 3c 4 5a 5b 5c 5d 5e 5f 5g 6 7 8 9".split()
     assert [r[V2025] for r in rows if r[V2025] not in (None, "guidelines")] == \
         "specialist center 1 2 3 3a 3b 3c 4 5a 5b 6 7 8 dose".split()
@@ -275,7 +276,7 @@ def test_compare_text_puts_each_versions_id_in_the_row():
 
 # --- 9. every validation error at once ---------------------------------------------------------
 def test_every_validation_error_is_reported_at_once_each_naming_field_and_value():
-    from covkb.case import InvalidCase, from_object
+    from covkb.input.case import InvalidCase, from_object
 
     with pytest.raises(InvalidCase) as caught:
         from_object(case(prescriber={"specialist": "yes", "approved_car_t_center": True},
@@ -291,7 +292,7 @@ def test_every_validation_error_is_reported_at_once_each_naming_field_and_value(
 
 
 def test_a_field_given_at_the_wrong_level_is_offered_its_place():
-    from covkb.case import InvalidCase, from_object
+    from covkb.input.case import InvalidCase, from_object
 
     with pytest.raises(InvalidCase) as caught:
         from_object({**case(), "relapsed": True})
@@ -352,7 +353,7 @@ def test_audit_show_json_keeps_the_logged_time_and_the_digests(log):
 
 
 # --- 11. plausibility advisories ----------------------------------------------------------------
-# SPEC §4.16: a likely unit slip decides nothing (a denial never rests on a value covkb
+# reading 20: a likely unit slip decides nothing (a denial never rests on a value covkb
 # doubts); under 2025-11-01 LVEF and creatinine clearance are no criterion, so the decision
 # stays; an age over 100 is only checked.
 @pytest.mark.parametrize("changes, field, decision", [

@@ -2,7 +2,7 @@
 quotes that are the policy's own words, the same fact said the same way, pending asking only
 for what can change the decision, compare before the first version, and the wording.
 
-Expected words come from the policy (docs/policy/) and SPEC §2's third-release additions.
+Expected words come from the policy (docs/policy/) and reading 5, 8, 9's third-release additions.
 """
 
 import json
@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cases import DROP, IN_2024, IN_2025, V2024, V2025, case, decide
-from covkb.cli import app
+from covkb.surfaces.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "docs" / "policy" / "2024041-idecabtagene-vicleucel.txt"
@@ -53,7 +53,7 @@ def test_a_2025_10_31_case_shows_the_date_that_put_it_under_2024_08_21(tmp_path)
 
 @pytest.mark.parametrize("member, basis", [
     ({"birth_date": "1961-04-30"}, "(from member.birth_date = 1961-04-30)"),
-    ({"age": 40}, "(from member.age = 40)"),     # SPEC §1: used only when birth_date is absent
+    ({"age": 40}, "(from member.age = 40)"),     # reading 10: used only when birth_date is absent
     ({"age": 40, "birth_date": "1961-04-30"}, "(from member.birth_date = 1961-04-30)"),
 ])
 def test_criterion_1_names_what_the_age_was_taken_from(member, basis):
@@ -83,11 +83,11 @@ def test_the_repository_keeps_the_policy_the_kb_quotes():
 
 @pytest.mark.parametrize("version", [V2024, V2025])
 def test_every_criterion_text_is_the_policy_words_of_its_version_verbatim(version):
-    from covkb.decide import policy
+    from covkb.engine.reference import policy
 
     section = _sections()[version]
     texts = policy().criteria[version]
-    assert len(texts) == (20 if version == V2024 else 15)   # SPEC §2's ids
+    assert len(texts) == (20 if version == V2024 else 15)   # reading 8's ids
     for ident, text in texts:
         assert _folded(text) in section, (ident, text)
 
@@ -98,7 +98,7 @@ def test_a_text_of_the_other_version_is_not_taken_for_this_ones():
 
 
 @pytest.mark.parametrize("version, ident, reading", [
-    # SPEC §4.9: 2024-08-21 says "relapsed or refractory" in its opening sentence
+    # reading 11: 2024-08-21 says "relapsed or refractory" in its opening sentence
     (V2024, "2", "relapsed or refractory multiple myeloma"),
     # 2024's criterion 9 is read with its Dosage and Administration
     (V2024, "9", "300 to 510 x 1 million CAR-positive T cells"),
@@ -126,7 +126,7 @@ CARVYKTI_IN_A_LINE = {"prior_lines": [["VRd"], ["DPd"], ["Carvykti"]], "clinical
 
 
 def test_a_car_t_product_in_a_prior_line_is_named_alike_by_4_5b_and_8():
-    # SPEC §4.13: a CAR-T product in prior_lines is a prior cell therapy; 2025-11-01's 8 is ide-cel only
+    # reading 29: a CAR-T product in prior_lines is a prior cell therapy; 2025-11-01's 8 is ide-cel only
     result = decide(case(**CARVYKTI_IN_A_LINE), V2025)
     named = "prior_lines line 3: 'Carvykti' is a prior cell therapy"
     for ident in ("4", "5b", "8"):
@@ -137,7 +137,7 @@ def test_a_car_t_product_in_a_prior_line_is_named_alike_by_4_5b_and_8():
 
 @pytest.mark.parametrize("version", [V2024, V2025])
 def test_criterion_4_cites_every_trial_the_case_lists(version):
-    # CARTITUDE-4 is a cilta-cel trial (SPEC §1): listed in 2024-08-21, not in 2025-11-01
+    # CARTITUDE-4 is a cilta-cel trial (reading 26): listed in 2024-08-21, not in 2025-11-01
     facts = criterion(decide(case(**CARVYKTI_IN_A_LINE), version), "4").because
     assert any("'CARTITUDE-4'" in fact for fact in facts)
 
@@ -152,7 +152,7 @@ def test_a_name_that_cannot_change_the_decision_is_not_asked_for():
 
 
 def test_a_name_that_can_change_the_decision_is_asked_for():
-    # no proteasome inhibitor is recognised: 'Velcaid' may be one (SPEC §4.13)
+    # no proteasome inhibitor is recognised: 'Velcaid' may be one (reading 28)
     result = decide(case(prior_lines=[["Velcaid", "lenalidomide"], ["daratumumab"]]))
     [item] = [d for d in result.documentation if not d.for_resubmission]
     assert "'Velcaid'" in item.words
@@ -161,11 +161,11 @@ def test_a_name_that_can_change_the_decision_is_asked_for():
 
 def test_a_criterion_that_cannot_change_the_decision_is_not_asked_for():
     # criterion 1 fails (16), so only the compendium pathway could cover: it needs 2 not met,
-    # so the diagnosis can change the decision and the organ function (6) cannot (SPEC §4.12)
+    # so the diagnosis can change the decision and the organ function (6) cannot (reading 31)
     result = decide(case(member={"age": 16}, compendium={"nccn_category": "1"}, diagnosis={"cns_involvement": False},
                          organ_function_adequate=DROP))
     assert result.decision == "pending"
-    assert "organ_function_adequate" in result.missing           # SPEC §2's missing is unchanged
+    assert "organ_function_adequate" in result.missing           # reading 1's missing is unchanged
     assert all("organ_function_adequate" not in d.fields for d in result.documentation if not d.for_resubmission)
     assert "criterion 6" not in result.reason and "criterion 2" in result.reason
 
@@ -226,7 +226,7 @@ def test_the_same_fact_failing_two_criteria_is_said_once_citing_both():
 
 
 def test_check_says_what_a_remedy_kind_means(tmp_path):
-    from covkb.decide import policy
+    from covkb.engine.reference import policy
 
     words = {k[0]: w for k, w in policy().facts["remedy_words"]}
     out = run("check", written(tmp_path, organ_function_adequate=False)).stdout
@@ -242,7 +242,7 @@ def test_before_the_first_version_the_reason_gives_the_policys_own_instruction()
 
 # --- 9. help and text polish -----------------------------------------------------------------------
 def test_audit_help_names_head_and_report_in_its_summary():
-    from covkb.cli import audit_app
+    from covkb.surfaces.cli import audit_app
 
     summary = audit_app.info.help
     assert "head" in summary and "report" in summary
@@ -264,7 +264,7 @@ def test_audit_text_views_give_the_time_to_the_second(tmp_path):
 
 @pytest.mark.parametrize("typed, meant", [("lvef", "lvef_percent"), ("creatinine_clearance", "creatinine_clearance_ml_min")])
 def test_a_field_written_without_its_unit_gets_a_did_you_mean(typed, meant):
-    from covkb.case import InvalidCase, from_object
+    from covkb.input.case import InvalidCase, from_object
 
     data = case(lvef_percent=DROP, creatinine_clearance_ml_min=DROP)
     data[typed] = 50

@@ -18,9 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cases import IN_2025, case
-from covkb import audit
-from covkb.case import MAX_CASE_BYTES, case_schema
-from covkb.cli import app
+from covkb.surfaces import audit
+from covkb.input.case import MAX_CASE_BYTES, case_schema
+from covkb.surfaces.cli import app
 
 FACTS = Path(__file__).parents[1] / "facts"
 EXAMPLES = sorted(FACTS.glob("*.json"))
@@ -166,14 +166,14 @@ def test_only_check_answers_fhir_json(logged):
 
 def test_policy_version_applies_that_version_as_the_forcing_option_does(logged):
     from covkb.api import check
-    from covkb.case import from_object
-    from covkb.render import as_json
+    from covkb.input.case import from_object
+    from covkb.results.render import as_json
 
     data = case(prior_allogeneic_transplant=True, date_of_service=IN_2025)
     status, _, answer = logged.request("POST", "/v1/check?policy_version=2024-08-21", json.dumps(data))
     assert status == 200
     assert _without_id(answer) == json.loads(as_json(check(from_object(data), "2024-08-21")))
-    # SPEC §4.7: a prior allogeneic transplant fails 5b under 2024-08-21 only
+    # reading 16: a prior allogeneic transplant fails 5b under 2024-08-21 only
     assert (answer["version"], answer["decision"]) == ("2024-08-21", "not_covered")
     status, _, plain = logged.request("POST", "/v1/check", json.dumps(data))
     assert (plain["version"], plain["decision"]) == ("2025-11-01", "covered")
@@ -376,7 +376,7 @@ def test_a_client_that_never_finishes_its_headers_is_cut_off(logged):
 def test_versions_are_the_ones_spec_names_with_their_dates(logged):
     status, _, answer = logged.request("GET", "/v1/versions")
     assert status == 200
-    # SPEC §2: 2024-08-21 in force to 2025-10-31, 2025-11-01 from then on
+    # reading 5: 2024-08-21 in force to 2025-10-31, 2025-11-01 from then on
     assert answer["versions"] == [{"version": "2024-08-21", "from": "2024-08-21", "to": "2025-10-31"},
                                   {"version": "2025-11-01", "from": "2025-11-01", "to": None}]
 
@@ -384,7 +384,7 @@ def test_versions_are_the_ones_spec_names_with_their_dates(logged):
 def test_criteria_are_spec_ids_in_policy_order(logged):
     status, _, answer = logged.request("GET", "/v1/criteria")
     ids = {version: [c["id"] for c in rows] for version, rows in answer["criteria"].items()}
-    # SPEC §2
+    # reading 8
     assert ids == {"2024-08-21": "specialist center 1 2 3 3a 3b 3c 4 5a 5b 5c 5d 5e 5f 5g 6 7 8 9".split(),
                    "2025-11-01": "specialist center 1 2 3 3a 3b 3c 4 5a 5b 6 7 8 dose".split()}
     status, _, only = logged.request("GET", "/v1/criteria?policy_version=2025-11-01")

@@ -296,7 +296,7 @@ def test_one_byte_a_second_is_cut_at_the_head_timeout():
 def test_a_client_whose_answer_fails_costs_the_gate_nothing():
     # The gate answers every connection over a limit from one thread: an error while
     # answering one client closes that client and is logged, and the next is still answered.
-    from covkb import serve
+    from covkb.surfaces import serve
 
     class Server:
         calls = 0

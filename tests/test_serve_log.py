@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from cases import case
-from covkb import audit, serve
+from covkb.surfaces import audit
+from covkb.surfaces import deciders, documents, serve
 from test_serve import Served
 
 ROOT = Path(__file__).parents[1]
@@ -35,9 +36,9 @@ class InProcess:
             return connection
 
         monkeypatch.setattr(audit, "connect", connect)
-        self.decider = serve.Decider(0, log)
+        self.decider = deciders.Decider(0, log)
         limits = serve.Limits(connections=8, per_client=8, header_seconds=5, body_seconds=5)
-        self.server = serve.Server(("127.0.0.1", 0), self.decider, limits, serve.Documents(0))
+        self.server = serve.Server(("127.0.0.1", 0), self.decider, limits, documents.Documents(0))
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
         self.thread.start()
 

@@ -5,19 +5,20 @@ every unknown criterion is marked for a resubmission."""
 import pytest
 
 from cases import DROP, V2024, case, decide
-from covkb import case as cases
-from covkb.explain import as_text, explain
+from covkb.input import case as cases
+from covkb.api import explain
+from covkb.results.explain import as_text
 
 
 @pytest.mark.parametrize("width", range(40, 101))
 def test_explain_never_wraps_ide_cel_at_its_hyphen(width):
-    # "ide-cel", "cilta-cel" are names (SPEC §1); a line ending "ide-" reads as another word
+    # "ide-cel", "cilta-cel" are names (reading 26); a line ending "ide-" reads as another word
     text = as_text(explain(cases.from_object(case(prior_cell_therapies=["ide-cel", "cilta-cel"]))), width)
     assert not any(line.rstrip().endswith(("ide-", "cilta-")) for line in text.splitlines())
 
 
 @pytest.mark.parametrize("disease, start", [
-    # SPEC §4.7: the window starts at the date of service moved back 6 months,
+    # reading 17: the window starts at the date of service moved back 6 months,
     # 2025-03-15 -> 2024-09-15; the day before it is outside
     ("2024-09-14", "2024-09-15"),
     ("2023-01-01", "2024-09-15"),
@@ -36,7 +37,7 @@ def _marked(result):
 @pytest.mark.parametrize("changes", [
     # a field undocumented
     {"dose_million_car_t_cells": 600, "organ_function_adequate": DROP},
-    # a name no table holds (SPEC §4.13), and a field undocumented with it
+    # a name no table holds (reading 28), and a field undocumented with it
     {"dose_million_car_t_cells": 600, "prior_lines": [["VRd", "Velcaid"], ["Kd"]]},
     {"dose_million_car_t_cells": 600, "prior_lines": [["VRd"], ["mystery-mab"]], "lvef_percent": DROP},
 ])

@@ -1,6 +1,6 @@
 """Every threshold of the policy at, just under and just over its boundary.
 
-Expected statuses come from the policy's words and SPEC §4.7, §4.10, §4.11.
+Expected statuses come from the policy's words and reading 16, 17, §4.10, §4.11.
 """
 
 import pytest
@@ -8,7 +8,7 @@ import pytest
 from cases import DROP, IN_2024, IN_2025, V2024, V2025, case, dec, decide, status
 
 
-# "1. Individual is 18 years of age or older" — whole years on the date of service (SPEC §4.11).
+# "1. Individual is 18 years of age or older" — whole years on the date of service (reading 10).
 @pytest.mark.parametrize("birth, service, expected", [
     ("2007-11-12", "2025-11-12", "met"),       # 18th birthday on the date of service
     ("2007-11-13", "2025-11-12", "not_met"),   # one day short of 18
@@ -57,7 +57,7 @@ def test_lvef_below_45_fails_5e_under_2024_08_21(value, expected):
 
 
 # "other clinically significant cardiac disease within in the past 6 months": on or after
-# the date of service moved back 6 calendar months, day clamped to month end (SPEC §4.7).
+# the date of service moved back 6 calendar months, day clamped to month end (reading 17).
 @pytest.mark.parametrize("service, cardiac, expected", [
     ("2025-08-31", "2025-02-28", "not_met"),   # 31 Aug less 6 months is 28 Feb (clamped)
     ("2025-08-31", "2025-02-27", "met"),
@@ -78,7 +78,7 @@ def test_cardiac_disease_within_6_calendar_months_fails_5e(service, cardiac, exp
     assert status(result, "5e") == expected
 
 
-# Dose 300 to 510 x 10^6 CAR-positive T cells, inclusive (SPEC §4.10).
+# Dose 300 to 510 x 10^6 CAR-positive T cells, inclusive (reading 19).
 @pytest.mark.parametrize("value, expected", [
     ("299.99", "not_met"), (299, "not_met"), (300, "met"), ("300.01", "met"),
     ("509.99", "met"), (510, "met"), ("510.00", "met"), ("510.01", "not_met"), (511, "not_met"),
@@ -92,7 +92,7 @@ def test_dose_300_to_510_inclusive(value, expected, service, criterion):
 
 def test_a_two_decimal_json_number_reaches_the_threshold_exactly():
     from covkb.api import check
-    from covkb.case import from_json
+    from covkb.input.text import from_json
 
     text = ('{"case_id": "x", "date_of_service": "%s", "creatinine_clearance_ml_min": 45.01}'
             % IN_2024)
@@ -102,7 +102,7 @@ def test_a_two_decimal_json_number_reaches_the_threshold_exactly():
 
 
 # 2025-11-01: creatinine clearance, LVEF, cardiac disease and infections are Policy
-# Guidelines — never a criterion, an advisory when outside them (SPEC §4.8).
+# Guidelines — never a criterion, an advisory when outside them (reading 18).
 @pytest.mark.parametrize("changes, field", [
     ({"creatinine_clearance_ml_min": 45}, "creatinine_clearance_ml_min"),
     ({"lvef_percent": dec("44.99")}, "lvef_percent"),
@@ -135,7 +135,7 @@ def test_guideline_fields_undocumented_leave_2025_11_01_decided():
 
 
 # The calendar behind "the past 6 months": leap years by the Gregorian rule, and every
-# month length (SPEC §4.7), applied with --policy-version so that any year can be tried.
+# month length (reading 17), applied with --policy-version so that any year can be tried.
 @pytest.mark.parametrize("service, first_day_inside", [
     ("2000-08-31", "2000-02-29"),   # divisible by 400: leap
     ("2100-08-31", "2100-02-28"),   # divisible by 100 only: common
@@ -164,7 +164,7 @@ def test_six_calendar_months_back_on_every_kind_of_month(service, first_day_insi
     assert (status(inside, "5e"), status(outside, "5e")) == ("not_met", "met")
 
 
-# SPEC §4.14: "a number is compared exactly with any number of decimal places
+# reading 4: "a number is compared exactly with any number of decimal places
 # (`45.0000000001` passes 5d)".
 @pytest.mark.parametrize("value, expected", [
     ("45.0000000001", "met"),

@@ -1,4 +1,4 @@
-"""Which version applies, and the differences between the two versions (SPEC §4.1–4.9)."""
+"""Which version applies, and the differences between the two versions (reading 5, 6, 11, 14, 16, 17, 18)."""
 
 import pytest
 
@@ -9,7 +9,7 @@ IDS_2025 = "specialist center 1 2 3 3a 3b 3c 4 5a 5b 6 7 8 dose".split()
 
 
 # "Effective August 21, 2024 to October 31, 2025" / "Effective November 1, 2025" /
-# "For coverage criteria prior to August 21, 2024, ... hardcopy print" (SPEC §4.1)
+# "For coverage criteria prior to August 21, 2024, ... hardcopy print" (reading 5)
 @pytest.mark.parametrize("service, version, decision, label", [
     ("2024-08-20", None, "not_applicable", "criteria_not_on_file"),
     ("2024-08-21", V2024, "covered", "meets_primary_coverage_criteria"),
@@ -41,7 +41,7 @@ def test_version_option_applies_that_version_whatever_the_date(service, version)
 
 
 # "This policy does not apply to the Wal-Mart Associates Group Health Plan participants."
-# "Group specific policy will supersede this policy when applicable." (SPEC §4.2)
+# "Group specific policy will supersede this policy when applicable." (reading 6)
 @pytest.mark.parametrize("plan, service, label", [
     ({"walmart_associates_plan": True}, IN_2025, "plan_excluded"),
     ({"walmart_associates_plan": True, "group_specific_policy": True}, IN_2025, "plan_excluded"),
@@ -81,7 +81,7 @@ def test_prior_ide_cel_fails_8_under_both_versions(service):
 
 
 # Criterion 4's "therapies listed in this policy": ide-cel and cilta-cel in 2024-08-21,
-# ide-cel only in 2025-11-01 (SPEC §4.5).
+# ide-cel only in 2025-11-01 (reading 14).
 @pytest.mark.parametrize("trial, service, expected", [
     ("cilta-cel", IN_2024, "not_met"),
     ("cilta-cel", IN_2025, "met"),
@@ -102,7 +102,7 @@ def test_cilta_cel_trial_alone_tells_the_versions_apart():
     assert decide(data, V2025).decision == "covered"
 
 
-# "b. Prior allogeneic stem cell transplant" is criterion 5b in 2024-08-21 only (SPEC §4.7–4.8).
+# "b. Prior allogeneic stem cell transplant" is criterion 5b in 2024-08-21 only (reading 16, 18).
 def test_prior_allogeneic_transplant_fails_5b_only_under_2024_08_21():
     data = case(prior_allogeneic_transplant=True, date_of_service=IN_2025)
     old, new = decide(data, V2024), decide(data, V2025)
@@ -110,7 +110,7 @@ def test_prior_allogeneic_transplant_fails_5b_only_under_2024_08_21():
     assert (status(new, "5b"), new.decision) == ("met", "covered")
 
 
-# Relapsed or refractory, in both versions (SPEC §4.9).
+# Relapsed or refractory, in both versions (reading 11).
 @pytest.mark.parametrize("service", [IN_2024, IN_2025])
 @pytest.mark.parametrize("diagnosis, expected", [
     ({"multiple_myeloma": True, "relapsed": False, "refractory": False}, "not_met"),

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from cases import IN_2024, V2024, case
 from covkb.api import check
-from covkb.case import from_object
-from covkb.cli import app
-from covkb.command import read_case
-from covkb.whatif import whatif
+from covkb.input.case import from_object
+from covkb.surfaces.cli import app
+from covkb.surfaces.command import read_case
+from covkb.analysis.whatif import whatif
 from strategies import cases
 
 FACTS = Path(__file__).parents[1] / "facts"

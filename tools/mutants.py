@@ -91,7 +91,7 @@ EQUIVALENT = [
      "the name compacts to idecel or ciltacel, a product_code of the same product (names.lp), so it "
      "is read alike"),
     (re.compile(r"^several\(A,R\) :- reading_size\(_,A,R,N\), N >= 2\."), r"2 -> 1$",
-     "covkb.facts passes only readings of two tokens or more (Vocabulary.readings), so no "
+     "covkb.engine.facts passes only readings of two tokens or more (Vocabulary.readings), so no "
      "reading_size is 1"),
     (re.compile(r'^because\(K,"5e",before\("significant_cardiac_disease_dates",D,S\)\)'), r"< -> <=",
      "a date equal to the window's start is recent (recent_cardiac_2024: D >= S), which the rule's "

@@ -1,8 +1,9 @@
 """A cheap self-check of the knowledge base, before any case is decided.
 
 A rule that compares a field with a point no bound declares, or reads a predicate no
-rule defines, would silently never fire, and an atom shown outside the declared shown
-vocabulary would be read by nothing: the check names each such statement instead.
+rule defines, would silently never fire; an atom shown outside the declared shown
+vocabulary would be read by nothing; a criterion without one remedy kind could not say
+what would change a denial: the check names each such statement instead.
 Nothing here knows the policy; it reads kb/ as clingo parses it.
 """
 
@@ -21,13 +22,13 @@ from covkb.engine.vocabulary import SHOWN
 COMPARING = {("compared", 4), ("bound_met", 4), ("bound_not_met", 4)}
 
 
-def _declared(files: list[Path]) -> tuple[set[tuple[str, int]], list[tuple[str, str, int]]]:
+def _declared(files: list[Path]) -> tuple[set[tuple[str, int]], list[tuple[str, str, int]], list[str]]:
     control = clingo.Control(["--warn=none"])
     for path in files:
         control.load(str(path))
-    control.add("base", [], "#show threshold/2. #show bound/5.")
+    control.add("base", [], "#show threshold/2. #show bound/5. #show remedy_class/3.")
     control.ground([("base", [])])
-    points, bounds = set(), []
+    points, bounds, criteria, remedies = set(), [], [], {}
     with control.solve(yield_=True) as handle:
         for symbol in next(iter(handle)).symbols(shown=True):
             args = symbol.arguments
@@ -35,7 +36,15 @@ def _declared(files: list[Path]) -> tuple[set[tuple[str, int]], list[tuple[str, 
                 points.add((args[0].string, args[1].number))
             elif symbol.name == "bound":
                 bounds.append((str(args[1]).strip('"'), args[2].string, args[4].number))
-    return points, bounds
+            elif symbol.name == "criterion" and len(args) == 4:
+                criteria.append((args[0].string, args[1].string))
+            elif symbol.name == "remedy_class":
+                remedies.setdefault((args[0].string, args[1].string), []).append(str(args[2]))
+    kinds = [f"criterion {ident} of version {version} has no remedy kind (remedy_class/3)"
+             for version, ident in criteria if (version, ident) not in remedies]
+    kinds += [f"criterion {ident} of version {version} has {len(found)} remedy kinds ({', '.join(sorted(found))})"
+              for (version, ident), found in sorted(remedies.items()) if len(found) > 1]
+    return points, bounds, kinds
 
 
 def _functions(node, found: list) -> None:
@@ -60,7 +69,7 @@ def _ground(term):
 def problems(directory: Optional[Path] = None) -> list[str]:
     """What is wrong with kb/, one line each naming file and line; empty when sound."""
     files = kb_files(directory)
-    points, bounds = _declared(files)
+    points, bounds, kinds = _declared(files)
     found: list = []
     undefined: list[str] = []
 
@@ -98,4 +107,5 @@ def problems(directory: Optional[Path] = None) -> list[str]:
         control.load(str(path))
     control.ground([("base", [])])
     out += [f"kb/ reads an atom no rule defines: {message}" for message in undefined]
+    out += kinds
     return out

@@ -61,7 +61,7 @@ class Policy:
     kb_sha256: str = ""
     # the explanation vocabulary of kb/words.lp: predicate name → its atoms' arguments
     facts: dict[str, list[tuple]] = field(default_factory=dict)
-    # tables the result writer derives from the above, built once (covkb.result.tables)
+    # tables the result writer derives from the above, built once (covkb.results.result.tables)
     derived: dict = field(default_factory=dict, repr=False, compare=False)
 
 

@@ -103,7 +103,7 @@ RECORD_QUERIES = {
     "crcl": f"Observation?patient={{{{%patient.id}}}}&code={LOINC}|35591-7,{LOINC}|2164-2"
             f"&status={','.join(FINAL_OBSERVATION)}&_sort=-date&_count=1",
 }
-# A Condition the reader would take (covkb.input.fhir._read_condition), in FHIRPath.
+# A Condition the reader would take (covkb.fhir.reading._read_condition), in FHIRPath.
 _CURRENT = ("(verificationStatus.empty() or verificationStatus.coding.code contains 'confirmed')"
             " and (clinicalStatus.coding.code contains 'resolved').not()"
             " and (clinicalStatus.coding.code contains 'inactive').not()")

@@ -334,7 +334,7 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
-# Where each field of a case read from FHIR came from, while covkb.input.fhir.sourced() holds
+# Where each field of a case read from FHIR came from, while covkb.fhir.reading.sourced() holds
 # it: a fact is then written "lvef_percent = 58, from Observation/lvef-1".
 SOURCES: ContextVar[Mapping[str, str]] = ContextVar("SOURCES", default={})
 

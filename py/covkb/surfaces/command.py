@@ -90,7 +90,7 @@ def say_engine(verbose: bool, count: Optional[int]) -> None:
 
 
 def read_case(case: Path):
-    """The case, and what covkb.input.fhir read with it when the file is a FHIR resource."""
+    """The case, and what covkb.fhir.reading read with it when the file is a FHIR resource."""
     from covkb.input import case as cases
     from covkb.input import files
     from covkb.input import text as texts
@@ -102,7 +102,7 @@ def read_case(case: Path):
             return files.load(case), None
         raw = texts.parse_json(files.read_limited(case))
         if isinstance(raw, dict) and "resourceType" in raw:
-            from covkb.input import fhir as fhir_in
+            from covkb.fhir import reading as fhir_in
 
             read = fhir_in.case_from_fhir(raw)
             SOURCES.set(read.named_sources())  # one case per command: its facts name their resources

@@ -21,7 +21,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -33,10 +32,9 @@ from urllib.parse import parse_qs, urlsplit
 from covkb import __version__
 from covkb.input.case import MAX_CASE_BYTES, InvalidCase, from_object
 from covkb.input.text import parse_json
+from covkb.surfaces.deciders import MAX_BATCH, Decider, Pending, error_body, log_line, server_engine
+from covkb.surfaces.documents import FHIR_JSON, Documents
 
-# Requests one grounding decides at most: enough to drain any queue the clients can fill,
-# few enough that the first of them is not kept waiting long.
-MAX_BATCH = 256
 # Connections over a limit wait at most this long, this many at once, for their request
 # head: /health is answered, anything else refused with the limit it met.
 GATE_SECONDS = 1.0
@@ -49,13 +47,10 @@ MAX_FIELDS = 100
 MAX_HEAD_BYTES = 65536
 # What a 503 asks the client to wait before trying again.
 RETRY_SECONDS = 1
-# Batches a worker process decides before it is replaced.
-BATCHES_PER_WORKER = 2000
 DECIDE = {"/v1/check": "check", "/v1/explain": "explain", "/v1/compare": "compare"}
 READ = ("/health", "/v1/versions", "/v1/criteria", "/v1/schema", "/v1/questionnaire", "/openapi.json")
 QUERY = {"/v1/check": {"policy_version"}, "/v1/explain": {"policy_version"}, "/v1/compare": set(),
          "/v1/criteria": {"policy_version"}, "/v1/questionnaire": {"policy_version"}}
-FHIR_JSON = "application/fhir+json"
 
 
 @dataclass(frozen=True)
@@ -86,228 +81,8 @@ class NotAllowed(Refused):
 
 
 # ---------------------------------------------------------------------------
-# Deciding: runs on a decider thread, or in a worker process
-# ---------------------------------------------------------------------------
-def decide_requests(requests: list[tuple], log: bool, engine: Optional[str] = None) -> list[tuple[object, list[dict]]]:
-    """Decide every (kind, case, version, sources, context, pas) in one grounding: for each,
-    its JSON body (a PAS response Bundle dict when pas) and, with log, the decision-log rows to
-    record (one per version decided). sources name the FHIR resource of each field."""
-    from covkb.api import decide, versions
-    from covkb.results.explain import comparison
-    from covkb.results.render import as_json
-
-    every = sorted(versions())
-    asked, sources, own = [], [], []
-    for kind, case, version, source, *_ in requests:
-        wanted = every if kind == "compare" else [version]
-        own.append(range(len(asked), len(asked) + len(wanted)))
-        asked.extend((case, one) for one in wanted)
-        sources.extend([source] * len(wanted))
-    decided = decide(asked, explained=True, engine=engine, sources=sources)
-    kb = None
-    if log:
-        from covkb.surfaces.audit import kb_hash, prepare
-
-        kb = kb_hash()
-    answers = []
-    for (kind, case, version, _, context, pas), keys in zip(requests, own):
-        mine = [decided[key] for key in keys]
-        if kind == "check" and pas:
-            from covkb.fhir.responses import pas_response
-
-            body = pas_response(mine[0].result, context)
-        elif kind == "check":
-            body = as_json(mine[0].result)
-        elif kind == "explain":
-            body = as_json(mine[0].explanation)
-        else:
-            body = as_json(comparison(case.case_id, [one.explanation for one in mine]))
-        rows = [prepare(case, one.version, one.result, one.explanation, kb) for one in mine] if log else []
-        answers.append((body, rows))
-    return answers
-
-
-def _worker_start(engine: Optional[str]) -> None:
-    # The server decides when to stop; the policy and the engine are loaded before the first request.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from covkb.engine import choose, reference
-
-    reference.policy()
-    choose.prepare(MAX_BATCH, engine=engine)
-
-
-def server_engine() -> Optional[str]:
-    """A server lives long enough for the compiled engine to pay for itself: unless
-    COVKB_ENGINE names another (None: the environment's then decides), kb/ is compiled
-    once at start and decides every batch, however small."""
-    from covkb.engine import choose
-
-    return "compiled" if choose.engine_name() == "auto" else None
-
-
-class Pending:
-    """One request waiting for its decision."""
-
-    __slots__ = ("kind", "case", "version", "sources", "context", "pas", "done", "status", "body",
-                 "decision_id")
-
-    def __init__(self, kind: str, case, version: Optional[str], sources: dict, context: Optional[dict],
-                 pas: bool):
-        self.kind, self.case, self.version = kind, case, version
-        self.sources, self.context, self.pas = sources, context, pas
-        self.done = threading.Event()
-        self.status, self.body, self.decision_id = 500, "", None
-
-    def answer(self, status: int, body: str, decision_id=None) -> None:
-        self.status, self.body, self.decision_id = status, body, decision_id
-        self.done.set()
-
-
-_STOP = object()
-
-
-class Decider:
-    """Threads that take the waiting requests, decide them together, log, and answer."""
-
-    def __init__(self, workers: int, log: Optional[Path], engine: Optional[str] = None):
-        self.log = log
-        self.engine = engine
-        # requests in a row that could not be decided, and why the last one: /health
-        self.failures, self.failure = 0, None
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.pool = None
-        self.replacing = threading.Lock()
-        self.workers = workers
-        if workers > 0:
-            self.pool = self._pool()
-            self.pool.submit(decide_requests, [], False, engine).result()  # a worker up before the first request
-        self.threads = [threading.Thread(target=self._run, name=f"covkb-decider-{n}")
-                        for n in range(max(workers, 1))]
-        for thread in self.threads:
-            thread.start()
-
-    def _pool(self):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # forkserver: workers fork from a process without this one's threads
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["covkb.surfaces.serve", "covkb.api", "covkb.results.explain", "covkb.surfaces.audit"])
-        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start,
-                                   initargs=(self.engine,), max_tasks_per_child=BATCHES_PER_WORKER)
-
-    def submit(self, pending: Pending) -> None:
-        self.queue.put(pending)
-
-    def close(self) -> None:
-        """Decide what was submitted, then stop."""
-        self.queue.put(_STOP)
-        for thread in self.threads:
-            thread.join()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-
-    def _run(self) -> None:
-        connection = None
-        if self.log is not None:
-            from covkb.surfaces import audit
-
-            connection = audit.connect(self.log)
-        try:
-            stopping = False
-            while not stopping:
-                first = self.queue.get()
-                if first is _STOP:
-                    break
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        more = self.queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is _STOP:
-                        stopping = True
-                        break
-                    batch.append(more)
-                try:
-                    self._decide(batch, connection)
-                except Exception as error:  # never leave a client waiting, never lose the decider
-                    _log_line(f"could not answer: {type(error).__name__}: {error}")
-                    self.failures, self.failure = self.failures + 1, f"{type(error).__name__}: {error}"[:300]
-                    for pending in batch:
-                        if not pending.done.is_set():
-                            pending.answer(500, _error_body(f"could not decide: {type(error).__name__}"))
-            self.queue.put(_STOP)  # for the next decider thread
-        finally:
-            if connection is not None:
-                connection.close()
-
-    def _answers(self, batch: list[Pending], log: bool) -> list[tuple[str, list[dict]]]:
-        requests = [(p.kind, p.case, p.version, p.sources, p.context, p.pas) for p in batch]
-        if self.pool is None:
-            return decide_requests(requests, log, self.engine)
-        from concurrent.futures.process import BrokenProcessPool
-
-        pool = self.pool
-        try:
-            return pool.submit(decide_requests, requests, log, self.engine).result()
-        except BrokenProcessPool:
-            # a worker was lost: one new pool, and these requests decided again on it
-            with self.replacing:
-                if self.pool is pool:
-                    self.pool = self._pool()
-                    pool.shutdown(wait=False)
-            return self.pool.submit(decide_requests, requests, log, self.engine).result()
-
-    def _decide(self, batch: list[Pending], connection) -> None:
-        try:
-            answers = self._answers(batch, connection is not None)
-        except Exception as error:
-            if len(batch) > 1:  # one request must not fail the others: each alone
-                for pending in batch:
-                    self._decide([pending], connection)
-                return
-            _log_line(f"could not decide {batch[0].case.case_id!r}: {type(error).__name__}: {error}")
-            self.failures, self.failure = self.failures + 1, f"{type(error).__name__}: {error}"[:300]
-            batch[0].answer(500, _error_body(f"could not decide: {type(error).__name__}"))
-            return
-        self.failures = 0
-        if connection is None:
-            for pending, (body, _) in zip(batch, answers):
-                pending.answer(200, body, uuid.uuid4().hex)
-            return
-        import sqlite3
-
-        from covkb.surfaces import audit
-
-        rows = [row for _, own in answers for row in own]
-        try:
-            audit.append(connection, rows)
-            last = connection.execute("SELECT last_insert_rowid()").fetchone()[0]
-        except (sqlite3.Error, OSError) as error:
-            _log_line(f"decision log: {error}")
-            for pending in batch:
-                pending.answer(503, _error_body(f"the decision log could not record the decision ({error})"))
-            return
-        # one transaction: the rows of this batch are numbered consecutively, in order
-        ident = last - len(rows) + 1
-        for pending, (body, own) in zip(batch, answers):
-            pending.answer(200, body, ident)
-            ident += len(own)
-
-
-# ---------------------------------------------------------------------------
 # HTTP
 # ---------------------------------------------------------------------------
-def _error_body(message: str) -> str:
-    return json.dumps({"error": message})
-
-
-def _log_line(message: str) -> None:
-    print(f"covkb serve: {message}", file=sys.stderr, flush=True)
-
-
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             406: "Not Acceptable", 408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
             414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
@@ -371,7 +146,7 @@ class Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         if self.expired:
             code, message = 408, self._late().message
-        self._send(code, _error_body(message or _REASONS.get(code, "error")), close=True)
+        self._send(code, error_body(message or _REASONS.get(code, "error")), close=True)
 
     def _late(self) -> Refused:
         limits = self.server.limits
@@ -517,7 +292,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(status, body, headers=headers, kind=kind)
         except Refused as refused:
             headers = (("Allow", refused.allow),) if isinstance(refused, NotAllowed) else ()
-            self._send(refused.status, _error_body(refused.message), close=refused.close, headers=headers)
+            self._send(refused.status, error_body(refused.message), close=refused.close, headers=headers)
             self.linger = refused.close
 
     def finish(self) -> None:
@@ -620,7 +395,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             raw = parse_json(raw)
             if isinstance(raw, dict) and "resourceType" in raw:
-                from covkb.input import fhir as fhir_in
+                from covkb.fhir import reading as fhir_in
 
                 read = fhir_in.case_from_fhir(raw)
                 case, sources, context = read.case, read.named_sources(), read.context
@@ -639,7 +414,7 @@ class Handler(BaseHTTPRequestHandler):
         headers = (("Decision-Id", str(pending.decision_id)),)
         if pas:
             from covkb.fhir import codes as fhir_codes
-            from covkb.input import fhir as fhir_in
+            from covkb.fhir import reading as fhir_in
 
             response = pending.body  # a PAS response Bundle, its ClaimResponse first
             response["entry"][0]["resource"]["identifier"].append(
@@ -762,7 +537,7 @@ class Server(ThreadingMixIn, HTTPServer):
     def handle_error(self, request, client_address) -> None:
         error = sys.exc_info()[1]
         if not isinstance(error, OSError):  # a client gone is no news
-            _log_line(f"{client_address[0]}: {type(error).__name__}: {error}")
+            log_line(f"{client_address[0]}: {type(error).__name__}: {error}")
 
     def read_body(self, path: str, query: dict[str, str]) -> tuple[int, str]:
         if path == "/health":
@@ -874,7 +649,7 @@ class Gate:
         try:
             step(connection)
         except Exception as error:  # noqa: BLE001 - the gate thread must outlive any one client
-            _log_line(f"gate: {type(error).__name__}: {error}")
+            log_line(f"gate: {type(error).__name__}: {error}")
             self._drop(connection)
 
     def _take(self) -> None:
@@ -912,7 +687,7 @@ class Gate:
     def _answer(self, connection: socket.socket) -> None:
         turned = self.waiting[connection]
         line = turned.received.split(b"\r\n", 1)[0].split(b" ")
-        status, headers, body = turned.status, f"Retry-After: {RETRY_SECONDS}\r\n", _error_body(turned.message)
+        status, headers, body = turned.status, f"Retry-After: {RETRY_SECONDS}\r\n", error_body(turned.message)
         if len(line) == 3 and line[0] in (b"GET", b"HEAD") and urlsplit(line[1].decode("latin-1")).path == "/health":
             (status, body), headers = self.server.read_body("/health", {}), ""
         data = body.encode()
@@ -962,152 +737,6 @@ def _cut(connection: socket.socket) -> None:
 
 
 # ---------------------------------------------------------------------------
-# What GET answers: read from the knowledge base and the case schema once, at start
-# ---------------------------------------------------------------------------
-class Documents:
-    def __init__(self, workers: int, choice=None):
-        from covkb.engine import reference
-        from covkb.surfaces.audit import kb_hash
-        from covkb.results.result import iso_day
-
-        policy = reference.policy()
-        self.policy = policy
-        self.versions = dict(policy.versions)
-        self.questionnaires: dict[str, str] = {}
-        self.static = {
-            "/v1/versions": json.dumps({"policy": policy.id, "versions": [
-                {"version": name, "from": iso_day(start), "to": None if end >= 99991231 else iso_day(end)}
-                for name, (start, end) in sorted(policy.versions.items())]}),
-            "/v1/schema": json.dumps(_case_schema()),
-            "/openapi.json": json.dumps(openapi()),
-        }
-
-        self.health_fields = {
-            "covkb": __version__, "policy": policy.id, "kb_sha256": kb_hash(),
-            "deciders": f"{workers} process{'es' if workers > 1 else ''}" if workers else "1 thread",
-            "engine": choice.engine if choice else None, "engine_reason": choice.why if choice else None,
-            "kb_refused_by_compiler": choice.refused if choice else None}
-
-    def health(self, decider: "Decider") -> tuple[int, str]:
-        """200 and "ok" while requests are decided; 503 and "failing" (with the last
-        error) once the last request could not be decided, so a supervisor restarts it."""
-        failing = decider.failures > 0
-        return (503 if failing else 200), json.dumps({
-            "status": "failing" if failing else "ok", **self.health_fields,
-            "failures_in_a_row": decider.failures, "last_failure": decider.failure if failing else None})
-
-    def body(self, path: str, query: dict[str, str]) -> str:
-        if path == "/v1/questionnaire":
-            version = query.get("policy_version") or max(self.versions)
-            if version not in self.questionnaires:
-                from covkb.fhir import codes as fhir_codes
-                from covkb.fhir import questionnaire as fhir_form
-
-                self.questionnaires[version] = fhir_codes.encode(fhir_form.questionnaire(version))
-            return self.questionnaires[version]
-        if path == "/v1/criteria":
-            only = query.get("policy_version")
-            return json.dumps({"policy": self.policy.id, "criteria": {
-                version: [{"id": ident, "text": text} for ident, text in rows]
-                for version, rows in sorted(self.policy.criteria.items()) if only in (None, version)}})
-        return self.static[path]
-
-
-def _case_schema() -> dict:
-    from covkb.input.case import case_schema
-
-    return case_schema()
-
-
-def openapi() -> dict:
-    """The OpenAPI 3.1 document, its schemas written by msgspec from the structs covkb encodes."""
-    import msgspec
-
-    from covkb.input.case import Case, schema_hook
-    from covkb.results.explain import Comparison, Explanation
-    from covkb.results.result import Result
-
-    (case, result, explanation, comparison), components = msgspec.json.schema_components(
-        [Case, Result, Explanation, Comparison], schema_hook=schema_hook,
-        ref_template="#/components/schemas/{name}")
-    identified = {"decision_id": {
-        "description": "The decision log's row id when the server keeps a log (compare: the first "
-                       "of its rows, one per version, numbered consecutively); else a unique string.",
-        "oneOf": [{"type": "integer"}, {"type": "string"}]}}
-    components["Error"] = {"type": "object", "required": ["error"],
-                           "properties": {"error": {"type": "string",
-                                                    "description": "The field and value at fault, or what went wrong."}}}
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    version = {"name": "policy_version", "in": "query", "required": False, "schema": {"type": "string"},
-               "description": "Apply this policy version instead of the one in force on the date of service."}
-
-    fhir_in = {"schema": {"type": "object", "required": ["resourceType"],
-                          "description": "A FHIR R4 Bundle (PAS Claim bundle or collection) or a DTR "
-                                         "QuestionnaireResponse; see docs/fhir.md."}}
-    claim_response = {"schema": {"type": "object", "description": (
-        "With Accept: application/fhir+json, a Da Vinci PAS response Bundle (as `check --format pas`): "
-        "the ClaimResponse first, whose identifier urn:covkb:decision-id holds the decision_id, then "
-        "the request's resources it references.")}}
-
-    def decided(summary: str, schema: dict, forced: bool, pas: bool = False) -> dict:
-        answers = {"application/json": {"schema": {"allOf": [schema, {"type": "object", "properties": identified}]}}}
-        if pas:
-            answers[FHIR_JSON] = claim_response
-        return {"post": {
-            "summary": summary,
-            "parameters": [version] if forced else [],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": case},
-                                                          FHIR_JSON: fhir_in}},
-            "responses": {
-                "200": {"description": "Decided.", "headers": {"Decision-Id": {"schema": {"type": "string"}}},
-                        "content": answers},
-                "400": {"description": "Not a valid case, a bad query parameter, or a request head not "
-                                       "read strictly as RFC 9112 says (obs-fold, white space before a colon, "
-                                       "a chunk size that is not hexadecimal digits, Transfer-Encoding with "
-                                       "Content-Length, no Host, HTTP/0.9).", **error},
-                "411": {"description": "No Content-Length.", **error},
-                "413": {"description": "The body is larger than a case may be.", **error},
-                "406": {"description": "Accept names only FHIR JSON, which only /v1/check answers.", **error},
-                "408": {"description": "The request line and headers, or then the body, were not received "
-                                       "within their timeouts.", **error},
-                "429": {"description": "Too many open connections from this client; Retry-After.", **error},
-                "503": {"description": "The decision log could not record the decision, or too many open "
-                                       "connections in all; Retry-After.", **error}}}}
-
-    def read(summary: str, schema: dict, parameters: tuple = ()) -> dict:
-        return {"get": {"summary": summary, "parameters": list(parameters),
-                        "responses": {"200": {"description": "OK",
-                                              "content": {"application/json": {"schema": schema}}}}}}
-
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "covkb", "version": __version__,
-                 "description": "Prior-authorization decisions for idecabtagene vicleucel (Abecma) "
-                                "under coverage policy 2024041."},
-        "paths": {
-            "/v1/check": decided("Decide one case (as `covkb check --format json`, or `--format pas`).",
-                                 result, True, pas=True),
-            "/v1/explain": decided("Explain one decision (as `covkb explain --format json`).", explanation, True),
-            "/v1/compare": decided("Decide one case under every version (as `covkb compare --format json`).",
-                                   comparison, False),
-            "/v1/versions": read("The policy versions and the dates they are in force.", {"type": "object"}),
-            "/v1/criteria": read("Every criterion's id and the policy's words, per version.",
-                                 {"type": "object"}, (version,)),
-            "/v1/schema": read("The JSON Schema of a case.", {"type": "object"}),
-            "/v1/questionnaire": {"get": {
-                "summary": "The FHIR R4 Questionnaire (DTR) asking for every case field (as `covkb questionnaire`).",
-                "parameters": [{**version, "description": "The policy version to ask for (default: the newest)."}],
-                "responses": {"200": {"description": "OK", "content": {FHIR_JSON: {"schema": {"type": "object"}}}}}}},
-            "/health": read("Whether the server decides (200 ok; 503 failing once the last request could not be "
-                            "decided), its covkb version, knowledge base hash, and the engine deciding.",
-                            {"type": "object"}),
-            "/openapi.json": read("This document.", {"type": "object"}),
-        },
-        "components": {"schemas": components},
-    }
-
-
-# ---------------------------------------------------------------------------
 def run(host: str, port: int, log: Optional[Path], workers: int, limits: Limits) -> None:
     """Serve until SIGTERM or SIGINT; then answer what is in flight, close the log, return."""
     from covkb.engine import choose
@@ -1127,9 +756,9 @@ def run(host: str, port: int, log: Optional[Path], workers: int, limits: Limits)
 
     previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
     deciders = f"{workers} decider process{'es' if workers > 1 else ''}" if workers else "one decider thread"
-    _log_line(f"listening on http://{host}:{server.server_port} ({deciders}"
+    log_line(f"listening on http://{host}:{server.server_port} ({deciders}"
               f"{', logging to ' + str(log) if log else ''})")
-    _log_line(choice.why)
+    log_line(choice.why)
     try:
         server.serve_forever(poll_interval=0.1)  # how soon a SIGTERM stops accepting
     finally:
@@ -1137,4 +766,4 @@ def run(host: str, port: int, log: Optional[Path], workers: int, limits: Limits)
         decider.close()  # decides what was submitted, closes the log
         for number, handler in previous.items():
             signal.signal(number, handler)
-    _log_line("stopped")
+    log_line("stopped")
