@@ -48,6 +48,15 @@ def test_a_reason_on_a_criterion_of_several_fields_names_only_the_failing_one():
     assert result.reason == "not covered: HIV positive: yes (criterion 5f)"
 
 
+def test_a_reason_on_4_failed_by_a_prior_cell_therapy_names_it_not_the_trials_documented_as_none():
+    # 4 reads prior lines, prior cell therapies and clinical trials; here only the prior
+    # cell therapy fails it ("has not received prior treatment with CAR T-cell therapy"),
+    # and 5b of 2025-11-01 ("Prior treatment with chimeric antigen receptor therapy") with it
+    result = decide(case(prior_cell_therapies=["ciltacabtagene autoleucel"], clinical_trials=[]))
+    assert result.reason == ("not covered: prior CAR-T or other genetically modified T-cell therapies: "
+                             "'ciltacabtagene autoleucel' is a prior cell therapy (criteria 4 and 5b)")
+
+
 def test_a_reason_on_5e_failed_by_recent_cardiac_disease_names_the_date_not_the_lvef():
     # 5e: "ejection fraction (EF) less than 45%, or other clinically significant cardiac
     # disease within in the past 6 months"; reading 17: within while on or after the date
