@@ -57,6 +57,15 @@ def test_a_reason_on_4_failed_by_a_prior_cell_therapy_names_it_not_the_trials_do
                              "'ciltacabtagene autoleucel' is a prior cell therapy (criteria 4 and 5b)")
 
 
+@pytest.mark.parametrize("service, version", [(IN_2024, V2024), (IN_2025, V2025)])
+def test_a_reason_on_4_failed_by_a_trial_names_it_not_the_cell_therapies_documented_as_none(service, version):
+    # 4, both versions: "is not or has not been a subject of a clinical trial for any of the
+    # therapies listed in this policy"; KarMMa-3 is a trial of idecabtagene vicleucel
+    result = decide(case(date_of_service=service, prior_cell_therapies=[], clinical_trials=["KarMMa-3"]), version)
+    assert result.reason == ("not covered: clinical trials the member is or has been a subject of: 'KarMMa-3' "
+                             "is a clinical trial of a therapy listed in this policy (criterion 4)")
+
+
 def test_a_reason_on_5e_failed_by_recent_cardiac_disease_names_the_date_not_the_lvef():
     # 5e: "ejection fraction (EF) less than 45%, or other clinically significant cardiac
     # disease within in the past 6 months"; reading 17: within while on or after the date
