@@ -52,3 +52,22 @@ def test_a_likely_typo_is_offered_the_known_name_in_the_json_result():
 def test_a_result_with_no_hint_has_no_did_you_mean_field():
     out = runner.invoke(app, ["check", "-", "--format", "json"], input=json.dumps(case()))
     assert "did_you_mean" not in json.loads(out.stdout)
+
+
+# kb/words.lp declares how near a likely typo is: typo_edits(from(4),1) and
+# typo_edits(from(7),2): a name of 4 to 6 characters may be one edit from the known name, a
+# name of 7 or more two, a name of 3 or fewer is offered nothing. Each edge, on both sides.
+@pytest.mark.parametrize("name, nearest", [
+    ("VRx", None),            # 3 characters, one edit from VRd: too short to guess
+    ("Dexa", "dex"),          # 4 characters, one edit
+    ("Abecna", "abecma"),     # 6 characters, one edit
+    ("Abxcna", None),         # 6 characters, two edits: one is the most below 7
+    ("Cxtoxn", None),         # 6 characters, two edits from cytoxan
+    ("Vxlcadx", "velcade"),   # 7 characters, two edits
+    ("Kyprolx", "kyprolis"),  # 7 characters, two edits
+    ("Vxlcxdx", None),        # 7 characters, three edits
+    ("Pxmxlxst", None),       # 8 characters, three edits from pomalyst
+])
+def test_a_typo_is_offered_a_known_name_within_the_declared_edits_and_no_further(name, nearest):
+    got = hints(case(prior_lines=[[name], ["VRd", "daratumumab"]]))
+    assert got == ([("prior_lines line 1", name, nearest)] if nearest else [])
