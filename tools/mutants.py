@@ -98,6 +98,18 @@ EQUIVALENT = [
      "body excludes, so D <= S admits no date D < S does not"),
     (re.compile(r'^met\(K,"3"\)'), r"2 -> 1$",
      "status/3 gives not_met precedence over met: one line is not_met whatever met says"),
+    (re.compile(r'^drug_stem\("leucel"\)'), r"statement removed",
+     "every word ending in -leucel also ends in -cel, itself a drug_stem, so a name the -leucel "
+     "stem turns away is turned away without it (covkb.results.result.nearest)"),
+    (re.compile(r'^drug_stem\("ciclib"\)'), r"statement removed",
+     "no part of any known name is within two edits of 'ciclib' (the nearest, 'arcli' of sarclisa, "
+     "is three), and two edits are the most typo_edits allows, so no name offered a known name "
+     "has a word ending in it"),
+    (re.compile(r'^drug_stem\("parib"\)'), r"statement removed",
+     "the parts of known names within two edits of 'parib' ('arab' and 'darab' of fludarabine, "
+     "'panob' of panobinostat) are two edits away and followed by no word boundary, and no known "
+     "name ends within two edits of it: a word ending in -parib is three edits or more from every "
+     "known name, more than typo_edits allows"),
 ]
 
 
