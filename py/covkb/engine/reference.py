@@ -29,7 +29,7 @@ def _control(directory: Optional[Path]) -> clingo.Control:
 
 
 def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
-                 directory: Optional[Path] = None) -> tuple[Policy, dict[int, Shown]]:
+          directory: Optional[Path] = None) -> tuple[Policy, dict[int, Shown]]:
     """Decide every (key, case, requested version) in one grounding: clingo's own solving."""
     fast = capi.enabled()
     control = _control(directory)
@@ -74,10 +74,10 @@ def _public_atoms(model: clingo.Model):
             key, rest = int(key[:-1]), ")"
         else:
             key = None
-        read = cache.get(rest)
-        if read is None:
-            read = cache[rest] = (rest, parse_arguments(rest))
-        yield name, key, read
+        parsed = cache.get(rest)
+        if parsed is None:
+            parsed = cache[rest] = (rest, parse_arguments(rest))
+        yield name, key, parsed
 
 
 def policy(directory: Optional[Path] = None) -> Policy:

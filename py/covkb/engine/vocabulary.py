@@ -163,29 +163,23 @@ def _failed_by(one: Shown, rest: str, args: tuple) -> None:
     one.fails.setdefault(args[0], set()).add(args[1])
 
 
-# A case's shown atom → what it sets in that case's Shown: (Shown, clingo's text of the
-# arguments after the key, the parsed arguments). A keyed atom of another name is not read.
-KEYED = {
-    "status": _status, "because": _because, "decision": _decision, "applies": _applies,
-    "document": _document, "decided": _decided, "contract": _contract, "asserted": _asserted,
-    "missing": _missing, "advisory": _advisory, "remedy_kind": _remedy_kind, "on_date": _on_date,
-    "reason_rule": _reason_rule, "can_change": _can_change, "decisive_name": _decisive_name,
-    "for_resubmission": _for_resubmission, "all_of": _all_of, "unasserted": _unasserted,
-    "remedy_open": _remedy_open, "failed_by": _failed_by,
-}
-
-
-# A case's atoms, each name with its arity (the case key counted).
+# A case's atoms: name → (arity, the case key counted; what the atom sets in that case's
+# Shown, called with the Shown, clingo's text of the arguments after the key and the parsed
+# arguments). A keyed atom of another name or arity is refused.
 CASE_ATOMS = {
-    "status": 3, "because": 3, "decision": 3, "applies": 2, "document": 3, "decided": 2, "contract": 2,
-    "asserted": 2, "missing": 2, "advisory": 2, "remedy_kind": 3, "on_date": 3, "reason_rule": 2,
-    "can_change": 2, "decisive_name": 2, "for_resubmission": 2, "all_of": 2, "unasserted": 2,
-    "remedy_open": 3, "failed_by": 3,
+    "status": (3, _status), "because": (3, _because), "decision": (3, _decision),
+    "applies": (2, _applies), "document": (3, _document), "decided": (2, _decided),
+    "contract": (2, _contract), "asserted": (2, _asserted), "missing": (2, _missing),
+    "advisory": (2, _advisory), "remedy_kind": (3, _remedy_kind), "on_date": (3, _on_date),
+    "reason_rule": (2, _reason_rule), "can_change": (2, _can_change), "decisive_name": (2, _decisive_name),
+    "for_resubmission": (2, _for_resubmission), "all_of": (2, _all_of), "unasserted": (2, _unasserted),
+    "remedy_open": (3, _remedy_open), "failed_by": (3, _failed_by),
 }
-assert CASE_ATOMS.keys() == KEYED.keys()
+KEYED = {name: act for name, (_, act) in CASE_ATOMS.items()}
+ARITY = {name: arity for name, (arity, _) in CASE_ATOMS.items()}
 
 # Everything kb/ may show: name → arity. kbcheck holds kb/'s #show directives against it.
-SHOWN = {**POLICY_ATOMS, **WORD_TABLES, **EXPLANATION_WORDS, **CASE_ATOMS}
+SHOWN = {**POLICY_ATOMS, **WORD_TABLES, **EXPLANATION_WORDS, **ARITY}
 
 
 def declared(name: str, arity: int) -> None:
@@ -197,7 +191,7 @@ def declared(name: str, arity: int) -> None:
 
 def read(atoms, shown: dict[int, Shown], policy: Policy) -> None:
     criteria: dict[str, list[tuple[int, str, str]]] = {}
-    keyed, arities = KEYED, CASE_ATOMS
+    keyed, arities = KEYED, ARITY
     for name, key, (rest, args) in atoms:
         if key is None:
             declared(name, len(args))
