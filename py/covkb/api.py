@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 from covkb.engine import choose, reference
 from covkb.input.case import Case
@@ -29,22 +29,24 @@ class Decision:
     explanation: Optional[object] = None  # a covkb.results.explain.Explanation
 
 
-def decide(asked: Iterable[tuple[Case, Optional[str]]], explained: bool = False,
+def decide(asked: Iterable[tuple[Case, Optional[str]]], explained: Union[bool, Sequence[bool]] = False,
            engine: Optional[str] = None, directory: Optional[Path] = None,
            sources: Optional[Sequence[Optional[dict]]] = None) -> list[Decision]:
-    """Decide every (case, version asked for) together, in the order given. `sources`, one
+    """Decide every (case, version asked for) together, in the order given. `explained`:
+    whether to explain every case, or for each case whether to explain it. `sources`, one
     per case, name the FHIR resource each field was read from (None: none)."""
     asked = list(asked)
+    wanted = [explained] * len(asked) if isinstance(explained, bool) else list(explained)
     policy, shown = choose.solve(((key, case, version) for key, (case, version) in enumerate(asked)),
                                  directory, engine)
-    if explained:
+    if any(wanted):
         from covkb.results.explain import explain_result
     decisions = []
     for key, (case, version) in enumerate(asked):
         token = SOURCES.set(sources[key]) if sources is not None else None
         try:
             result = build(case, shown[key], policy)
-            explanation = explain_result(case, shown[key], policy, result) if explained else None
+            explanation = explain_result(case, shown[key], policy, result) if wanted[key] else None
         finally:
             if token is not None:
                 SOURCES.reset(token)

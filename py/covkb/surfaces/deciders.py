@@ -40,13 +40,14 @@ def decide_requests(requests: list[tuple], log: bool, engine: Optional[str] = No
     from covkb.results.render import as_json
 
     every = sorted(versions())
-    asked, sources, own = [], [], []
+    asked, explained, sources, own = [], [], [], []
     for kind, case, version, source, *_ in requests:
         wanted = every if kind == "compare" else [version]
         own.append(range(len(asked), len(asked) + len(wanted)))
         asked.extend((case, one) for one in wanted)
+        explained.extend([kind != "check" or log] * len(wanted))  # a check's explanation only for the log
         sources.extend([source] * len(wanted))
-    decided = decide(asked, explained=True, engine=engine, sources=sources)
+    decided = decide(asked, explained=explained, engine=engine, sources=sources)
     kb = None
     if log:
         from covkb.surfaces.audit import kb_hash, prepare
