@@ -15,7 +15,6 @@ import hashlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from itertools import islice
 from typing import Iterable, Iterator, Optional
 
 import msgspec
@@ -328,40 +327,6 @@ def verify(connection: sqlite3.Connection, expect_head: Optional[str] = None,
             return Verdict(False, count, previous, f"row {expect_rows} does not carry the anchored head "
                                                    f"{expect_head}: the chain was rewritten since")
     return Verdict(True, count, previous)
-
-
-def redecide(stored: Iterable[dict], current: str, chunk: int = 500, unreadable: bool = False):
-    """Stream stored rows through the current knowledge base a chunk at a time; yield
-    (row, result, explanation, kb_changed) for each decided differently now, in id order.
-    With unreadable, a row whose input no longer reads as a case is yielded with the
-    message in place of the result, rather than stopping the run."""
-    from covkb.api import determine_explained
-    from covkb.input.case import InvalidCase
-    from covkb.input.text import from_json
-
-    stored = iter(stored)
-    while part := list(islice(stored, chunk)):
-        by_version: dict = {}
-        differ = []
-        for row in part:
-            try:
-                case = from_json(row["input_json"])
-            except InvalidCase as error:
-                if not unreadable:
-                    raise
-                differ.append((row, f"the stored input no longer reads as a case ({error.message})", None,
-                               row["kb_sha256"] != current))
-                continue
-            by_version.setdefault(row["version_requested"], []).append((row, case))
-        for version, group in by_version.items():
-            results = determine_explained([case for _, case in group], version)
-            for (row, _), (result, explanation) in zip(group, results):
-                now = (result.version, result.decision, result.label, canonical(result.criteria))
-                before = (row["policy_version"], row["decision"], row["label"], row["criteria_json"])
-                if now != before:
-                    differ.append((row, result, explanation, row["kb_sha256"] != current))
-        differ.sort(key=lambda item: item[0]["id"])
-        yield from differ
 
 
 class _SafeCells:
