@@ -27,7 +27,7 @@ from make_cases import synthetic  # noqa: E402
 from covkb.engine import capi
 from covkb.engine import reference, vocabulary  # noqa: E402
 from covkb.engine.kb import kb_dir  # noqa: E402
-from covkb.input.case import from_json  # noqa: E402
+from covkb.input.text import from_json  # noqa: E402
 from covkb.engine.facts import case_rows  # noqa: E402
 from covkb.results.render import as_json  # noqa: E402
 from covkb.results.result import build  # noqa: E402

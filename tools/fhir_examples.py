@@ -7,7 +7,7 @@ Each response names its patient, author and coverage, as the DTR profile asks.
 
 from pathlib import Path
 
-from covkb.input import case
+from covkb.input import files
 from covkb.fhir import codes as fhir_codes
 from covkb.fhir import questionnaire as fhir_form
 from covkb.fhir import responses
@@ -21,7 +21,7 @@ def main() -> None:
     out = FACTS / "fhir"
     out.mkdir(exist_ok=True)
     for name in EXAMPLES:
-        one = case.load(FACTS / name)
+        one = files.load(FACTS / name)
         stem = name.removesuffix(".json")
         (out / f"{stem}.bundle.json").write_text(_pretty(responses.pas_bundle(one)) + "\n")
         ident = fhir_form.safe_id(one.case_id)
