@@ -26,7 +26,7 @@ from make_cases import synthetic  # noqa: E402
 
 from covkb.engine import capi
 from covkb.engine import reference, vocabulary  # noqa: E402
-from covkb.engine.kb import kb_dir  # noqa: E402
+from covkb.engine.kb import control as kb_control, kb_dir  # noqa: E402
 from covkb.input.text import from_json  # noqa: E402
 from covkb.engine.facts import case_rows  # noqa: E402
 from covkb.results.render import as_json  # noqa: E402
@@ -50,7 +50,7 @@ def main() -> None:
         started = time.perf_counter()
         cases = [from_json(line) for line in lines]
         started = took("decode JSON", started)
-        control = reference._control(None)
+        control = kb_control(None)
         started = took("new Control, load kb/", started)
         with control.backend() as backend:
             fact = capi.writer(backend)

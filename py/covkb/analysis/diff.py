@@ -22,7 +22,7 @@ import clingo
 import msgspec
 
 from covkb.input.case import NCCN_CATEGORIES, PURPOSES, from_object
-from covkb.engine.kb import kb_files
+from covkb.engine.kb import control as kb_control
 from covkb.engine.facts import BOOLEAN_FIELDS, case_facts
 
 ABSENT = object()
@@ -75,9 +75,7 @@ class KbFacts:
 
 
 def kb_facts(directory: Optional[Path]) -> KbFacts:
-    control = clingo.Control(["--warn=none"])
-    for path in kb_files(directory):
-        control.load(str(path))
+    control = kb_control(directory)
     # the points a criterion's bounds compare against; the plausibility points (kb/core.lp
     # plausible/5) mark doubtful values, which decide nothing and differ in no version
     control.add("base", [], "#show threshold/2. #show months_back/1. #show drug_class/2. "
@@ -213,9 +211,7 @@ _decoder = msgspec.json.Decoder(float_hook=Decimal)
 # Solving.
 # ---------------------------------------------------------------------------
 def _control(directory: Optional[Path], extra: list[str]) -> clingo.Control:
-    control = clingo.Control(["--warn=none", *extra])
-    for path in kb_files(directory):
-        control.load(str(path))
+    control = kb_control(directory, ("--warn=none", *extra))
     control.add("base", [], resources.files("covkb.analysis").joinpath("diff.lp").read_text())
     return control
 

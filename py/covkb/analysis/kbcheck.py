@@ -15,17 +15,15 @@ from typing import Optional
 import clingo
 from clingo import ast
 
-from covkb.engine.kb import kb_files
+from covkb.engine.kb import control as kb_control, kb_files
 from covkb.engine.vocabulary import SHOWN
 
 # Predicates that compare field F (argument 2) with point T (argument 3).
 COMPARING = {("compared", 4), ("bound_met", 4), ("bound_not_met", 4)}
 
 
-def _declared(files: list[Path]) -> tuple[set[tuple[str, int]], list[tuple[str, str, int]], list[str]]:
-    control = clingo.Control(["--warn=none"])
-    for path in files:
-        control.load(str(path))
+def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tuple[str, str, int]], list[str]]:
+    control = kb_control(directory)
     control.add("base", [], "#show threshold/2. #show bound/5. #show remedy_class/3.")
     control.ground([("base", [])])
     points, bounds, criteria, remedies = set(), [], [], {}
@@ -69,7 +67,7 @@ def _ground(term):
 def problems(directory: Optional[Path] = None) -> list[str]:
     """What is wrong with kb/, one line each naming file and line; empty when sound."""
     files = kb_files(directory)
-    points, bounds, kinds = _declared(files)
+    points, bounds, kinds = _declared(directory)
     found: list = []
     undefined: list[str] = []
 
@@ -102,9 +100,7 @@ def problems(directory: Optional[Path] = None) -> list[str]:
                 if (criterion, bounded) == (ident, field) and str(point) not in str(words):
                     out.append(f"{Path(where.begin.filename).name}:{where.begin.line}: the words "
                                f"{words!r} of {ident} do not name its bound {point}")
-    control = clingo.Control(logger=logger)
-    for path in files:
-        control.load(str(path))
+    control = kb_control(directory, (), logger)
     control.ground([("base", [])])
     out += [f"kb/ reads an atom no rule defines: {message}" for message in undefined]
     out += kinds

@@ -22,7 +22,7 @@ from typing import Iterable, Optional
 import clingo
 import msgspec
 
-from covkb.engine.kb import kb_files
+from covkb.engine.kb import control as kb_control, kb_files
 from covkb.analysis.diff import Field, jsonable, kb_facts, load_space, set_path, space
 
 
@@ -116,9 +116,7 @@ def quoted(paths: Iterable[Path]) -> list[Quoted]:
 # Solving.
 # ---------------------------------------------------------------------------
 def _control(directory: Optional[Path], extra: list[str] = ()) -> clingo.Control:
-    control = clingo.Control(["--warn=none", *extra])
-    for path in kb_files(directory):
-        control.load(str(path))
+    control = kb_control(directory, ("--warn=none", *extra))
     package = resources.files("covkb.analysis")
     control.add("base", [], package.joinpath("diff.lp").read_text())
     control.add("base", [], package.joinpath("lint.lp").read_text())

@@ -27,7 +27,7 @@ import clingo
 import msgspec
 
 from covkb.input.case import Case, from_object
-from covkb.engine.kb import kb_files
+from covkb.engine.kb import control as kb_control
 from covkb.analysis.diff import ABSENT, Field, Option, jsonable, option_facts, kb_facts, set_path, space
 from covkb.engine.facts import case_facts
 
@@ -244,9 +244,7 @@ class _Space:
             fact(F("waived", [S(ident)]))
 
     def control(self, extra: list[str] = ()) -> clingo.Control:
-        control = clingo.Control(["--warn=none", *extra])
-        for path in kb_files(self.directory):
-            control.load(str(path))
+        control = kb_control(self.directory, ("--warn=none", *extra))
         package = resources.files("covkb.analysis")
         control.add("base", [], package.joinpath("diff.lp").read_text())
         control.add("base", [], package.joinpath("whatif.lp").read_text())

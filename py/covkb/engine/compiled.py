@@ -70,7 +70,7 @@ from covkb import __version__
 from covkb.engine import arith, facts
 from covkb.input.case import Case, NCCN_CATEGORIES, PURPOSES
 from covkb.engine.facts import BOOLEAN_FIELDS, LIST_FIELDS, NUMBER_FIELDS, Symbols, case_rows, compacted
-from covkb.engine.kb import kb_files, kb_sha256, sha256
+from covkb.engine.kb import control as kb_control, kb_files, kb_sha256, sha256
 from covkb.engine.terms import parse_arguments
 from covkb.engine.vocabulary import KEYED, Shown, declared
 from covkb.input import case
@@ -911,9 +911,7 @@ def build(directory: Path) -> Compiled:
     """Ground kb/ once for the abstract case and compile it; Refused when it cannot be exact."""
     files = kb_files(directory)
     statements, strings = _read_kb(files)
-    plain = clingo.Control(["--warn=none"])
-    for path in files:
-        plain.load(str(path))
+    plain = kb_control(directory)
     plain.ground([("base", [])])
 
     def facts(name: str, arity: int) -> list[list]:

@@ -23,6 +23,16 @@ def kb_files(directory: Optional[Path] = None) -> list[Path]:
     return sorted((directory or kb_dir()).glob("*.lp"))
 
 
+def control(directory: Optional[Path] = None, arguments: tuple = ("--warn=none",), logger=None):
+    """A clingo Control with every kb/ file loaded, not yet ground."""
+    import clingo  # loaded with the first Control, not with the digest
+
+    loaded = clingo.Control(list(arguments), logger=logger)
+    for path in kb_files(directory):
+        loaded.load(str(path))
+    return loaded
+
+
 def kb_sha256(directory: Optional[Path] = None) -> str:
     """SHA-256 over every kb/ file, name and content: the knowledge base a result came from."""
     return _kb_sha256((directory or kb_dir()).resolve())

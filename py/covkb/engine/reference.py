@@ -13,26 +13,19 @@ from typing import Iterable, Optional
 
 import clingo
 
-from covkb.engine import capi
+from covkb.engine import capi, kb
 from covkb.engine.facts import PUBLIC, Symbols, case_rows
-from covkb.engine.kb import kb_dir, kb_files, kb_sha256
+from covkb.engine.kb import kb_dir, kb_sha256
 from covkb.engine.terms import parse_arguments
 from covkb.engine.vocabulary import Policy, Shown, read
 from covkb.input.case import Case
-
-
-def _control(directory: Optional[Path]) -> clingo.Control:
-    control = clingo.Control(["--warn=none"])
-    for path in kb_files(directory):
-        control.load(str(path))
-    return control
 
 
 def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
           directory: Optional[Path] = None) -> tuple[Policy, dict[int, Shown]]:
     """Decide every (key, case, requested version) in one grounding: clingo's own solving."""
     fast = capi.enabled()
-    control = _control(directory)
+    control = kb.control(directory)
     keys: list[int] = []
     with control.backend() as backend:
         symbols, fact = (_C_SYMBOLS, capi.writer(backend)) if fast else (PUBLIC, _public_writer(backend))
