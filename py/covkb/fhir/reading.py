@@ -454,23 +454,16 @@ def _read_response(resource: dict, name: str, reading: _Reading) -> None:
             where = f"{name} item {link}"
             if role == "part":
                 raise _bad(where, None, "expected inside a repetition of its group")
-            if role == "any":
-                got = answers(item, Question(link, "boolean"))
+            if role in ("any", "one"):
+                # "any": the boolean gate of a list (is there any?); "one": a single answer
+                said, asked = (said_any, Question(link, "boolean")) if role == "any" else (values, question)
+                got = answers(item, asked)
                 if len(got) > 1:
                     raise _bad(where, None, "expected one answer")
                 if got:
-                    if question.path in said_any:
+                    if question.path in said:
                         raise _bad(where, None, "answered twice")
-                    said_any[question.path] = got[0]
-                walk(nested(item))
-            elif role == "one":
-                got = answers(item, question)
-                if len(got) > 1:
-                    raise _bad(where, None, "expected one answer")
-                if got:
-                    if question.path in values:
-                        raise _bad(where, None, "answered twice")
-                    values[question.path] = got[0]
+                    said[question.path] = got[0]
                 walk(nested(item))
             elif role == "list":
                 values.setdefault(question.path, []).extend(answers(item, question))
