@@ -37,12 +37,35 @@ def test_a_rule_reading_a_predicate_no_rule_defines_is_refused(tmp_path):
     assert any("below" in line for line in found)
 
 
-def test_words_that_do_not_name_the_bound_are_refused(tmp_path):
+def test_a_reason_that_types_its_bounds_number_is_refused(tmp_path):
+    # issue 28: a number is stated once, in bound/5; a reason's words take it from there
+    copy = _with(tmp_path, '\nbecause(K,"5d",requires("creatinine_clearance_ml_min","more than 45")) :- in2024(K).\n')
+    found = problems(copy)
+    assert len(found) == 1 and "types 45, which bound/5 declares" in found[0]
+    assert found[0].startswith("v2024-08-21.lp:")
+
+
+def test_a_reason_typing_a_number_no_bound_declares_is_not_refused(tmp_path):
+    copy = _with(tmp_path, '\nbecause(K,"5d",named("clinical_trials","x","is one of 3 trials")) :- in2024(K).\n')
+    assert problems(copy) == []
+
+
+@pytest.mark.parametrize("line, name", [
+    ('sentence(because, absent, "{0.spelled} not documented").', "{0.spelled}"),
+    ('sentence(fact, requires, "{field} is not {1}").', "{field}"),
+    ('phrase(and, " and {0.day}").', "{0.day}"),
+])
+def test_a_template_naming_what_the_writer_cannot_fill_is_refused(tmp_path, line, name):
     copy = tmp_path / "kb"
     shutil.copytree(KB, copy)
-    version = copy / "v2024-08-21.lp"
-    version.write_text(version.read_text().replace('"more than 45"', '"more than 40"'))
-    assert any("do not name its bound 45" in line for line in problems(copy))
+    words = copy / "words.lp"
+    head = line.split(",")[0] + ","
+    text = words.read_text()
+    kept = [row for row in text.splitlines() if row.startswith(head + line.split(",")[1].split('"')[0])]
+    assert len(kept) == 1, kept  # the template replaced is kb/words.lp's own
+    words.write_text(text.replace(kept[0], line))
+    found = problems(copy)
+    assert len(found) == 1 and name in found[0] and "cannot fill" in found[0]
 
 
 @pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])

@@ -3,7 +3,9 @@
 A rule that compares a field with a point no bound declares, or reads a predicate no
 rule defines, would silently never fire; an atom shown outside the declared shown
 vocabulary would be read by nothing; a criterion without one remedy kind could not say
-what would change a denial: the check names each such statement instead.
+what would change a denial; a number a reason types beside its bound/5 could drift from
+it; a template naming a value the writer has no rendering for would fail on the case that
+reaches it: the check names each such statement instead.
 Nothing here knows the policy; it reads kb/ as clingo parses it.
 """
 
@@ -11,6 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
+
+import re
+import string
 
 import clingo
 from clingo import ast
@@ -22,11 +27,37 @@ from covkb.engine.vocabulary import SHOWN
 COMPARING = {("compared", 4), ("bound_met", 4), ("bound_not_met", 4)}
 
 
+# What a template of kb/words.lp may name: an argument's renderings (covkb.results.result.Argument)
+# and, by name, the criterion's id and words and the date of service.
+RENDERINGS = frozenset({"", "stated", "measured", "label", "sendable", "value", "basis", "place", "day", "name"})
+NAMED = frozenset({"ident", "text", "service"})
+
+
+def _template(kind: str, text: str) -> list[str]:
+    """What is wrong with one sentence or phrase template: a field it names that the writer
+    cannot fill."""
+    out = []
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as error:
+        return [f"{kind}: the template {text!r} does not parse ({error})"]
+    for name in fields:
+        head, _, rest = name.partition(".")
+        if kind.startswith("sentence") and head.isdigit() and rest in RENDERINGS:
+            continue
+        if kind.startswith("sentence") and head in NAMED and not rest:
+            continue
+        if kind.startswith("phrase") and (head.isdigit() or head in {"path", "value", "origin"}) and not rest:
+            continue
+        out.append(f"{kind}: the template {text!r} names {{{name}}}, which the writer cannot fill")
+    return out
+
+
 def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tuple[str, str, int]], list[str]]:
     control = kb_control(directory)
     control.add("base", [], "#show threshold/2. #show bound/5. #show remedy_class/3.")
     control.ground([("base", [])])
-    points, bounds, criteria, remedies = set(), [], [], {}
+    points, bounds, criteria, remedies, templates = set(), [], [], {}, []
     with control.solve(yield_=True) as handle:
         for symbol in next(iter(handle)).symbols(shown=True):
             args = symbol.arguments
@@ -38,10 +69,16 @@ def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tup
                 criteria.append((args[0].string, args[1].string))
             elif symbol.name == "remedy_class":
                 remedies.setdefault((args[0].string, args[1].string), []).append(str(args[2]))
+            elif symbol.name == "sentence" and len(args) == 3:
+                templates.append((f"sentence({args[0]},{args[1]})", args[2].string))
+            elif symbol.name == "phrase" and len(args) == 2:
+                templates.append((f"phrase({args[0]})", args[1].string))
     kinds = [f"criterion {ident} of version {version} has no remedy kind (remedy_class/3)"
              for version, ident in criteria if (version, ident) not in remedies]
     kinds += [f"criterion {ident} of version {version} has {len(found)} remedy kinds ({', '.join(sorted(found))})"
               for (version, ident), found in sorted(remedies.items()) if len(found) > 1]
+    for kind, text in templates:
+        kinds += _template(kind, text)
     return points, bounds, kinds
 
 
@@ -54,6 +91,19 @@ def _functions(node, found: list) -> None:
         for item in (child if isinstance(child, (list, ast.ASTSequence)) else [child]):
             if isinstance(item, ast.AST):
                 _functions(item, found)
+
+
+def _strings(node) -> list[str]:
+    """Every string written under node."""
+    found: list[str] = []
+    if node.ast_type == ast.ASTType.SymbolicTerm and node.symbol.type == clingo.SymbolType.String:
+        found.append(node.symbol.string)
+    for key in node.child_keys:
+        child = getattr(node, key)
+        for item in (child if isinstance(child, (list, ast.ASTSequence)) else [child]):
+            if isinstance(item, ast.AST):
+                found += _strings(item)
+    return found
 
 
 def _ground(term):
@@ -93,13 +143,13 @@ def problems(directory: Optional[Path] = None) -> list[str]:
             if isinstance(field, str) and isinstance(point, int) and (field, point) not in points:
                 out.append(f"{Path(where.begin.filename).name}:{where.begin.line}: {name} compares "
                            f"{field} with {point}, which no bound/5 declares")
-        if name == "because" and len(args) == 3 and args[2].ast_type == ast.ASTType.Function \
-                and args[2].name == "requires" and len(args[2].arguments) == 2:
-            ident, field, words = _ground(args[1]), _ground(args[2].arguments[0]), _ground(args[2].arguments[1])
-            for criterion, bounded, point in bounds:
-                if (criterion, bounded) == (ident, field) and str(point) not in str(words):
-                    out.append(f"{Path(where.begin.filename).name}:{where.begin.line}: the words "
-                               f"{words!r} of {ident} do not name its bound {point}")
+        if name == "because" and len(args) == 3:
+            ident = _ground(args[1])
+            typed = {int(n) for words in _strings(args[2]) for n in re.findall(r"(?<![\w.])\d+(?![\w.])", words)}
+            for point in sorted({p for criterion, _, p in bounds if ident in (None, criterion)} & typed):
+                out.append(f"{Path(where.begin.filename).name}:{where.begin.line}: a reason of "
+                           f"{ident or 'a criterion'} types {point}, which bound/5 declares: "
+                           "take the number from bound/5 (a phrase/2 writes it)")
     control = kb_control(directory, (), logger)
     control.ground([("base", [])])
     out += [f"kb/ reads an atom no rule defines: {message}" for message in undefined]

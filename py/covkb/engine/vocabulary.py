@@ -73,7 +73,7 @@ class Undeclared(RuntimeError):
 # the five below by read(); WORD_TABLES as words[name, constant] = text; the rest are
 # the explanation vocabulary, kept as rows in Policy.facts.
 POLICY_ATOMS = {"criterion": 4, "version": 3, "policy": 1, "remedy": 3, "known": 1, "reads": 3}
-WORD_TABLES = {"rule_words": 2, "contract_words": 2, "asserted_words": 2, "term_words": 2, "on_date_event": 2}
+WORD_TABLES = {"rule_words": 2, "contract_words": 2, "asserted_words": 2, "on_date_event": 2}
 EXPLANATION_WORDS = {
     # kb/words.lp: fields, units, groups, remedies, correspondences between versions
     "field_words": 2, "field_unit": 2, "one_of": 2, "remedy_words": 2, "correspond": 4,
@@ -82,7 +82,9 @@ EXPLANATION_WORDS = {
     "typo_edits": 2, "drug_stem": 1, "hint_words": 1, "treatment": 3, "group_words": 3,
     "unasserted_words": 1,
     # kb/words.lp: criterion readings, counts in words, how reasons cite requirements
-    "reading": 3, "count_words": 3, "cite_words": 2}
+    "reading": 3, "count_words": 3, "cite_words": 2,
+    # kb/words.lp: the sentences and phrases every result is written in
+    "sentence": 3, "phrase": 2, "field_basis": 2, "unit_joined": 1}
 def _status(one: Shown, rest: str, args: tuple) -> None:
     one.status[args[0]] = args[1][0]
 

@@ -121,11 +121,11 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
     documentation = words.documentation(sorted(shown.missing), shown)
     if shown.decision in ("pending", "not_covered"):
         documentation += [Document(["prior_lines" if where[0] == "line" else where],
-                                   f"a clarification of {words.name(name)!r} in {words.place(where)}, not a recognised name",
+                                   words.write("document", "unrecognised", (where, name)),
                                    shown.decision != "pending" or name not in shown.decisive_names)
                           for where, name in words.unrecognised(shown)]
-        documentation += [Document([where], f"a clarification of {words.name(name)!r} in {where}: "
-                                            f"it {what}, and may be misfiled", shown.decision != "pending")
+        documentation += [Document([where], words.write("document", "misfiled", (where, name, what)),
+                                   shown.decision != "pending")
                           for where, name, what in words.misfiled(shown)]
     by_date = None
     if shown.requested is not None:
@@ -167,6 +167,10 @@ class Tables:
         self.counted = {f: (one, many) for f, one, many in facts.get("count_words", ())}
         self.cited = {i: w for i, w in facts.get("cite_words", ())}
         self.joins = {g[0]: (start, join) for g, start, join in facts.get("group_words", ())}
+        self.sentences = {(form[0], kind[0]): w for form, kind, w in facts.get("sentence", ())}
+        self.phrases = {key: w for key, w in facts.get("phrase", ())}
+        self.bases = {f: w for f, w in facts.get("field_basis", ())}
+        self.joined = frozenset(u for u, in facts.get("unit_joined", ()))
 
 
 def tables(policy: Policy) -> Tables:
@@ -275,11 +279,10 @@ def _beyond(text: str, said: dict, policy: Policy, version: str, ident: str, rem
     start = policy.versions[then][0] if then else None
     moved = next((p[3] for p in policy.facts.get("correspond", ())
                   if p[0] == version and p[1] == ident and p[2] == then), None)
-    guideline = said["guidelines"].format(ident=f"criterion {ident} of version {version}") \
-        if isinstance(moved, tuple) else ""
+    guideline = said["guidelines"].format(ident=ident, version=version) if isinstance(moved, tuple) else ""
     return said["version_ends"].format(remedy=text, version=version, end=remedy.version_ends,
-                                       start=iso_day(start) if start else "", next=then or "none",
-                                       then=guideline)
+                                       start=iso_day(start) if start else "",
+                                       next=then or tables(policy).phrases[("none",)], then=guideline)
 
 
 def _met_on(sources: list[tuple], case: Case, reasons: list) -> tuple[Optional[str], bool]:
@@ -330,10 +333,6 @@ def _add_months(day: datetime.date, months: int) -> Optional[datetime.date]:
     return datetime.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
-
-
 # Where each field of a case read from FHIR came from, while covkb.fhir.reading.sourced() holds
 # it: a fact is then written "lvef_percent = 58, from Observation/lvef-1".
 SOURCES: ContextVar[Mapping[str, str]] = ContextVar("SOURCES", default={})
@@ -346,7 +345,9 @@ def iso_day(number: int) -> str:
 class Words:
     """Writes the knowledge base's reason terms with the values of one case.
 
-    A term is a tuple (name, *arguments) as covkb.engine.terms reads it.
+    A term is a tuple (name, *arguments) as covkb.engine.terms reads it. Every sentence is
+    a template of kb/words.lp (sentence/3, phrase/2); this class fills them with the case's
+    values and knows no words of its own.
     """
 
     def __init__(self, case: Case, policy: Optional[Policy] = None):
@@ -358,8 +359,24 @@ class Words:
         found = tables(policy) if policy else _NO_TABLES
         self.labels, self.units, self.group = found.labels, found.units, found.group
         self.counted, self.cited, self.joins = found.counted, found.cited, found.joins
+        self.sentences, self.phrases, self.bases = found.sentences, found.phrases, found.bases
+        self.joined = found.joined
 
-    def label(self, path: str) -> str:
+    def phrase(self, *key) -> str:
+        return self.phrases[key]
+
+    def write(self, form: str, kind: str, args: tuple, ident: str = "", text: str = "") -> str:
+        """A term of `kind` in its `form`'s sentence (kb/words.lp sentence/3); a form with no
+        sentence for the kind writes it as `because` does."""
+        template = self.sentences.get((form, kind)) or self.sentences.get(("because", kind))
+        if template is None:
+            return repr((kind, *args))
+        return template.format(*(Argument(self, value) for value in args), ident=ident, text=text,
+                               service=self.case.date_of_service.isoformat())
+
+    def label(self, path) -> str:
+        if isinstance(path, tuple):  # a place such as line(L)
+            return self.phrases[("label", (path[0],))].format(*path[1:])
         return self.labels.get(path, path)
 
     def measured(self, path: str) -> str:
@@ -369,12 +386,13 @@ class Words:
         source = self.value(path)[len(plain):]  # ", from Observation/..." for a FHIR case
         raw = field(self.case, path)
         if isinstance(raw, bool):
-            return f"{self.label(path)}: {'yes' if raw else 'no'}{source}"
+            return f"{self.label(path)}: {self.phrase('yes' if raw else 'no')}{source}"
         if path in self.counted and isinstance(raw, list):
             one, many = self.counted[path]
             listed = "; ".join(", ".join(item) if isinstance(item, list) else str(item) for item in raw)
             return f"{len(raw)} {one if len(raw) == 1 else many}{f' ({listed})' if raw else ''}{source}"
-        return f"{self.label(path)} {plain}{'' if unit in ('', '%') else ' '}{unit}{source}"
+        space = "" if unit == "" or unit in self.joined else " "
+        return f"{self.label(path)} {plain}{space}{unit}{source}"
 
     def sendable(self, path: str) -> str:
         """The field as a reviewer asks for it: `left ventricular ejection fraction (%)`."""
@@ -390,8 +408,14 @@ class Words:
             if ident in self.cited:
                 parts.append(self.cited[ident])
             elif ident == numbered[0]:
-                parts.append(("criterion " if len(numbered) == 1 else "criteria ") + _join(numbered))
-        return _join(parts)
+                parts.append(self.phrase("criterion" if len(numbered) == 1 else "criteria").format(self.join(numbered)))
+        return self.join(parts)
+
+    def join(self, items: list[str]) -> str:
+        """`a`, `a and b`, `a, b and c`: the last joined by kb/words.lp's phrase(and, ...)."""
+        if len(items) <= 1:
+            return "".join(items)
+        return ", ".join(items[:-1]) + self.phrase("and") + items[-1]
 
     def documentation(self, missing: list[str], shown: Optional[Shown] = None) -> list["Document"]:
         """The missing fields in words, alternatives of one group as "one of" (or "each of"
@@ -408,8 +432,7 @@ class Words:
                 continue
             later = shown is not None and path in shown.for_resubmission
             if path in doubted:
-                out.append(Document([path], f"a confirmation of {self.sendable(path)}: "
-                                            f"{self.value(path)} as written is doubted (see advisories)", later))
+                out.append(Document([path], self.write("document", "doubted", (path,)), later))
                 continue
             item = Document([path], self.sendable(path), later)
             out.append(item)
@@ -437,26 +460,7 @@ class Words:
 
     def fact(self, ident: str, text: str, term: tuple) -> str:
         """One fact that failed a criterion, in a reviewer's words."""
-        kind, args = term[0], term[1:]
-        if kind == "is":
-            return self.measured(args[0])
-        if kind == "requires":
-            return f"{self.measured(args[0])} is not {args[1]}"
-        if kind == "derived":
-            basis = "" if self.label(args[3]) == args[0] else f" (from {self.measured(args[3])})"
-            return f"{args[0]} {args[1]}{basis} is not {args[2]}"
-        if kind == "named":
-            where = args[0]
-            place = f"prior line {where[1]}" if isinstance(where, tuple) else self.label(where)
-            return f"{place}: {self.name(args[1])!r} {args[2]}"
-        if kind == "none_of_class":
-            return f"{text}: none in any prior line"
-        if kind == "within":
-            return f"{self.label(args[0])}: {iso_day(args[1])} is {self.window(args[3])}"
-        return self.because(ident, term)
-
-    def window(self, months: int) -> str:
-        return f"within {months} months before the date of service {self.case.date_of_service.isoformat()}"
+        return self.write("fact", term[0], term[1:], ident, text)
 
     def failed(self, shown: Shown, criterion: "Criterion") -> str:
         """The facts that failed a criterion, in a reviewer's words."""
@@ -499,7 +503,7 @@ class Words:
 
     def asserted(self, shown: Shown) -> str:
         """What the case asserts of the compendium pathway, and the indication it names."""
-        said = " and ".join(self.policy.words.get(("asserted_words", a), a) for a in sorted(shown.asserted))
+        said = self.phrase("and").join(self.policy.words.get(("asserted_words", a), a) for a in sorted(shown.asserted))
         if field(self.case, "compendium.indication"):
             said += f" ({self.stated('compendium.indication')})"
         return said
@@ -515,7 +519,8 @@ class Words:
         text = self.statements.get(path)
         if text is None:
             origin = SOURCES.get().get(path)
-            text = self.statements[path] = f"{path} = {self.value(path)}" + (f", from {origin}" if origin else "")
+            text = self.statements[path] = self.phrase("sourced" if origin else "stated").format(
+                path=path, value=self.value(path), origin=origin)
         return text
 
     def _value(self, path: str) -> str:
@@ -526,18 +531,17 @@ class Words:
             return value.isoformat()
         if path == "prior_lines":
             lines = "; ".join(", ".join(line) for line in value)
-            return f"{len(value)} ({lines})" if value else "0 (none)"
+            return f"{len(value)} ({lines if value else self.phrase('none')})"
         if path == "concurrent_therapies":
-            return ", ".join(f"{t.agent} ({t.purpose})" for t in value) or "none"
+            return ", ".join(f"{t.agent} ({t.purpose})" for t in value) or self.phrase("none")
         if isinstance(value, list):
             return ", ".join(d.isoformat() if isinstance(d, datetime.date) else str(d)
-                             for d in value) or "none"
+                             for d in value) or self.phrase("none")
         return str(value)
 
-    @staticmethod
-    def place(where) -> str:
-        if isinstance(where, tuple) and where[0] == "line":
-            return f"prior_lines line {where[1]}"
+    def place(self, where) -> str:
+        if isinstance(where, tuple):  # line(L)
+            return self.phrases[("place", (where[0],))].format(*where[1:])
         return str(where)
 
     def name(self, folded: str) -> str:
@@ -552,48 +556,38 @@ class Words:
         return self.spelling.get(folded, folded)
 
     def because(self, ident: str, term: tuple) -> str:
-        kind, args = term[0], term[1:]
-        if kind == "is":
-            return self.stated(args[0])
-        if kind == "absent":
-            return f"{args[0]} not documented"
-        if kind == "requires":
-            return f"{self.stated(args[0])}, and {ident} requires {args[1]}"
-        if kind == "derived":
-            return f"{args[0]} = {args[1]} (from {self.stated(args[3])}), and {ident} requires {args[2]}"
-        if kind == "named":
-            return f"{self.place(args[0])}: {self.name(args[1])!r} {args[2]}"
-        if kind == "none_of_class":
-            return f"{args[0]}: no agent of this class in any prior line"
-        if kind == "within":
-            return f"{args[0]} has {iso_day(args[1])}, {self.window(args[3])} (on or after {iso_day(args[2])})"
-        if kind == "before":
-            return self.policy.words[("term_words", "before")].format(
-                field=args[0], date=iso_day(args[1]), start=iso_day(args[2]), ident=ident)
-        if kind == "doubted":
-            return f"{self.stated(args[0])} is doubted as written (see advisories): it decides nothing until confirmed"
-        return repr(term)
+        return self.write("because", term[0], term[1:], ident)
 
     def advisory(self, term: tuple) -> str:
-        kind, args = term[0], term[1:]
-        if kind == "guideline":
-            return f"{self.stated(args[0])}: {args[1]}"
-        if kind == "note":
-            return f"{args[0]}: {args[1]}"
-        if kind == "named":
-            return self.because("", term)
-        if kind == "guideline_date":
-            return f"{args[0]} has {iso_day(args[1])}: {args[2]}"
-        if kind == "unrecognised":
-            return f"{self.place(args[0])}: {self.name(args[1])!r} is not a recognised name; please clarify it"
-        if kind == "misfiled":
-            return (f"{args[0]}: {self.name(args[1])!r} {args[2]}: it is not read as a prior cell therapy; "
-                    "please clarify it (a prior line of therapy belongs in prior_lines)")
-        if kind in ("doubtful", "implausible"):
-            return f"{self.stated(args[0])}: {args[1]}"
-        if kind == "line_note":
-            return f"prior_lines line {args[0]} {args[1]}"
-        return repr(term)
+        return self.write("advisory", term[0], term[1:])
+
+
+class Argument:
+    """One argument of a term as a template names it: `{0}` its text (a term whose name
+    has a phrase/2 is written by it), `{0.stated}`, `{0.measured}`, `{0.label}`,
+    `{0.sendable}`, `{0.value}`, `{0.basis}` of a field, `{0.place}` of a place, `{0.day}`
+    of a date, `{0.name}` of a name as the case spells it."""
+
+    __slots__ = ("words", "raw")
+
+    def __init__(self, words: Words, raw):
+        self.words, self.raw = words, raw
+
+    def __format__(self, spec: str) -> str:
+        raw = self.raw
+        if isinstance(raw, tuple):
+            return self.words.phrases[(raw[0],)].format(*raw[1:])
+        return format(raw, spec)
+
+    stated = property(lambda self: self.words.stated(self.raw))
+    measured = property(lambda self: self.words.measured(self.raw))
+    label = property(lambda self: self.words.label(self.raw))
+    sendable = property(lambda self: self.words.sendable(self.raw))
+    value = property(lambda self: self.words.value(self.raw))
+    place = property(lambda self: self.words.place(self.raw))
+    day = property(lambda self: iso_day(self.raw))
+    name = property(lambda self: repr(self.words.name(self.raw)))
+    basis = property(lambda self: self.words.bases.get(self.raw, "").format(self))
 
 
 def _field_of(term: tuple) -> Optional[str]:
