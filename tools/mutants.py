@@ -6,10 +6,12 @@ against each mutant (COVKB_KB points covkb at the mutated copy) and reports kill
 with every survivor listed, and explained where it is equivalent.
 
     python tools/mutants.py [--jobs 2] [--only FILE ...] [--match TEXT ...] [--limit N]
-                            [--resume LOG ...]
+                            [--resume LOG ...] [--new-since REV]
 
 --resume takes the output of an earlier run on the same kb/ and does not run again the
 mutants it shows killed (their line is printed again, marked as resumed).
+--new-since REV runs only the mutants of statements kb/ at git revision REV did not hold
+(in any file, white space aside): after a change to kb/, the statements it wrote.
 """
 
 from __future__ import annotations
@@ -189,6 +191,23 @@ def mutants(only: list[str] | None = None):
                                  text[:at] + FLIP[op] + text[at + len(op):])
 
 
+def _plain(statement: str) -> str:
+    return " ".join(statement.split())
+
+
+def statements_at(revision: str) -> set[str]:
+    """Every statement of kb/ at a git revision, white space aside."""
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{revision}:kb/"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    found: set[str] = set()
+    for name in names:
+        if name.endswith(".lp"):
+            text = subprocess.run(["git", "show", f"{revision}:kb/{name}"], cwd=ROOT, check=True,
+                                  capture_output=True, text=True).stdout
+            found.update(_plain(text[a:b]) for a, b, _ in statements(text))
+    return found
+
+
 def equivalent(mutant: Mutant) -> str | None:
     if mutant.also_in and mutant.kind == "statement removed":
         return f"{mutant.also_in} declares the same fact, so removing one copy leaves the set of facts as it was"
@@ -311,11 +330,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="stop after this many mutants")
     parser.add_argument("--resume", action="append", type=Path, default=[],
                         help="an earlier run's output: the mutants it shows killed are not run again")
+    parser.add_argument("--new-since", metavar="REV",
+                        help="run only the mutants of statements kb/ at this git revision did not hold")
     parser.add_argument("--match", action="append",
                         help="run only the mutants whose description holds this text (repeatable)")
     options = parser.parse_args()
     every = [m for m in mutants(options.only)
              if not options.match or any(text in m.describe() for text in options.match)]
+    if options.new_since:
+        old = statements_at(options.new_since)
+        every = [m for m in every if _plain(m.before) not in old]
     every = every[: options.limit]
     # Mutants known to be equivalent are listed, not run: they cannot change an answer.
     skipped = [(m, equivalent(m)) for m in every if equivalent(m)]
