@@ -169,3 +169,34 @@ def test_representative_dates_select_the_versions_the_dates_select():
     applies = _atoms(_derive(rows), "applies")
     for key, d in enumerate(probes):
         assert applies.get(key, set()) == applies.get(len(probes) + key, set()), (d, stands[key])
+
+
+def test_in_force_is_the_version_the_knowledge_base_selects_on_every_boundary():
+    # a remedy's date is a date no case gives: the compiled engine's answer for it is
+    # in_force/2 evaluated here, and must be clingo's for the same date
+    from covkb.engine import reference
+
+    symbols = _derive([])
+    named = {s.arguments[0].string: (s.arguments[1].number, s.arguments[2].number)
+             for s in symbols if s.name == "version"}
+    probes = {19000101, 20240820, 99991231}
+    for low, high in named.values():
+        probes |= {low - 1, low, low + 1, high - 1, high, high + 1}
+    probes = sorted(d for d in probes if _valid(d))
+    rows = []
+    for key, d in enumerate(probes):
+        rows += [("case", [N(key)]), ("date_of_service", [N(key), N(d)])]
+    selected = _atoms(_derive(rows), "in_force")
+    for key, d in enumerate(probes):
+        by_clingo = {row[0] for row in selected.get(key, set())}
+        found = arith.in_force(d, named)
+        assert by_clingo == ({found} if found else set()), d
+        assert reference.in_force(d) == found, d
+
+
+def _valid(day: int) -> bool:
+    try:
+        datetime.date(day // 10000, day // 100 % 100, day % 100)
+    except ValueError:
+        return False
+    return True

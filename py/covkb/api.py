@@ -27,6 +27,7 @@ class Decision:
     version: Optional[str]
     result: Result
     explanation: Optional[object] = None  # a covkb.results.explain.Explanation
+    in_force: Optional[str] = None  # the version in force on the date of service (kb in_force/2)
 
 
 def decide(asked: Iterable[tuple[Case, Optional[str]]], explained: Union[bool, Sequence[bool]] = False,
@@ -50,7 +51,7 @@ def decide(asked: Iterable[tuple[Case, Optional[str]]], explained: Union[bool, S
         finally:
             if token is not None:
                 SOURCES.reset(token)
-        decisions.append(Decision(case, version, result, explanation))
+        decisions.append(Decision(case, version, result, explanation, shown[key].in_force))
     return decisions
 
 
@@ -87,9 +88,10 @@ def compare(case: Case) -> list:
     return compare_by_date(case)[0]
 
 
-def compare_by_date(case: Case) -> tuple[list, object]:
+def compare_by_date(case: Case) -> tuple[list, object, Optional[str]]:
     """The case under every policy version, oldest first, and under the version its date
-    of service selects (which may be none of them): their explanations, in one grounding."""
+    of service selects (which may be none of them): their explanations, in one grounding,
+    and the version in force on the date."""
     every = sorted(versions())
     decided = decide([(case, version) for version in every] + [(case, None)], True)
-    return [one.explanation for one in decided[:-1]], decided[-1].explanation
+    return [one.explanation for one in decided[:-1]], decided[-1].explanation, decided[-1].in_force

@@ -2,7 +2,7 @@
 
 kb/ declares the versions' dates (version/3), the thresholds (threshold/2) and the
 windows (months_back/1); kb/core.lp defines with them the member's age, the start of a
-window, a number's place against a threshold and the version a date selects. The
+window, a number's place against a threshold and the version in force on a date. The
 compiled engine (covkb.engine.compiled) grounds the knowledge base once for every case, so it
 cannot ground this arithmetic on each case's values: it drops the rules below and asks
 this module for what they would derive. RULES is those rules exactly as clingo prints
@@ -17,9 +17,9 @@ from typing import Iterable, Optional
 
 # The rules this module evaluates, as clingo.ast prints them. KEPT stay in the compiled
 # program (fed representative values); the others are dropped and their atoms fed.
-SELECT = 'applies(K,V) :- date_of_service(K,D); version(V,From,To); From <= D; D <= To; not requested(K); not excluded(K).'
+IN_FORCE = 'in_force(K,V) :- date_of_service(K,D); version(V,From,To); From <= D; D <= To.'
 AGE_NUMBER = 'number(K,"age",A,whole) :- age(K,A).'
-KEPT = frozenset({SELECT, AGE_NUMBER})
+KEPT = frozenset({IN_FORCE, AGE_NUMBER})
 RULES = KEPT | {
     'age(K,((D-B)/10000)) :- date_of_service(K,D); date(K,"member.birth_date",B).',
     'age(K,A) :- number(K,"member.age",A,whole); not date(K,"member.birth_date",_).',
@@ -94,6 +94,11 @@ def place(value: tuple[int, str], threshold: int) -> str:
     if whole > threshold or (whole == threshold and rest == "fraction"):
         return "above"
     return "equal" if whole == threshold else "below"
+
+
+def in_force(day: int, versions: dict[str, tuple[int, int]]) -> Optional[str]:
+    """in_force/2 (IN_FORCE): the version whose From <= D <= To holds the date D."""
+    return next((name for name, (low, high) in versions.items() if low <= day <= high), None)
 
 
 def representatives(versions: Iterable[tuple[int, int]]) -> list[int]:

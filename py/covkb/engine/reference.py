@@ -35,7 +35,7 @@ def solve(cases: Iterable[tuple[int, Case, Optional[str]]],
                 fact(name, arguments)
     control.ground([("base", [])])
     shown = {key: Shown() for key in keys}
-    policy = Policy(kb_sha256=kb_sha256(directory))
+    policy = Policy(kb_sha256=kb_sha256(directory), directory=directory)
     with control.solve(yield_=True) as handle:
         model = next(iter(handle), None)
         if model is None:
@@ -81,4 +81,20 @@ def policy(directory: Optional[Path] = None) -> Policy:
 @lru_cache(maxsize=8)
 def _policy(directory: Path) -> Policy:
     return solve((), directory)[0]
+
+
+def in_force(day: int, directory: Optional[Path] = None) -> Optional[str]:
+    """The version in force on a date (YYYYMMDD), as kb/core.lp's in_force/2 selects it
+    for a request of that date of service; None when the knowledge base holds none."""
+    return _in_force(day, directory or kb_dir())
+
+
+@lru_cache(maxsize=1024)
+def _in_force(day: int, directory: Path) -> Optional[str]:
+    import datetime
+
+    from covkb.input.case import Case
+
+    service = datetime.date(day // 10000, day // 100 % 100, day % 100)
+    return solve([(0, Case(case_id="in-force", date_of_service=service), None)], directory)[1][0].in_force
 

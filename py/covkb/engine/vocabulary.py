@@ -9,6 +9,7 @@ new `#show` in kb/ is read only once it is declared below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 
@@ -43,6 +44,8 @@ class Shown:
     for_resubmission: set[str] = field(default_factory=set)  # fields that cannot change it
     all_of: set[str] = field(default_factory=set)  # one_of groups needing every field
     unasserted: list[str] = field(default_factory=list)  # NCCN categories that are no pathway
+    in_force: Optional[str] = None  # the version in force on the date of service (kb in_force/2)
+    engine: str = "clingo"  # the engine that decided: it also answers in_force for other dates
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Policy:
     # version -> criterion -> the case fields it reads (kb reads/3)
     reads: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     kb_sha256: str = ""
+    directory: Optional[Path] = field(default=None, repr=False, compare=False)  # kb/ it was read from
     # the explanation vocabulary of kb/words.lp: predicate name → its atoms' arguments
     facts: dict[str, list[tuple]] = field(default_factory=dict)
     # tables the result writer derives from the above, built once (covkb.results.result.tables)
@@ -161,6 +165,10 @@ def _remedy_open(one: Shown, rest: str, args: tuple) -> None:
     one.remedy_open.setdefault(args[0], []).append(args[1])
 
 
+def _in_force(one: Shown, rest: str, args: tuple) -> None:
+    one.in_force = args[0]
+
+
 def _failed_by(one: Shown, rest: str, args: tuple) -> None:
     one.fails.setdefault(args[0], set()).add(args[1])
 
@@ -175,7 +183,7 @@ CASE_ATOMS = {
     "advisory": (2, _advisory), "remedy_kind": (3, _remedy_kind), "on_date": (3, _on_date),
     "reason_rule": (2, _reason_rule), "can_change": (2, _can_change), "decisive_name": (2, _decisive_name),
     "for_resubmission": (2, _for_resubmission), "all_of": (2, _all_of), "unasserted": (2, _unasserted),
-    "remedy_open": (3, _remedy_open), "failed_by": (3, _failed_by),
+    "remedy_open": (3, _remedy_open), "failed_by": (3, _failed_by), "in_force": (2, _in_force),
 }
 KEYED = {name: act for name, (_, act) in CASE_ATOMS.items()}
 ARITY = {name: arity for name, (arity, _) in CASE_ATOMS.items()}

@@ -313,11 +313,11 @@ def _information_origin(author: Optional[dict]) -> Optional[dict]:
 
 
 def version_in_force(case: Case) -> Optional[str]:
-    from covkb.engine.reference import policy
+    """The version in force on the case's date of service (kb/core.lp in_force/2)."""
+    from covkb.engine.reference import in_force
     from covkb.engine.facts import day
 
-    return next((v for v, (start, end) in policy().versions.items()
-                 if start <= day(case.date_of_service) <= end), None)
+    return in_force(day(case.date_of_service))
 
 
 def questionnaire_response(case: Case, version: Optional[str] = None, ident: Optional[str] = None,

@@ -64,17 +64,24 @@ class _Reading:
 
     def check_forms(self) -> None:
         """Each response answers the form of the version in force on the date of service."""
-        from covkb.engine.reference import policy
+        import datetime
+
+        from covkb.engine.reference import in_force
 
         served = self.values.get("date_of_service")
         if not self.forms or not isinstance(served, str):
             return
-        in_force = [v for v, (start, end) in policy().versions.items()
-                    if _day_text(start) <= served <= _day_text(end)]
+        try:
+            day = datetime.date.fromisoformat(served) if len(served) == 10 else None
+        except ValueError:
+            day = None
+        if day is None:  # the case's own validation names the date
+            return
+        current = in_force(day.year * 10000 + day.month * 100 + day.day)
         for where, version in self.forms:
-            if in_force and version not in in_force:
+            if current is not None and version != current:
                 raise _bad(f"{where} questionnaire", f"{questionnaire_url()}|{version}",
-                           f"expected the form of version {in_force[0]}, in force on {served}")
+                           f"expected the form of version {current}, in force on {served}")
 
     def put(self, path: str, value: Any, source: str) -> None:
         if path in self.values and self.values[path] != value:
@@ -107,11 +114,6 @@ def _patient_key(reference: str) -> str:
     if len(parts) >= 2 and parts[-2] == "Patient":
         return f"Patient/{parts[-1]}"
     return reference
-
-
-def _day_text(day: int) -> str:
-    """covkb.engine.facts.day's YYYYMMDD integer as YYYY-MM-DD."""
-    return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
 
 
 def _name(resource: dict, index: Optional[int] = None) -> str:

@@ -249,17 +249,10 @@ def requirements(sides: list[Explanation]) -> list[dict[str, Optional[str]]]:
     return [{v: row.get(v) for v in versions} for row in rows]
 
 
-def _selected(day: Optional[str]) -> Optional[str]:
-    """The version in force on a date of service (as kb/core.lp's version/3 dates them)."""
-    from covkb.engine.reference import policy as kb_policy
-
-    if not day:
-        return None
-    number = int(day.replace("-", ""))
-    return next((v for v, (start, end) in kb_policy().versions.items() if start <= number <= end), None)
-
-
-def compare_text(case_id: str, sides: list[Explanation], by_date: Optional[Explanation] = None) -> str:
+def compare_text(case_id: str, sides: list[Explanation], by_date: Optional[Explanation] = None,
+                 in_force: Optional[str] = None) -> str:
+    """The sides compared, after what the date of service decides (`by_date`, under the
+    version `in_force` on it, kb/core.lp in_force/2)."""
     import textwrap
 
     versions = [side.version or "none" for side in sides]
@@ -274,7 +267,7 @@ def compare_text(case_id: str, sides: list[Explanation], by_date: Optional[Expla
                       textwrap.fill(by_date.sentence, 100), "",
                       "What if a version applied (what-ifs, not the decision):"]
         else:
-            selected = by_date.version or _selected(day)
+            selected = by_date.version or in_force
             selects = f"selects version {selected}" if selected else "selects no version"
             lines += [f"{case_id}: the date of service {day} {selects}: "
                       f"{by_date.decision} ({by_date.label})", ""]

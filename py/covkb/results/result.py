@@ -127,10 +127,6 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         documentation += [Document([where], words.write("document", "misfiled", (where, name, what)),
                                    shown.decision != "pending")
                           for where, name, what in words.misfiled(shown)]
-    by_date = None
-    if shown.requested is not None:
-        service = int(case.date_of_service.strftime("%Y%m%d"))
-        by_date = next((v for v, (start, end) in policy.versions.items() if start <= service <= end), None)
     return Result(
         case_id=case.case_id,
         date_of_service=case.date_of_service.isoformat(),
@@ -145,7 +141,7 @@ def build(case: Case, shown: Shown, policy: Policy) -> Result:
         provenance=Provenance(__version__, policy.kb_sha256),
         documentation=documentation,
         version_requested=shown.requested,
-        version_by_date=by_date if shown.requested is not None else None,
+        version_by_date=shown.in_force if shown.requested is not None else None,
         what_if=shown.requested is not None,
         did_you_mean=[Suggestion(words.place(where), words.name(name), near)
                       for where, name in words.unrecognised(shown)
@@ -256,9 +252,9 @@ def _remedy(kind: str, ident: str, shown: Shown, policy: Policy, words: "Words",
             end = policy.versions[version][1]
             if int(day.replace("-", "")) > end:
                 remedy.version_ends = iso_day(end)
-                number = int(day.replace("-", ""))
-                remedy.version_then = next((v for v, (start, last) in policy.versions.items()
-                                            if start <= number <= last), None)
+                from covkb.engine.choose import in_force
+
+                remedy.version_then = in_force(int(day.replace("-", "")), policy.directory, shown.engine)
                 text = _beyond(text, said, policy, version, ident, remedy)
     elif kind == "request":
         text = policy.remedies.get((version, ident), "")

@@ -223,11 +223,11 @@ def compare(
     from covkb.results.render import as_json
 
     one = _load(case)
-    sides, by_date = compare_by_date(one)
+    sides, by_date, in_force = compare_by_date(one)
     if format is Format.json:
         typer.echo(as_json(comparison(one.case_id, sides)))
     else:
-        typer.echo(printable(compare_text(one.case_id, sides, by_date)))
+        typer.echo(printable(compare_text(one.case_id, sides, by_date, in_force)))
 
 
 @app.command("diff")
