@@ -105,14 +105,56 @@ def test_deciding_refuses_a_shown_atom_the_vocabulary_does_not_declare(tmp_path)
 def test_a_criterion_without_a_remedy_kind_is_named_by_the_self_check(tmp_path):
     copy = tmp_path / "kb"
     shutil.copytree(KB, copy)
-    words = copy / "words.lp"
-    text = words.read_text()
+    version = copy / "v2025-11-01.lp"
+    text = version.read_text()
     line = 'remedy_class("2025-11-01","dose",request).\n'
     assert line in text
-    words.write_text(text.replace(line, ""))
+    version.write_text(text.replace(line, ""))
     assert problems(copy) == ["criterion dose of version 2025-11-01 has no remedy kind (remedy_class/3)"]
 
 
 def test_a_criterion_with_two_remedy_kinds_is_named_by_the_self_check(tmp_path):
     copy = _with(tmp_path, '\nremedy_class("2024-08-21","9",clinical).\n')
     assert problems(copy) == ["criterion 9 of version 2024-08-21 has 2 remedy kinds (clinical, request)"]
+
+
+# --- one criterion, one block (issue 28, item 2): what each criterion must state beside it ------
+def _without(tmp_path, name: str, line: str):
+    copy = tmp_path / "kb"
+    shutil.copytree(KB, copy)
+    path = copy / name
+    text = path.read_text()
+    assert text.count(line) == 1, line
+    path.write_text(text.replace(line, ""))
+    return problems(copy)
+
+
+def test_a_criterion_met_with_time_without_its_timed_source_is_named(tmp_path):
+    found = _without(tmp_path, "v2025-11-01.lp", 'timed("2025-11-01","1",age).\n')
+    assert found == ["criterion 1 of version 2025-11-01 is met with time (remedy kind on_date) "
+                     "but has no timed/3 saying from when"]
+
+
+def test_a_criterion_reading_several_fields_without_failed_by_is_named(tmp_path):
+    # 5f reads four infections; fails_when/3 is what names the ones that failed it
+    found = _without(tmp_path, "v2024-08-21.lp", 'fails_when("2024-08-21","5f",true).\n')
+    assert len(found) == 1 and found[0].startswith("criterion 5f of version 2024-08-21 reads 4 fields")
+
+
+def test_a_criterion_a_later_version_drops_without_saying_what_became_of_it_is_named(tmp_path):
+    found = _without(tmp_path, "v2025-11-01.lp", 'correspond("2024-08-21","9","2025-11-01","dose").\n')
+    assert found == ["criterion 9 of version 2024-08-21 is not in version 2025-11-01, and neither "
+                     "correspond/4 nor no_counterpart/3 says what became of it"]
+    found = _without(tmp_path / "5g", "v2024-08-21.lp", 'no_counterpart("2024-08-21","5g","2025-11-01").\n')
+    assert len(found) == 1 and found[0].startswith("criterion 5g of version 2024-08-21 is not in version 2025-11-01")
+
+
+@pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])
+def test_each_criterion_states_its_remedy_kind_beside_it(version):
+    # one block per criterion: the remedy kind follows the criterion's own words in its version file
+    text = (KB / f"v{version}.lp").read_text()
+    blocks = text.split("\ncriterion(")[1:]
+    assert blocks
+    for block in blocks:
+        ident = block.split(",")[1].strip('"')
+        assert f'remedy_class("{version}","{ident}",' in block, ident

@@ -3,7 +3,9 @@
 A rule that compares a field with a point no bound declares, or reads a predicate no
 rule defines, would silently never fire; an atom shown outside the declared shown
 vocabulary would be read by nothing; a criterion without one remedy kind could not say
-what would change a denial; a number a reason types beside its bound/5 could drift from
+what would change a denial, one met with time without its timed/3 could not say when,
+one reading several fields without failed_by/3 could not say which failed it, and one
+a later version drops without correspond/4 or no_counterpart/3 could not be compared; a number a reason types beside its bound/5 could drift from
 it; a template naming a value the writer has no rendering for would fail on the case that
 reaches it: the check names each such statement instead.
 Nothing here knows the policy; it reads kb/ as clingo parses it.
@@ -55,9 +57,11 @@ def _template(kind: str, text: str) -> list[str]:
 
 def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tuple[str, str, int]], list[str]]:
     control = kb_control(directory)
-    control.add("base", [], "#show threshold/2. #show bound/5. #show remedy_class/3.")
+    control.add("base", [], "#show threshold/2. #show bound/5. #show remedy_class/3. #show timed/3. "
+                            "#show failure_named/2. #show no_counterpart/3.")
     control.ground([("base", [])])
     points, bounds, criteria, remedies, templates = set(), [], [], {}, []
+    timed, named, reads, versions, moved, dropped = set(), set(), {}, {}, set(), set()
     with control.solve(yield_=True) as handle:
         for symbol in next(iter(handle)).symbols(shown=True):
             args = symbol.arguments
@@ -69,6 +73,18 @@ def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tup
                 criteria.append((args[0].string, args[1].string))
             elif symbol.name == "remedy_class":
                 remedies.setdefault((args[0].string, args[1].string), []).append(str(args[2]))
+            elif symbol.name == "timed":
+                timed.add((args[0].string, args[1].string))
+            elif symbol.name == "failure_named":
+                named.add((args[0].string, str(args[1]).strip('"')))
+            elif symbol.name == "reads":
+                reads.setdefault((args[0].string, args[1].string), set()).add(args[2].string)
+            elif symbol.name == "version":
+                versions[args[0].string] = args[1].number
+            elif symbol.name == "correspond":
+                moved.add((args[0].string, args[1].string, args[2].string))
+            elif symbol.name == "no_counterpart":
+                dropped.add((args[0].string, args[1].string, args[2].string))
             elif symbol.name == "sentence" and len(args) == 3:
                 templates.append((f"sentence({args[0]},{args[1]})", args[2].string))
             elif symbol.name == "phrase" and len(args) == 2:
@@ -77,6 +93,21 @@ def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tup
              for version, ident in criteria if (version, ident) not in remedies]
     kinds += [f"criterion {ident} of version {version} has {len(found)} remedy kinds ({', '.join(sorted(found))})"
               for (version, ident), found in sorted(remedies.items()) if len(found) > 1]
+    kinds += [f"criterion {ident} of version {version} is met with time (remedy kind on_date) "
+              "but has no timed/3 saying from when"
+              for (version, ident), found in sorted(remedies.items()) if "on_date" in found
+              and (version, ident) not in timed]
+    kinds += [f"criterion {ident} of version {version} reads {len(fields)} fields but names none that "
+              "failed it (failed_by/3: a schema, a bound, fails_when/3 or failure_named/2)"
+              for (version, ident), fields in sorted(reads.items())
+              if len(fields) > 1 and (version, ident) in set(criteria) and (version, ident) not in named]
+    order = sorted(versions, key=versions.get)
+    for earlier, later in zip(order, order[1:]):
+        held = {ident for version, ident in criteria if version == later}
+        kinds += [f"criterion {ident} of version {earlier} is not in version {later}, and neither "
+                  f"correspond/4 nor no_counterpart/3 says what became of it"
+                  for version, ident in criteria if version == earlier and ident not in held
+                  and (earlier, ident, later) not in moved and (earlier, ident, later) not in dropped]
     for kind, text in templates:
         kinds += _template(kind, text)
     return points, bounds, kinds
