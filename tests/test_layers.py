@@ -101,3 +101,21 @@ def _reach(graph, start):
                 seen.add(nxt)
                 stack.append(nxt)
     return seen
+
+
+def test_kb_atoms_are_read_by_the_engine_alone():
+    """kb/'s atoms are read through covkb.engine: the shown vocabulary (Shown, Policy) and the
+    internals the analysis commands read (INTERNAL). No module elsewhere shows one of them on
+    a clingo control of its own (issue 28, item 4); a search program's own atoms it may."""
+    import re
+
+    from covkb.engine.vocabulary import INTERNAL, SHOWN
+
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent.name == "engine":
+            continue
+        for name, arity in re.findall(r"#show (\w+)/(\d+)\.", path.read_text()):
+            if (SHOWN.get(name) == int(arity)) or (INTERNAL.get(name) == int(arity)):
+                found.append(f"{path.relative_to(PACKAGE)}: #show {name}/{arity}")
+    assert found == []

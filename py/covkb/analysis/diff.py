@@ -75,35 +75,27 @@ class KbFacts:
 
 
 def kb_facts(directory: Optional[Path]) -> KbFacts:
-    control = kb_control(directory)
-    # the points a criterion's bounds compare against; the plausibility points (kb/core.lp
-    # plausible/5) mark doubtful values, which decide nothing and differ in no version
-    control.add("base", [], "#show threshold/2. #show months_back/1. #show drug_class/2. "
-                            "#show plausible/5. "
-                            "#show name/2. #show product/2. #show version/3.")
-    control.ground([("base", [])])
+    """The classes the knowledge base's own atoms make (covkb.engine.reference.internals):
+    the points a criterion's bounds compare against, less the plausibility points (kb/core.lp
+    plausible/5), which mark doubtful values that decide nothing and differ in no version."""
+    from covkb.engine.reference import internals, policy
+
+    found = internals(directory)
     facts = KbFacts()
     names: dict[str, list[str]] = {}
     classes: dict[str, list[str]] = {}
     products: dict[str, list[str]] = {}
-    doubted: set[tuple[str, int]] = set()
-    with control.solve(yield_=True) as handle:
-        for symbol in next(iter(handle)).symbols(shown=True):
-            args = symbol.arguments
-            if symbol.name == "threshold":
-                facts.thresholds.setdefault(args[0].string, []).append(args[1].number)
-            elif symbol.name == "plausible":
-                doubted.add((args[0].string, args[2].number))
-            elif symbol.name == "months_back":
-                facts.months_back.append(args[0].number)
-            elif symbol.name == "drug_class":
-                classes.setdefault(args[1].name, []).append(args[0].name)
-            elif symbol.name == "name":
-                names.setdefault(args[1].name, []).append(args[0].string)
-            elif symbol.name == "product":
-                products.setdefault(args[1].name, []).append(args[0].string)
-            elif symbol.name == "version":
-                facts.versions[args[0].string] = args[1].number
+    for field, point in found["threshold"]:
+        facts.thresholds.setdefault(field, []).append(point)
+    doubted = {(field, point) for field, _, point, _, _ in found["plausible"]}
+    facts.months_back = [months for months, in found["months_back"]]
+    for agent, drug_class in found["drug_class"]:
+        classes.setdefault(drug_class[0], []).append(agent[0])
+    for spelling, agent in found["name"]:
+        names.setdefault(agent[0], []).append(spelling)
+    for spelling, product in found["product"]:
+        products.setdefault(product[0], []).append(spelling)
+    facts.versions = {name: start for name, (start, _) in policy(directory).versions.items()}
     for field, points in facts.thresholds.items():
         points[:] = [p for p in points if (field, p) not in doubted]
     for drug_class, agents in sorted(classes.items()):

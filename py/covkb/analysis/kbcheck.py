@@ -56,39 +56,29 @@ def _template(kind: str, text: str) -> list[str]:
 
 
 def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tuple[str, str, int]], list[str]]:
-    control = kb_control(directory)
-    control.add("base", [], "#show threshold/2. #show bound/5. #show remedy_class/3. #show timed/3. "
-                            "#show failure_named/2. #show no_counterpart/3.")
-    control.ground([("base", [])])
-    points, bounds, criteria, remedies, templates = set(), [], [], {}, []
-    timed, named, reads, versions, moved, dropped = set(), set(), {}, {}, set(), set()
-    with control.solve(yield_=True) as handle:
-        for symbol in next(iter(handle)).symbols(shown=True):
-            args = symbol.arguments
-            if symbol.name == "threshold":
-                points.add((args[0].string, args[1].number))
-            elif symbol.name == "bound":
-                bounds.append((str(args[1]).strip('"'), args[2].string, args[4].number))
-            elif symbol.name == "criterion" and len(args) == 4:
-                criteria.append((args[0].string, args[1].string))
-            elif symbol.name == "remedy_class":
-                remedies.setdefault((args[0].string, args[1].string), []).append(str(args[2]))
-            elif symbol.name == "timed":
-                timed.add((args[0].string, args[1].string))
-            elif symbol.name == "failure_named":
-                named.add((args[0].string, str(args[1]).strip('"')))
-            elif symbol.name == "reads":
-                reads.setdefault((args[0].string, args[1].string), set()).add(args[2].string)
-            elif symbol.name == "version":
-                versions[args[0].string] = args[1].number
-            elif symbol.name == "correspond":
-                moved.add((args[0].string, args[1].string, args[2].string))
-            elif symbol.name == "no_counterpart":
-                dropped.add((args[0].string, args[1].string, args[2].string))
-            elif symbol.name == "sentence" and len(args) == 3:
-                templates.append((f"sentence({args[0]},{args[1]})", args[2].string))
-            elif symbol.name == "phrase" and len(args) == 2:
-                templates.append((f"phrase({args[0]})", args[1].string))
+    from covkb.engine.reference import internals, policy
+    from covkb.engine.vocabulary import Undeclared
+
+    found = internals(directory)
+    points = {(field, point) for field, point in found["threshold"]}
+    bounds = [(ident if isinstance(ident, str) else ident[0], field, point)
+              for _, ident, field, _, point in found["bound"]]
+    try:
+        stated = policy(directory)
+    except Undeclared:  # problems() names the #show; nothing else is read from such a kb
+        return points, bounds, []
+    criteria = [(version, ident) for version, rows in stated.criteria.items() for ident, _ in rows]
+    remedies: dict[tuple[str, str], list[str]] = {}
+    for version, ident, kind in found["remedy_class"]:
+        remedies.setdefault((version, ident), []).append(kind[0])
+    timed = {(version, ident) for version, ident, _ in found["timed"]}
+    named = {(version, ident if isinstance(ident, str) else ident[0]) for version, ident in found["failure_named"]}
+    reads = {(version, ident): set(fields) for version, by in stated.reads.items() for ident, fields in by.items()}
+    versions = {name: start for name, (start, _) in stated.versions.items()}
+    moved = {(v1, i1, v2) for v1, i1, v2, _ in stated.facts.get("correspond", ())}
+    dropped = set(found["no_counterpart"])
+    templates = [(f"sentence({form[0]},{kind[0]})", text) for form, kind, text in stated.facts.get("sentence", ())]
+    templates += [(f"phrase({_term(key)})", text) for key, text in stated.facts.get("phrase", ())]
     kinds = [f"criterion {ident} of version {version} has no remedy kind (remedy_class/3)"
              for version, ident in criteria if (version, ident) not in remedies]
     kinds += [f"criterion {ident} of version {version} has {len(found)} remedy kinds ({', '.join(sorted(found))})"
@@ -111,6 +101,14 @@ def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tup
     for kind, text in templates:
         kinds += _template(kind, text)
     return points, bounds, kinds
+
+
+def _term(parsed) -> str:
+    """A parsed constant or function term as clingo writes it: `and`, `place(line)`."""
+    if isinstance(parsed, tuple):
+        name, *args = parsed
+        return name + (f"({','.join(_term(a) for a in args)})" if args else "")
+    return f'"{parsed}"' if isinstance(parsed, str) else str(parsed)
 
 
 def _functions(node, found: list) -> None:

@@ -16,8 +16,8 @@ import clingo
 from covkb.engine import capi, kb
 from covkb.engine.facts import PUBLIC, Symbols, case_rows
 from covkb.engine.kb import kb_dir, kb_sha256
-from covkb.engine.terms import parse_arguments
-from covkb.engine.vocabulary import Policy, Shown, read
+from covkb.engine.terms import parse, parse_arguments
+from covkb.engine.vocabulary import INTERNAL, Policy, Shown, read
 from covkb.input.case import Case
 
 
@@ -81,6 +81,25 @@ def policy(directory: Optional[Path] = None) -> Policy:
 @lru_cache(maxsize=8)
 def _policy(directory: Path) -> Policy:
     return solve((), directory)[0]
+
+
+def internals(directory: Optional[Path] = None) -> dict[str, list[tuple]]:
+    """kb/'s own atoms the analysis commands read (covkb.engine.vocabulary.INTERNAL), each
+    name's atoms as parsed argument tuples in clingo's order: the one reader of them."""
+    return _internals(directory or kb_dir())
+
+
+@lru_cache(maxsize=8)
+def _internals(directory: Path) -> dict[str, list[tuple]]:
+    control = kb.control(directory)
+    control.add("base", [], " ".join(f"#show {name}/{arity}." for name, arity in INTERNAL.items()))
+    control.ground([("base", [])])
+    found: dict[str, list[tuple]] = {name: [] for name in INTERNAL}
+    with control.solve(yield_=True) as handle:
+        for symbol in next(iter(handle)).symbols(shown=True):
+            if INTERNAL.get(symbol.name) == len(symbol.arguments):
+                found[symbol.name].append(parse(str(symbol))[1:])
+    return found
 
 
 def in_force(day: int, directory: Optional[Path] = None) -> Optional[str]:

@@ -188,6 +188,13 @@ CASE_ATOMS = {
 KEYED = {name: act for name, (_, act) in CASE_ATOMS.items()}
 ARITY = {name: arity for name, (arity, _) in CASE_ATOMS.items()}
 
+# kb/'s own atoms that no result shows and the analysis commands read (covkb diff's and
+# whatif's case classes, lint's, the kb self-check's), name → arity; read by
+# covkb.engine.reference.internals, and only those.
+INTERNAL = {
+    "threshold": 2, "months_back": 1, "plausible": 5, "drug_class": 2, "name": 2, "product": 2,
+    "bound": 5, "remedy_class": 3, "timed": 3, "failure_named": 2, "no_counterpart": 3}
+
 # Everything kb/ may show: name → arity. kbcheck holds kb/'s #show directives against it.
 SHOWN = {**POLICY_ATOMS, **WORD_TABLES, **EXPLANATION_WORDS, **ARITY}
 
