@@ -16,7 +16,6 @@ reported with its remedy, and an alternative is re-decided on that date where it
 from __future__ import annotations
 
 import copy
-import datetime
 import math
 from decimal import Decimal
 from importlib import resources

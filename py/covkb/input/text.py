@@ -22,7 +22,7 @@ def parse_json(text: bytes | str) -> Any:
         raw = JSON_DECODER.decode(text)
     except msgspec.DecodeError as error:
         raise InvalidCase("", ABSENT, f"not valid JSON ({error})") from None
-    except UnicodeDecodeError as error:
+    except UnicodeDecodeError:
         raise InvalidCase("", ABSENT, "the text is not valid UTF-8") from None
     except RecursionError:
         raise InvalidCase("", ABSENT, f"objects and lists may be nested at most {MAX_DEPTH} deep") from None
