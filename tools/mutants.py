@@ -6,12 +6,15 @@ against each mutant (COVKB_KB points covkb at the mutated copy) and reports kill
 with every survivor listed, and explained where it is equivalent.
 
     python tools/mutants.py [--jobs 2] [--only FILE ...] [--match TEXT ...] [--limit N]
-                            [--resume LOG ...] [--new-since REV]
+                            [--resume LOG ...] [--new-since REV | --held-since REV]
+                            [--sample N]
 
 --resume takes the output of an earlier run on the same kb/ and does not run again the
 mutants it shows killed (their line is printed again, marked as resumed).
 --new-since REV runs only the mutants of statements kb/ at git revision REV did not hold
 (in any file, white space aside): after a change to kb/, the statements it wrote.
+--held-since REV runs only the others: the statements the change kept, now in a changed kb/.
+--sample N runs N of the mutants chosen, drawn with a fixed seed (a check, not the whole).
 """
 
 from __future__ import annotations
@@ -332,6 +335,9 @@ def main() -> None:
                         help="an earlier run's output: the mutants it shows killed are not run again")
     parser.add_argument("--new-since", metavar="REV",
                         help="run only the mutants of statements kb/ at this git revision did not hold")
+    parser.add_argument("--held-since", metavar="REV",
+                        help="run only the mutants of statements kb/ at this git revision held too")
+    parser.add_argument("--sample", type=int, help="run this many of the mutants chosen, drawn with seed 2024041")
     parser.add_argument("--match", action="append",
                         help="run only the mutants whose description holds this text (repeatable)")
     options = parser.parse_args()
@@ -340,6 +346,15 @@ def main() -> None:
     if options.new_since:
         old = statements_at(options.new_since)
         every = [m for m in every if _plain(m.before) not in old]
+    if options.held_since:
+        old = statements_at(options.held_since)
+        every = [m for m in every if _plain(m.before) in old]
+    if options.sample is not None:
+        import random
+
+        chosen = [m for m in every if not equivalent(m)]
+        every = sorted(random.Random(2024041).sample(chosen, min(options.sample, len(chosen))),
+                       key=lambda m: (m.file, m.line))
     every = every[: options.limit]
     # Mutants known to be equivalent are listed, not run: they cannot change an answer.
     skipped = [(m, equivalent(m)) for m in every if equivalent(m)]
