@@ -200,3 +200,22 @@ def _valid(day: int) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_a_kb_whose_selection_is_not_arith_is_answered_by_clingo(tmp_path):
+    # arith evaluates in_force/2 only when it is IN_FORCE word for word; here the last day
+    # of a version no longer belongs to it, which clingo (and so covkb) must say
+    import shutil
+
+    from covkb.engine import reference
+
+    copy = tmp_path / "kb"
+    shutil.copytree(kb.kb_dir(), copy)
+    core = copy / "core.lp"
+    text = core.read_text()
+    rule = "in_force(K,V) :- date_of_service(K,D), version(V,From,To), From <= D, D <= To."
+    assert text.count(rule) == 1
+    core.write_text(text.replace(rule, rule.replace("D <= To", "D < To")))
+    assert reference.in_force(20251031) == "2024-08-21"
+    assert reference.in_force(20251031, copy) is None
+    assert reference.in_force(20251030, copy) == "2024-08-21"

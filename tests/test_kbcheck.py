@@ -158,3 +158,16 @@ def test_each_criterion_states_its_remedy_kind_beside_it(version):
     for block in blocks:
         ident = block.split(",")[1].strip('"')
         assert f'remedy_class("{version}","{ident}",' in block, ident
+
+
+def test_a_template_with_a_format_or_conversion_is_refused(tmp_path):
+    # the writer fills fields with its renderings only: {0!r} or {1:>9} would be ignored
+    copy = tmp_path / "kb"
+    shutil.copytree(KB, copy)
+    words = copy / "words.lp"
+    line = 'sentence(because, absent, "{0} not documented").'
+    text = words.read_text()
+    assert text.count(line) == 1
+    words.write_text(text.replace(line, line.replace("{0}", "{0!r}")))
+    found = problems(copy)
+    assert len(found) == 1 and "format or conversion" in found[0]

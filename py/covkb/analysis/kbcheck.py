@@ -24,15 +24,12 @@ from clingo import ast
 
 from covkb.engine.kb import control as kb_control, kb_files
 from covkb.engine.vocabulary import SHOWN
+# What a template of kb/words.lp may name: an argument's renderings and, by name, the
+# criterion's id and words and the date of service (covkb.results.result.compiled).
+from covkb.results.result import NAMED, RENDERINGS
 
 # Predicates that compare field F (argument 2) with point T (argument 3).
 COMPARING = {("compared", 4), ("bound_met", 4), ("bound_not_met", 4)}
-
-
-# What a template of kb/words.lp may name: an argument's renderings (covkb.results.result.Argument)
-# and, by name, the criterion's id and words and the date of service.
-RENDERINGS = frozenset({"", "stated", "measured", "label", "sendable", "value", "basis", "place", "day", "name"})
-NAMED = frozenset({"ident", "text", "service"})
 
 
 def _template(kind: str, text: str) -> list[str]:
@@ -43,6 +40,8 @@ def _template(kind: str, text: str) -> list[str]:
         fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
     except ValueError as error:
         return [f"{kind}: the template {text!r} does not parse ({error})"]
+    if any(spec or conversion for _, _, spec, conversion in string.Formatter().parse(text)):
+        out.append(f"{kind}: the template {text!r} has a format or conversion, which the writer does not apply")
     for name in fields:
         head, _, rest = name.partition(".")
         if kind.startswith("sentence") and head.isdigit() and rest in RENDERINGS:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from covkb.engine import arith, reference
+from covkb.engine import reference
 from covkb.engine.kb import kb_dir
 from covkb.engine.vocabulary import Policy, Shown
 from covkb.input.case import Case
@@ -86,23 +86,7 @@ def solve(cases: Iterable[tuple[int, Case, Optional[str]]], directory: Optional[
         if built is not None:
             decided = (reference.policy(where),
                        built.solve(cases, lambda rest: reference.solve(rest, where)[1]))
-    used = "compiled" if decided else "clingo"
     decided = decided or reference.solve(cases, directory)
     for key, _, version in cases:
         decided[1][key].requested = version
-        decided[1][key].engine = used
     return decided
-
-
-def in_force(day: int, directory: Optional[Path] = None, engine: str = "clingo") -> Optional[str]:
-    """The version in force on a date (YYYYMMDD) no case gives, such as the date a remedy
-    meets a criterion, as kb/core.lp's in_force/2 selects it: by clingo; or, for a case the
-    compiled engine decided, by covkb.engine.arith's evaluation of that rule, which the
-    compiled engine holds kb/'s own to before it decides anything."""
-    if engine == "compiled":
-        from covkb.engine import compiled
-
-        where = directory or kb_dir()
-        if compiled.compiled(where) is not None:
-            return arith.in_force(day, reference.policy(where).versions)
-    return reference.in_force(day, directory)

@@ -13,7 +13,7 @@ from typing import Iterable, Optional
 
 import clingo
 
-from covkb.engine import capi, kb
+from covkb.engine import arith, capi, kb
 from covkb.engine.facts import PUBLIC, Symbols, case_rows
 from covkb.engine.kb import kb_dir, kb_sha256
 from covkb.engine.terms import parse, parse_arguments
@@ -103,9 +103,30 @@ def _internals(directory: Path) -> dict[str, list[tuple]]:
 
 
 def in_force(day: int, directory: Optional[Path] = None) -> Optional[str]:
-    """The version in force on a date (YYYYMMDD), as kb/core.lp's in_force/2 selects it
-    for a request of that date of service; None when the knowledge base holds none."""
-    return _in_force(day, directory or kb_dir())
+    """The version in force on a date no case gives (YYYYMMDD), such as the day a remedy
+    meets a criterion, as kb/core.lp's in_force/2 selects it; None when none is. When kb/'s
+    in_force/2 is covkb.engine.arith's IN_FORCE exactly (the rule the compiled engine holds
+    it to), arith evaluates it over the versions kb/ shows; any other, clingo decides."""
+    where = directory or kb_dir()
+    if _selects_as_arith(where):
+        return arith.in_force(day, policy(where).versions)
+    return _in_force(day, where)
+
+
+@lru_cache(maxsize=8)
+def _selects_as_arith(directory: Path) -> bool:
+    from clingo import ast
+
+    rules: list[str] = []
+
+    def statement(node) -> None:
+        if node.ast_type == ast.ASTType.Rule and node.head.ast_type == ast.ASTType.Literal \
+                and getattr(node.head.atom, "symbol", None) is not None \
+                and getattr(node.head.atom.symbol, "name", None) == "in_force":
+            rules.append(str(node))
+
+    ast.parse_files([str(path) for path in kb.kb_files(directory)], statement)
+    return rules == [arith.IN_FORCE]
 
 
 @lru_cache(maxsize=1024)

@@ -45,7 +45,6 @@ class Shown:
     all_of: set[str] = field(default_factory=set)  # one_of groups needing every field
     unasserted: list[str] = field(default_factory=list)  # NCCN categories that are no pathway
     in_force: Optional[str] = None  # the version in force on the date of service (kb in_force/2)
-    engine: str = "clingo"  # the engine that decided: it also answers in_force for other dates
 
 
 @dataclass

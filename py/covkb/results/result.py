@@ -163,10 +163,57 @@ class Tables:
         self.counted = {f: (one, many) for f, one, many in facts.get("count_words", ())}
         self.cited = {i: w for i, w in facts.get("cite_words", ())}
         self.joins = {g[0]: (start, join) for g, start, join in facts.get("group_words", ())}
-        self.sentences = {(form[0], kind[0]): w for form, kind, w in facts.get("sentence", ())}
+        self.sentences = {(form[0], kind[0]): compiled(w) for form, kind, w in facts.get("sentence", ())}
+        # per form, every kind's sentence as a writer, a kind with none in the form taking its
+        # because sentence
+        because = {k: s for (f, k), s in self.sentences.items() if f == "because"}
+        self.forms = {form: {kind: writer(parts) for kind, parts in
+                             {**because, **{k: s for (f, k), s in self.sentences.items() if f == form}}.items()}
+                      for form in {f for f, _ in self.sentences} | {"because"}}
         self.phrases = {key: w for key, w in facts.get("phrase", ())}
-        self.bases = {f: w for f, w in facts.get("field_basis", ())}
+        self.bases = {f: compiled(w) for f, w in facts.get("field_basis", ())}
         self.joined = frozenset(u for u, in facts.get("unit_joined", ()))
+
+
+# A template's fields: {N.rendering} fills argument N as Words renders it ("" its text);
+# {ident}, {text}, {service} the criterion's id and words and the date of service.
+RENDERINGS = ("", "stated", "measured", "label", "sendable", "value", "basis", "place", "day", "name")
+NAMED = ("ident", "text", "service")
+
+
+def compiled(template: str) -> tuple:
+    """A template as parts (literal, argument index or name or None, rendering), read once:
+    filling it then needs no parsing (Words.write). kb/'s self-check refuses a template
+    with any other field."""
+    import string
+
+    parts = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            parts.append((literal, None, ""))
+            continue
+        if spec or conversion:
+            raise ValueError(f"kb/words.lp: {template!r}: a field with a format or conversion")
+        head, _, rendering = name.partition(".")
+        if head.isdigit() and rendering in RENDERINGS:
+            parts.append((literal, int(head), rendering))
+        elif head in NAMED and not rendering:
+            parts.append((literal, head, ""))
+        else:
+            raise ValueError(f"kb/words.lp: {template!r} names {{{name}}}, which the writer cannot fill")
+    return tuple(parts)
+
+
+def writer(parts: tuple):
+    """A compiled template as a function (words, arguments, ident, text) → str; a template
+    of one field, as most are, calls its rendering straight."""
+    if len(parts) == 1 and parts[0][1].__class__ is int:
+        literal, at, rendering = parts[0]
+        render = RENDER[rendering]
+        if literal:
+            return lambda words, args, ident, text: literal + render(words, args[at])
+        return lambda words, args, ident, text: render(words, args[at])
+    return lambda words, args, ident, text: words.fill(parts, args, ident, text)
 
 
 def tables(policy: Policy) -> Tables:
@@ -252,9 +299,9 @@ def _remedy(kind: str, ident: str, shown: Shown, policy: Policy, words: "Words",
             end = policy.versions[version][1]
             if int(day.replace("-", "")) > end:
                 remedy.version_ends = iso_day(end)
-                from covkb.engine.choose import in_force
+                from covkb.engine.reference import in_force
 
-                remedy.version_then = in_force(int(day.replace("-", "")), policy.directory, shown.engine)
+                remedy.version_then = in_force(int(day.replace("-", "")), policy.directory)
                 text = _beyond(text, said, policy, version, ident, remedy)
     elif kind == "request":
         text = policy.remedies.get((version, ident), "")
@@ -355,7 +402,7 @@ class Words:
         found = tables(policy) if policy else _NO_TABLES
         self.labels, self.units, self.group = found.labels, found.units, found.group
         self.counted, self.cited, self.joins = found.counted, found.cited, found.joins
-        self.sentences, self.phrases, self.bases = found.sentences, found.phrases, found.bases
+        self.forms, self.phrases, self.bases = found.forms, found.phrases, found.bases
         self.joined = found.joined
 
     def phrase(self, *key) -> str:
@@ -364,11 +411,33 @@ class Words:
     def write(self, form: str, kind: str, args: tuple, ident: str = "", text: str = "") -> str:
         """A term of `kind` in its `form`'s sentence (kb/words.lp sentence/3); a form with no
         sentence for the kind writes it as `because` does."""
-        template = self.sentences.get((form, kind)) or self.sentences.get(("because", kind))
-        if template is None:
+        write = self.forms[form].get(kind) if form in self.forms else None
+        if write is None:
             return repr((kind, *args))
-        return template.format(*(Argument(self, value) for value in args), ident=ident, text=text,
-                               service=self.case.date_of_service.isoformat())
+        return write(self, args, ident, text)
+
+    def fill(self, parts: tuple, args: tuple, ident: str = "", text: str = "") -> str:
+        out = []
+        for literal, at, rendering in parts:
+            out.append(literal)
+            if at is None:
+                continue
+            if at.__class__ is int:
+                out.append(RENDER[rendering](self, args[at]))
+            else:
+                out.append(ident if at == "ident" else text if at == "text" else self.case.date_of_service.isoformat())
+        return "".join(out)
+
+    def text(self, raw) -> str:
+        """An argument's text: a term whose name has a phrase/2 is written by it."""
+        if raw.__class__ is tuple:
+            return self.phrases[(raw[0],)].format(*raw[1:])
+        return str(raw)
+
+    def basis(self, path: str) -> str:
+        """The field a derived value was taken from, in kb/words.lp field_basis/2 words."""
+        parts = self.bases.get(path)
+        return self.fill(parts, (path,)) if parts else ""
 
     def label(self, path) -> str:
         if isinstance(path, tuple):  # a place such as line(L)
@@ -515,8 +584,11 @@ class Words:
         text = self.statements.get(path)
         if text is None:
             origin = SOURCES.get().get(path)
-            text = self.statements[path] = self.phrase("sourced" if origin else "stated").format(
-                path=path, value=self.value(path), origin=origin)
+            if origin:
+                text = self.phrases[("sourced",)].format(path=path, value=self.value(path), origin=origin)
+            else:
+                text = self.phrases[("stated",)].format(path=path, value=self.value(path))
+            self.statements[path] = text
         return text
 
     def _value(self, path: str) -> str:
@@ -552,38 +624,20 @@ class Words:
         return self.spelling.get(folded, folded)
 
     def because(self, ident: str, term: tuple) -> str:
-        return self.write("because", term[0], term[1:], ident)
+        write = self.forms["because"].get(term[0])
+        return write(self, term[1:], ident, "") if write is not None else repr(term)
 
     def advisory(self, term: tuple) -> str:
         return self.write("advisory", term[0], term[1:])
 
 
-class Argument:
-    """One argument of a term as a template names it: `{0}` its text (a term whose name
-    has a phrase/2 is written by it), `{0.stated}`, `{0.measured}`, `{0.label}`,
-    `{0.sendable}`, `{0.value}`, `{0.basis}` of a field, `{0.place}` of a place, `{0.day}`
-    of a date, `{0.name}` of a name as the case spells it."""
-
-    __slots__ = ("words", "raw")
-
-    def __init__(self, words: Words, raw):
-        self.words, self.raw = words, raw
-
-    def __format__(self, spec: str) -> str:
-        raw = self.raw
-        if isinstance(raw, tuple):
-            return self.words.phrases[(raw[0],)].format(*raw[1:])
-        return format(raw, spec)
-
-    stated = property(lambda self: self.words.stated(self.raw))
-    measured = property(lambda self: self.words.measured(self.raw))
-    label = property(lambda self: self.words.label(self.raw))
-    sendable = property(lambda self: self.words.sendable(self.raw))
-    value = property(lambda self: self.words.value(self.raw))
-    place = property(lambda self: self.words.place(self.raw))
-    day = property(lambda self: iso_day(self.raw))
-    name = property(lambda self: repr(self.words.name(self.raw)))
-    basis = property(lambda self: self.words.bases.get(self.raw, "").format(self))
+# How a template renders an argument (RENDERINGS): its text; a field as stated, measured,
+# labelled, asked for, its value, its basis; a place; a date; a name as the case spells it.
+RENDER = {
+    "": Words.text, "stated": Words.stated, "measured": Words.measured, "label": Words.label,
+    "sendable": Words.sendable, "value": Words.value, "basis": Words.basis, "place": Words.place,
+    "day": lambda words, raw: iso_day(raw), "name": lambda words, raw: repr(words.name(raw))}
+assert tuple(RENDER) == RENDERINGS
 
 
 def _field_of(term: tuple) -> Optional[str]:
