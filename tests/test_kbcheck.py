@@ -143,10 +143,17 @@ def test_a_criterion_reading_several_fields_without_failed_by_is_named(tmp_path)
 
 def test_a_criterion_a_later_version_drops_without_saying_what_became_of_it_is_named(tmp_path):
     found = _without(tmp_path, "v2025-11-01.lp", 'correspond("2024-08-21","9","2025-11-01","dose").\n')
-    assert found == ["criterion 9 of version 2024-08-21 is not in version 2025-11-01, and neither "
+    assert found == ["criterion 9 of version 2024-08-21 has no counterpart in version 2025-11-01, and neither "
                      "correspond/4 nor no_counterpart/3 says what became of it"]
     found = _without(tmp_path / "5g", "v2024-08-21.lp", 'no_counterpart("2024-08-21","5g","2025-11-01").\n')
-    assert len(found) == 1 and found[0].startswith("criterion 5g of version 2024-08-21 is not in version 2025-11-01")
+    assert len(found) == 1 and found[0].startswith("criterion 5g of version 2024-08-21 has no counterpart")
+
+
+def test_an_id_the_later_version_gives_to_another_criterion_is_no_counterpart(tmp_path):
+    # 2025's 5b is 2024's 5c (correspond/4), not 2024's 5b, the allogeneic transplant
+    found = _without(tmp_path, "v2024-08-21.lp", 'no_counterpart("2024-08-21","5b","2025-11-01").\n')
+    assert found == ["criterion 5b of version 2024-08-21 has no counterpart in version 2025-11-01, and neither "
+                     "correspond/4 nor no_counterpart/3 says what became of it"]
 
 
 @pytest.mark.parametrize("version", ["2024-08-21", "2025-11-01"])
