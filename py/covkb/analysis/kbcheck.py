@@ -4,10 +4,11 @@ A rule that compares a field with a point no bound declares, or reads a predicat
 rule defines, would silently never fire; an atom shown outside the declared shown
 vocabulary would be read by nothing; a criterion without one remedy kind could not say
 what would change a denial, one met with time without its timed/3 could not say when,
-one reading several fields without failed_by/3 could not say which failed it, and one
-a later version drops without correspond/4 or no_counterpart/3 could not be compared; a number a reason types beside its bound/5 could drift from
-it; a template naming a value the writer has no rendering for would fail on the case that
-reaches it: the check names each such statement instead.
+one reading several fields without failed_by/3 could not say which failed it, and one a
+later version drops without correspond/4 or no_counterpart/3 could not be compared; a
+number a reason types beside its bound/5 could drift from it; a template naming a value
+the writer has no rendering for would fail on the case that reaches it: the check names
+each such statement instead.
 Nothing here knows the policy; it reads kb/ as clingo parses it.
 """
 
@@ -24,33 +25,33 @@ from clingo import ast
 
 from covkb.engine.kb import control as kb_control, kb_files
 from covkb.engine.vocabulary import SHOWN
-# What a template of kb/words.lp may name: an argument's renderings and, by name, the
-# criterion's id and words and the date of service (covkb.results.result.compiled).
-from covkb.results.result import NAMED, RENDERINGS
+from covkb.results.result import compiled
 
 # Predicates that compare field F (argument 2) with point T (argument 3).
 COMPARING = {("compared", 4), ("bound_met", 4), ("bound_not_met", 4)}
 
 
 def _template(kind: str, text: str) -> list[str]:
-    """What is wrong with one sentence or phrase template: a field it names that the writer
-    cannot fill."""
+    """What is wrong with one template: a field the writer cannot fill. A sentence (and a
+    field's basis) is read by the writer's own parser (covkb.results.result.compiled); a
+    phrase names its arguments by number, or a field's path, value and origin."""
+    if not kind.startswith("phrase"):
+        try:
+            compiled(text)
+        except ValueError as error:
+            return [f"{kind}: {error}"]
+        return []
     out = []
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        for _, name, spec, conversion in string.Formatter().parse(text):
+            if name is None:
+                continue
+            if spec or conversion:
+                out.append(f"{kind}: the template {text!r} has a format or conversion, which the writer does not apply")
+            elif not (name.isdigit() or name in {"path", "value", "origin"}):
+                out.append(f"{kind}: the template {text!r} names {{{name}}}, which the writer cannot fill")
     except ValueError as error:
         return [f"{kind}: the template {text!r} does not parse ({error})"]
-    if any(spec or conversion for _, _, spec, conversion in string.Formatter().parse(text)):
-        out.append(f"{kind}: the template {text!r} has a format or conversion, which the writer does not apply")
-    for name in fields:
-        head, _, rest = name.partition(".")
-        if kind.startswith("sentence") and head.isdigit() and rest in RENDERINGS:
-            continue
-        if kind.startswith("sentence") and head in NAMED and not rest:
-            continue
-        if kind.startswith("phrase") and (head.isdigit() or head in {"path", "value", "origin"}) and not rest:
-            continue
-        out.append(f"{kind}: the template {text!r} names {{{name}}}, which the writer cannot fill")
     return out
 
 
@@ -67,6 +68,7 @@ def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tup
     except Undeclared:  # problems() names the #show; nothing else is read from such a kb
         return points, bounds, []
     criteria = [(version, ident) for version, rows in stated.criteria.items() for ident, _ in rows]
+    stated_criteria = set(criteria)
     remedies: dict[tuple[str, str], list[str]] = {}
     for version, ident, kind in found["remedy_class"]:
         remedies.setdefault((version, ident), []).append(kind[0])
@@ -79,6 +81,7 @@ def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tup
     dropped = set(found["no_counterpart"])
     templates = [(f"sentence({form[0]},{kind[0]})", text) for form, kind, text in stated.facts.get("sentence", ())]
     templates += [(f"phrase({_term(key)})", text) for key, text in stated.facts.get("phrase", ())]
+    templates += [(f"field_basis({path})", text) for path, text in stated.facts.get("field_basis", ())]
     kinds = [f"criterion {ident} of version {version} has no remedy kind (remedy_class/3)"
              for version, ident in criteria if (version, ident) not in remedies]
     kinds += [f"criterion {ident} of version {version} has {len(found)} remedy kinds ({', '.join(sorted(found))})"
@@ -90,7 +93,7 @@ def _declared(directory: Optional[Path]) -> tuple[set[tuple[str, int]], list[tup
     kinds += [f"criterion {ident} of version {version} reads {len(fields)} fields but names none that "
               "failed it (failed_by/3: a schema, a bound, fails_when/3 or failure_named/2)"
               for (version, ident), fields in sorted(reads.items())
-              if len(fields) > 1 and (version, ident) in set(criteria) and (version, ident) not in named]
+              if len(fields) > 1 and (version, ident) in stated_criteria and (version, ident) not in named]
     order = sorted(versions, key=versions.get)
     for earlier, later in zip(order, order[1:]):
         # an id of the later version holds the earlier one of that id, unless it is said to
@@ -114,28 +117,20 @@ def _term(parsed) -> str:
     return f'"{parsed}"' if isinstance(parsed, str) else str(parsed)
 
 
-def _functions(node, found: list) -> None:
-    """Every function term under node, as (name, arguments, location)."""
-    if node.ast_type == ast.ASTType.Function:
-        found.append((node.name, node.arguments, node.location))
+def _nodes(node):
+    """node and every AST node under it."""
+    yield node
     for key in node.child_keys:
         child = getattr(node, key)
         for item in (child if isinstance(child, (list, ast.ASTSequence)) else [child]):
             if isinstance(item, ast.AST):
-                _functions(item, found)
+                yield from _nodes(item)
 
 
 def _strings(node) -> list[str]:
     """Every string written under node."""
-    found: list[str] = []
-    if node.ast_type == ast.ASTType.SymbolicTerm and node.symbol.type == clingo.SymbolType.String:
-        found.append(node.symbol.string)
-    for key in node.child_keys:
-        child = getattr(node, key)
-        for item in (child if isinstance(child, (list, ast.ASTSequence)) else [child]):
-            if isinstance(item, ast.AST):
-                found += _strings(item)
-    return found
+    return [n.symbol.string for n in _nodes(node)
+            if n.ast_type == ast.ASTType.SymbolicTerm and n.symbol.type == clingo.SymbolType.String]
 
 
 def _ground(term):
@@ -162,7 +157,8 @@ def problems(directory: Optional[Path] = None) -> list[str]:
     def statement(node) -> None:
         if node.ast_type == ast.ASTType.ShowSignature:
             shows[node.name, node.arity] = f"{Path(node.location.begin.filename).name}:{node.location.begin.line}"
-        _functions(node, found)
+        found.extend((n.name, n.arguments, n.location) for n in _nodes(node)
+                     if n.ast_type == ast.ASTType.Function)
 
     ast.parse_files([str(p) for p in files], statement)
     out = [f"{where}: #show {name}/{arity}, which the shown vocabulary (covkb.engine.vocabulary) "
