@@ -23,7 +23,7 @@ import msgspec
 
 from covkb.input.case import NCCN_CATEGORIES, PURPOSES, from_object
 from covkb.engine.kb import control as kb_control
-from covkb.engine.facts import BOOLEAN_FIELDS, case_facts
+from covkb.engine.facts import BOOLEAN_FIELDS, case_facts, day as yyyymmdd
 
 ABSENT = object()
 _FIXED = {"case", "case_id", "date_of_service"}
@@ -215,7 +215,7 @@ def load_space(backend, fields: list[Field], service: datetime.date, sides: list
     def fact(symbol):
         backend.add_rule([backend.add_atom(symbol)])
 
-    fact(F("service", [N(service.year * 10000 + service.month * 100 + service.day)]))
+    fact(F("service", [N(yyyymmdd(service))]))
     for index, version in enumerate(sides, start=1):
         fact(F("side", [N(index), S(version)]))
     for field in fields:

@@ -28,7 +28,7 @@ import msgspec
 from covkb.input.case import Case, from_object
 from covkb.engine.kb import control as kb_control
 from covkb.analysis.diff import ABSENT, Field, Option, jsonable, option_facts, kb_facts, set_path, space
-from covkb.engine.facts import case_facts
+from covkb.engine.facts import case_facts, day as yyyymmdd
 
 LIMIT = 10
 CHANGE_KINDS = ("request", "clinical", "history")  # the kinds whatif.lp reasons about
@@ -192,8 +192,7 @@ class _Space:
         def fact(symbol):
             backend.add_rule([backend.add_atom(symbol)])
 
-        day = self.service
-        fact(F("service", [N(day.year * 10000 + day.month * 100 + day.day)]))
+        fact(F("service", [N(yyyymmdd(self.service))]))
         fact(F("side", [N(1), S(self.version)]))
         covered: set = set()
         for field in self.fields:

@@ -66,6 +66,7 @@ class _Reading:
         """Each response answers the form of the version in force on the date of service."""
         import datetime
 
+        from covkb.engine.facts import day as yyyymmdd
         from covkb.engine.reference import in_force
 
         served = self.values.get("date_of_service")
@@ -77,7 +78,7 @@ class _Reading:
             day = None
         if day is None:  # the case's own validation names the date
             return
-        current = in_force(day.year * 10000 + day.month * 100 + day.day)
+        current = in_force(yyyymmdd(day))
         for where, version in self.forms:
             if current is not None and version != current:
                 raise _bad(f"{where} questionnaire", f"{questionnaire_url()}|{version}",

@@ -15,7 +15,7 @@ import msgspec
 
 from covkb.input.case import Case
 from covkb.engine.vocabulary import Policy, Shown
-from covkb.engine.facts import field, fold
+from covkb.engine.facts import day as yyyymmdd, field, fold
 
 
 class Remedy(msgspec.Struct, omit_defaults=True):
@@ -269,10 +269,6 @@ def _edits(a: str, b: str, limit: int) -> int:
     return row[-1]
 
 
-def _yyyymmdd(day: datetime.date) -> int:
-    return day.year * 10000 + day.month * 100 + day.day
-
-
 def _remedy(kind: str, ident: str, shown: Shown, policy: Policy, words: "Words", reasons: list) -> Remedy:
     """A criterion's remedy from kb/words.lp's atoms for the case, in its words."""
     version = shown.version or ""
@@ -342,14 +338,14 @@ def _met_on(sources: list[tuple], case: Case, reasons: list) -> tuple[Optional[s
             birth, least = field(case, source[1]), source[2]
             if birth is None:
                 continue
-            first = birth.year * 10000 + birth.month * 100 + birth.day
+            first = yyyymmdd(birth)
             day, met = _add_months(birth, 12 * least), lambda d: arith.age(d, first, None) >= least
         else:
             months = source[1]
             latest = max((term[2] for _, term in reasons if term[0] == "within"), default=None)
             if latest is None:
                 continue
-            if latest == _yyyymmdd(case.date_of_service):
+            if latest == yyyymmdd(case.date_of_service):
                 return None, True
             start = datetime.date(latest // 10000, latest // 100 % 100, latest % 100)
             day, met = _add_months(start, months), lambda d: (arith.window_start(d, months) or 0) > latest
@@ -357,8 +353,7 @@ def _met_on(sources: list[tuple], case: Case, reasons: list) -> tuple[Optional[s
             continue
         day -= datetime.timedelta(days=3)
         for _ in range(10):  # the date lies within a few days of the plain calendar sum
-            number = day.year * 10000 + day.month * 100 + day.day
-            if met(number):
+            if met(yyyymmdd(day)):
                 found = max(found or day, day)
                 break
             day += datetime.timedelta(days=1)
