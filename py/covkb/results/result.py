@@ -163,18 +163,20 @@ class Tables:
         self.counted = {f: (one, many) for f, one, many in facts.get("count_words", ())}
         self.cited = {i: w for i, w in facts.get("cite_words", ())}
         self.joins = {g[0]: (start, join) for g, start, join in facts.get("group_words", ())}
-        self.sentences = {(form[0], kind[0]): compiled(w) for form, kind, w in facts.get("sentence", ())}
         # per form, every kind's sentence as a writer, a kind with none in the form taking its
         # because sentence
-        because = {k: s for (f, k), s in self.sentences.items() if f == "because"}
+        sentences = {(form[0], kind[0]): compiled(w) for form, kind, w in facts.get("sentence", ())}
+        because = {k: s for (f, k), s in sentences.items() if f == "because"}
         self.forms = {form: {kind: writer(parts) for kind, parts in
-                             {**because, **{k: s for (f, k), s in self.sentences.items() if f == form}}.items()}
-                      for form in {f for f, _ in self.sentences} | {"because"}}
+                             {**because, **{k: s for (f, k), s in sentences.items() if f == form}}.items()}
+                      for form in {*FORMS, *(f for f, _ in sentences)}}
         self.phrases = {key: w for key, w in facts.get("phrase", ())}
         self.bases = {f: compiled(w) for f, w in facts.get("field_basis", ())}
         self.joined = frozenset(u for u, in facts.get("unit_joined", ()))
 
 
+# The forms a term is written in (kb/words.lp sentence/3).
+FORMS = ("because", "fact", "advisory", "document")
 # A template's fields: {N.rendering} fills argument N as Words renders it ("" its text);
 # {ident}, {text}, {service} the criterion's id and words and the date of service.
 RENDERINGS = ("", "stated", "measured", "label", "sendable", "value", "basis", "place", "day", "name")
@@ -406,7 +408,7 @@ class Words:
     def write(self, form: str, kind: str, args: tuple, ident: str = "", text: str = "") -> str:
         """A term of `kind` in its `form`'s sentence (kb/words.lp sentence/3); a form with no
         sentence for the kind writes it as `because` does."""
-        write = self.forms[form].get(kind) if form in self.forms else None
+        write = self.forms[form].get(kind)
         if write is None:
             return repr((kind, *args))
         return write(self, args, ident, text)
@@ -436,8 +438,12 @@ class Words:
 
     def label(self, path) -> str:
         if isinstance(path, tuple):  # a place such as line(L)
-            return self.phrases[("label", (path[0],))].format(*path[1:])
+            return self.of_place("label", path)
         return self.labels.get(path, path)
+
+    def of_place(self, how: str, where: tuple) -> str:
+        """A place such as line(L) in kb/words.lp's phrase(How(line), ...) words."""
+        return self.phrases[(how, (where[0],))].format(*where[1:])
 
     def measured(self, path: str) -> str:
         """The field's value with its unit: `creatinine clearance 45 mL/min`."""
@@ -604,7 +610,7 @@ class Words:
 
     def place(self, where) -> str:
         if isinstance(where, tuple):  # line(L)
-            return self.phrases[("place", (where[0],))].format(*where[1:])
+            return self.of_place("place", where)
         return str(where)
 
     def name(self, folded: str) -> str:
@@ -619,8 +625,7 @@ class Words:
         return self.spelling.get(folded, folded)
 
     def because(self, ident: str, term: tuple) -> str:
-        write = self.forms["because"].get(term[0])
-        return write(self, term[1:], ident, "") if write is not None else repr(term)
+        return self.write("because", term[0], term[1:], ident)
 
     def advisory(self, term: tuple) -> str:
         return self.write("advisory", term[0], term[1:])
