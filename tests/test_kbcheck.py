@@ -11,6 +11,17 @@ from covkb.analysis.kbcheck import problems
 KB = kb.kb_dir()
 
 
+def _replaced(tmp_path, name: str, old: str, new: str = ""):
+    """A copy of kb/ whose file `name` has its one `old` replaced by `new`."""
+    copy = tmp_path / "kb"
+    shutil.copytree(KB, copy)
+    path = copy / name
+    text = path.read_text()
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new))
+    return copy
+
+
 def _with(tmp_path, text: str):
     copy = tmp_path / "kb"
     shutil.copytree(KB, copy)
@@ -56,15 +67,11 @@ def test_a_reason_typing_a_number_no_bound_declares_is_not_refused(tmp_path):
     ('phrase(and, " and {0.day}").', "{0.day}"),
 ])
 def test_a_template_naming_what_the_writer_cannot_fill_is_refused(tmp_path, line, name):
-    copy = tmp_path / "kb"
-    shutil.copytree(KB, copy)
-    words = copy / "words.lp"
     head = line.split(",")[0] + ","
-    text = words.read_text()
+    text = (KB / "words.lp").read_text()
     kept = [row for row in text.splitlines() if row.startswith(head + line.split(",")[1].split('"')[0])]
     assert len(kept) == 1, kept  # the template replaced is kb/words.lp's own
-    words.write_text(text.replace(kept[0], line))
-    found = problems(copy)
+    found = problems(_replaced(tmp_path, "words.lp", kept[0], line))
     assert len(found) == 1 and name in found[0] and "cannot fill" in found[0]
 
 
@@ -103,13 +110,7 @@ def test_deciding_refuses_a_shown_atom_the_vocabulary_does_not_declare(tmp_path)
 
 
 def test_a_criterion_without_a_remedy_kind_is_named_by_the_self_check(tmp_path):
-    copy = tmp_path / "kb"
-    shutil.copytree(KB, copy)
-    version = copy / "v2025-11-01.lp"
-    text = version.read_text()
-    line = 'remedy_class("2025-11-01","dose",request).\n'
-    assert line in text
-    version.write_text(text.replace(line, ""))
+    copy = _replaced(tmp_path, "v2025-11-01.lp", 'remedy_class("2025-11-01","dose",request).\n')
     assert problems(copy) == ["criterion dose of version 2025-11-01 has no remedy kind (remedy_class/3)"]
 
 
@@ -120,13 +121,7 @@ def test_a_criterion_with_two_remedy_kinds_is_named_by_the_self_check(tmp_path):
 
 # --- one criterion, one block (issue 28, item 2): what each criterion must state beside it ------
 def _without(tmp_path, name: str, line: str):
-    copy = tmp_path / "kb"
-    shutil.copytree(KB, copy)
-    path = copy / name
-    text = path.read_text()
-    assert text.count(line) == 1, line
-    path.write_text(text.replace(line, ""))
-    return problems(copy)
+    return problems(_replaced(tmp_path, name, line))
 
 
 def test_a_criterion_met_with_time_without_its_timed_source_is_named(tmp_path):
@@ -169,12 +164,6 @@ def test_each_criterion_states_its_remedy_kind_beside_it(version):
 
 def test_a_template_with_a_format_or_conversion_is_refused(tmp_path):
     # the writer fills fields with its renderings only: {0!r} or {1:>9} would be ignored
-    copy = tmp_path / "kb"
-    shutil.copytree(KB, copy)
-    words = copy / "words.lp"
     line = 'sentence(because, absent, "{0} not documented").'
-    text = words.read_text()
-    assert text.count(line) == 1
-    words.write_text(text.replace(line, line.replace("{0}", "{0!r}")))
-    found = problems(copy)
+    found = problems(_replaced(tmp_path, "words.lp", line, line.replace("{0}", "{0!r}")))
     assert len(found) == 1 and "format or conversion" in found[0]
